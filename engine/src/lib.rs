@@ -1,0 +1,1 @@
+//! Etch engine: stores, lattice merges, DLFS and the query evaluator (see ARCHITECTURE.md). Builds on `etch-formats`.

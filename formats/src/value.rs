@@ -1,0 +1,186 @@
+//! Logical views over multi-cell values: the elements of a Vector or List, the entries of a
+//! Map, Set or Index, the bytes of a Blob or String, and memory sizes (encoding.md §10).
+//! Children resolve through a [`Resolver`]; walks are bounded by the tree shapes of the format.
+
+use crate::cell::{tag, Cell, Kind, Ref, ResolveError, Resolver, HASH_LEAF_MAX, VECTOR_LEAF_MAX};
+
+type Res<T> = Result<T, ResolveError>;
+
+/// Calls `f` on each element of a Vector, List (in list order) or record (its fields).
+pub fn for_each_element(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell) -> Res<()>) -> Res<()> {
+    if cell.tag() == tag::LIST {
+        // Lists are stored reversed: collect, then replay backwards.
+        let mut items = Vec::with_capacity(cell.count().min(1 << 20) as usize);
+        vector_walk(cell, r, &mut |c| {
+            items.push(c);
+            Ok(())
+        })?;
+        for c in items.into_iter().rev() {
+            f(c)?;
+        }
+        return Ok(());
+    }
+    vector_walk(cell, r, f)
+}
+
+/// The elements of a Vector, List or record, in order.
+pub fn elements(cell: &Cell, r: &dyn Resolver) -> Res<Vec<Cell>> {
+    let mut out = Vec::new();
+    for_each_element(cell, r, &mut |c| {
+        out.push(c);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn vector_walk(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell) -> Res<()>) -> Res<()> {
+    let n = cell.count();
+    let refs = cell.refs();
+    if n <= VECTOR_LEAF_MAX {
+        for x in refs {
+            f(x.resolve(r)?)?;
+        }
+    } else if n % 16 != 0 {
+        let (items, prefix) = refs.split_at(refs.len() - 1);
+        vector_walk(&prefix[0].resolve(r)?, r, f)?;
+        for x in items {
+            f(x.resolve(r)?)?;
+        }
+    } else {
+        for ch in refs {
+            vector_walk(&ch.resolve(r)?, r, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Element `i` of a Vector (stored order; for a List this is element `count-1-i`).
+pub fn vector_get(cell: &Cell, i: u64, r: &dyn Resolver) -> Res<Option<Cell>> {
+    let mut node = cell.clone();
+    let mut i = i;
+    loop {
+        let n = node.count();
+        if i >= n {
+            return Ok(None);
+        }
+        let refs = node.refs();
+        if n <= VECTOR_LEAF_MAX {
+            return refs[i as usize].resolve(r).map(Some);
+        }
+        if n % 16 != 0 {
+            let split = n - n % 16;
+            if i >= split {
+                return refs[(i - split) as usize].resolve(r).map(Some);
+            }
+            node = refs[refs.len() - 1].resolve(r)?;
+            continue;
+        }
+        let (c, _) = crate::shape::vector_tree(n);
+        node = refs[(i / c) as usize].resolve(r)?;
+        i %= c;
+    }
+}
+
+/// Calls `f(key, value)` for each entry of a Map in map order (Sets: value is `None`).
+pub fn for_each_entry(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell, Option<Cell>) -> Res<()>) -> Res<()> {
+    let per = if cell.tag() == tag::MAP { 2 } else { 1 };
+    if cell.count() <= HASH_LEAF_MAX {
+        for pair in cell.refs().chunks(per) {
+            let k = pair[0].resolve(r)?;
+            let v = match pair.get(1) {
+                Some(v) => Some(v.resolve(r)?),
+                None => None,
+            };
+            f(k, v)?;
+        }
+        return Ok(());
+    }
+    for ch in cell.refs() {
+        for_each_entry(&ch.resolve(r)?, r, f)?;
+    }
+    Ok(())
+}
+
+/// Calls `f(key, value)` for each entry of an Index in key byte order.
+pub fn for_each_index_entry(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell, Cell) -> Res<()>) -> Res<()> {
+    let refs = cell.refs();
+    match cell.count() {
+        0 => Ok(()),
+        1 => f(refs[0].resolve(r)?, refs[1].resolve(r)?),
+        _ => {
+            let has_entry = cell.index_header().map(|h| h.0).unwrap_or(false);
+            let children = if has_entry {
+                f(refs[0].resolve(r)?, refs[1].resolve(r)?)?;
+                &refs[2..]
+            } else {
+                refs
+            };
+            for ch in children {
+                for_each_index_entry(&ch.resolve(r)?, r, f)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Appends the bytes of a Blob or String (any size) to `out`.
+pub fn blob_bytes_into(cell: &Cell, r: &dyn Resolver, out: &mut Vec<u8>) -> Res<()> {
+    if let Some(b) = cell.flat_bytes() {
+        out.extend_from_slice(b);
+        return Ok(());
+    }
+    for ch in cell.refs() {
+        blob_bytes_into(&ch.resolve(r)?, r, out)?;
+    }
+    Ok(())
+}
+
+/// The bytes of a Blob or String.
+pub fn blob_bytes(cell: &Cell, r: &dyn Resolver) -> Res<Vec<u8>> {
+    let mut out = Vec::with_capacity(cell.count().min(1 << 24) as usize);
+    blob_bytes_into(cell, r, &mut out)?;
+    Ok(out)
+}
+
+/// Memory size (encoding.md §10): the sum over direct slot children, plus encoding length + 64
+/// for a branch cell. Cached per cell. Iterative post-order (ref chains are unbounded).
+pub fn memory_size(cell: &Cell, r: &dyn Resolver) -> Res<u64> {
+    if let Some(v) = cell.memory_size_cache().get() {
+        return Ok(*v);
+    }
+    // Stack of (cell, is the Syntax metadata map, children pushed?).
+    let mut stack: Vec<(Cell, bool, bool)> = vec![(cell.clone(), false, false)];
+    while let Some((c, meta, expanded)) = stack.pop() {
+        if c.memory_size_cache().get().is_some() {
+            continue;
+        }
+        let kids: Vec<Cell> = c.refs().iter().map(|x| x.resolve(r)).collect::<Res<_>>()?;
+        if !expanded {
+            stack.push((c.clone(), meta, true));
+            for (i, k) in kids.iter().enumerate() {
+                if k.memory_size_cache().get().is_none() {
+                    let is_meta = c.kind() == Kind::Syntax && i == 1;
+                    stack.push((k.clone(), is_meta, false));
+                }
+            }
+            continue;
+        }
+        let mut total: u64 = 0;
+        for k in &kids {
+            let m = k.memory_size_cache().get().copied().unwrap_or(0);
+            total = total.saturating_add(m);
+        }
+        // The Syntax metadata map is written inline whatever its size: it never counts as a
+        // branch of its own.
+        if !c.is_embedded() && !meta {
+            total = total.saturating_add(c.len() as u64 + 64);
+        }
+        let _ = c.memory_size_cache().set(total.min(i64::MAX as u64));
+    }
+    Ok(cell.memory_size_cache().get().copied().unwrap_or(0))
+}
+
+/// True when a slot is a nil placeholder (used by printers and walkers).
+pub fn is_nil_ref(r: &Ref) -> bool {
+    r.is_nil()
+}

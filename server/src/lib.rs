@@ -1,0 +1,1 @@
+//! Etch server: the lattice node speaking the Convex peer protocol (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! Etch shell: the REPL, local or remote (see ARCHITECTURE.md).
