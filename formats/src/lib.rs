@@ -16,6 +16,7 @@ pub mod build;
 pub mod cell;
 pub mod decode;
 pub mod error;
+pub mod gen;
 pub mod id;
 pub mod shape;
 pub mod structure;

@@ -1,1 +1,5 @@
-//! Convex-Lisp text.
+//! Convex-Lisp text: the reader (text → value) and the printer (value → text), query.md §2, §7.
+
+pub mod print;
+
+pub use print::{print, print_limited, PrintError};
