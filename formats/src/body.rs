@@ -59,6 +59,9 @@ impl Body {
             if len > (input.len() - start) as u64 {
                 return Err(DecodeError::new(p, Rule::M1, format!("cell length {len} runs past the end of the input")));
             }
+            if len > crate::cell::ENCODING_BYTES_MAX as u64 {
+                return Err(DecodeError::new(p, Rule::G4, format!("trailing cell of {len} bytes is longer than any cell encoding")));
+            }
             if len == 0 {
                 return Err(DecodeError::new(p, Rule::M3, "a trailing cell is empty"));
             }

@@ -20,6 +20,13 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
     if input.is_empty() {
         return Err(DecodeError::new(0, Rule::G1, "input is empty"));
     }
+    if input.len() > ENCODING_BYTES_MAX {
+        return Err(DecodeError::new(
+            0,
+            Rule::G4,
+            format!("{} bytes is longer than any cell encoding ({ENCODING_BYTES_MAX})", input.len()),
+        ));
+    }
     let (cell, end) = decode_at(&input, 0, 0)?;
     if end != input.len() {
         return Err(DecodeError::new(

@@ -1,1 +1,40 @@
-fn main() {}
+//! `etch`: the one command line of Etch. Each subcommand is a thin layer over the library crates.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Etch: a content-addressed store, server and shell for the Convex Data Lattice.
+#[derive(Parser)]
+#[command(name = "etch", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode Convex-Lisp values (one per line on stdin) to Value ID and CAD003 hex.
+    Encode(cmd::encode::EncodeArgs),
+    /// Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text.
+    Decode(cmd::decode::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Encode(args) => cmd::encode::run(args),
+        Command::Decode(args) => cmd::decode::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("etch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
