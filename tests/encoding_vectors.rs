@@ -13,7 +13,9 @@ fn decode_every_row() {
     let mut failures = Vec::new();
     let mut printed = 0;
     for row in &rows {
-        let Some(branches) = &row.branches else { continue };
+        let Some(branches) = &row.branches else {
+            continue;
+        };
         let body = match Body::decode(row_body(row)) {
             Ok(b) => b,
             Err(e) => {
@@ -39,12 +41,22 @@ fn decode_every_row() {
         if !row.text.starts_with("gen:") {
             match print(&body.top, &NoResolver) {
                 Ok(t) if t == row.text => printed += 1,
-                Ok(t) => failures.push(format!("{}: printed {:?}\n   expected {:?}", row.name, trunc(&t), trunc(&row.text))),
+                Ok(t) => failures.push(format!(
+                    "{}: printed {:?}\n   expected {:?}",
+                    row.name,
+                    trunc(&t),
+                    trunc(&row.text)
+                )),
                 Err(e) => failures.push(format!("{}: print failed: {e}", row.name)),
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let gen_rows = rows.iter().filter(|r| r.text.starts_with("gen:")).count();
     assert_eq!(printed + gen_rows, rows.len(), "every non-gen row printed");
 }
@@ -87,27 +99,43 @@ fn encode_every_row() {
             continue;
         }
         assert_eq!(cell.id().to_hex(), row.hash, "{}", row.name);
-        let branches: Vec<Vec<u8>> =
-            branches_preorder(&cell, &NoResolver).expect("built trees are attached").iter().map(|c| c.encoding().to_vec()).collect();
+        let branches: Vec<Vec<u8>> = branches_preorder(&cell, &NoResolver)
+            .expect("built trees are attached")
+            .iter()
+            .map(|c| c.encoding().to_vec())
+            .collect();
         match &row.branches {
-            Some(want) if &branches != want => failures.push(format!("{}: branch list differs", row.name)),
+            Some(want) if &branches != want => {
+                failures.push(format!("{}: branch list differs", row.name))
+            }
             None => {
                 // `omitted:N`: the number of distinct branch cells must still match.
                 let n = rows_omitted_count(row);
                 if branches.len() != n {
-                    failures.push(format!("{}: {} branches, vectors say {n}", row.name, branches.len()));
+                    failures.push(format!(
+                        "{}: {} branches, vectors say {n}",
+                        row.name,
+                        branches.len()
+                    ));
                 }
             }
             _ => {}
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn rows_omitted_count(row: &etch_tests::EncodingRow) -> usize {
     let raw = etch_tests::read_tsv("encoding.tsv");
     let f = raw.iter().find(|f| f[0] == row.name).expect("row");
-    f[4].trim_start_matches("omitted:").parse().expect("omitted count")
+    f[4].trim_start_matches("omitted:")
+        .parse()
+        .expect("omitted count")
 }
 
 #[test]

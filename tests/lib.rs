@@ -28,8 +28,13 @@ pub struct EncodingRow {
 /// Reads a TSV file of the vectors folder: header skipped, rows split on tabs.
 pub fn read_tsv(name: &str) -> Vec<Vec<String>> {
     let path = vectors_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    text.lines().skip(1).filter(|l| !l.is_empty()).map(|l| l.split('\t').map(str::to_string).collect()).collect()
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
 }
 
 /// All rows of `encoding.tsv`.
@@ -43,7 +48,11 @@ pub fn encoding_rows() -> Vec<EncodingRow> {
             } else if f[4].is_empty() {
                 Some(Vec::new())
             } else {
-                Some(f[4].split(';').map(|h| hex::decode(h).expect("branch hex")).collect())
+                Some(
+                    f[4].split(';')
+                        .map(|h| hex::decode(h).expect("branch hex"))
+                        .collect(),
+                )
             };
             EncodingRow {
                 name: f[0].clone(),
@@ -87,12 +96,30 @@ pub fn build_record_row(name: &str) -> Option<Cell> {
         "tx.invoke" => Cell::record(0xd0, vec![a(12), l(1), list(vec![sym("+"), l(1), l(2)])]),
         "tx.transfer" => Cell::record(0xd1, vec![a(12), l(2), a(13), l(1000)]),
         "tx.multi" => {
-            let inv = Cell::record(0xd0, vec![a(12), l(5), list(vec![sym("def"), sym("x"), l(1)])]);
+            let inv = Cell::record(
+                0xd0,
+                vec![a(12), l(5), list(vec![sym("def"), sym("x"), l(1)])],
+            );
             let tr = Cell::record(0xd1, vec![a(12), l(6), a(14), l(5)]);
             Cell::record(0xd3, vec![a(12), l(4), l(0), Cell::vector(vec![inv, tr])])
+        }
+        "signed.seq32.invoke" => {
+            let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+            sign(&seed, build_record_row("tx.invoke")?)
         }
         "coded.c5.mime" => Cell::coded(0xc5, kw("mime"), Cell::string("text/plain")),
         "extension.e0.5" => Cell::extension(0xe0, 5),
         _ => return None,
     })
+}
+
+/// Signs `value` with the Ed25519 key of this 32-byte seed, as the reference does: the signed
+/// message is the value's slot bytes (its encoding when embedded, `20` + ID otherwise).
+pub fn sign(seed: &[u8; 32], value: Cell) -> Cell {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    let mut message = Vec::new();
+    etch_formats::Ref::to(value.clone()).write_slot(&mut message);
+    let signature = key.sign(&message).to_bytes();
+    Cell::signed(&key.verifying_key().to_bytes(), &signature, value)
 }

@@ -24,13 +24,22 @@ fn every_message() {
     let rows = read_tsv("messages.tsv");
     assert_eq!(rows.len(), 20);
     for f in rows {
-        let (name, text, hash, body_hex, frame_hex, extra) = (&f[0], &f[3], &f[4], &f[5], &f[6], &f[7]);
+        let (name, text, hash, body_hex, frame_hex, extra) =
+            (&f[0], &f[3], &f[4], &f[5], &f[6], &f[7]);
         let bytes = hex::decode(body_hex).expect("hex");
         let body = Body::decode(bytes.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(body.missing().is_empty(), "{name}: partial");
         assert_eq!(&body.top.id().to_hex(), hash, "{name}: payload hash");
-        assert_eq!(body.cells.len(), extra.parse::<usize>().expect("count"), "{name}: extra cells");
-        assert_eq!(&print(&body.top, &NoResolver).expect("print"), text, "{name}: printed payload");
+        assert_eq!(
+            body.cells.len(),
+            extra.parse::<usize>().expect("count"),
+            "{name}: extra cells"
+        );
+        assert_eq!(
+            &print(&body.top, &NoResolver).expect("print"),
+            text,
+            "{name}: printed payload"
+        );
         // Frame = VLQ(body length) + body.
         let mut frame = Vec::new();
         write_vlq(&mut frame, bytes.len() as u64);
@@ -44,8 +53,13 @@ fn every_message() {
         assert_eq!(cells_a, cells_b, "{name}: extra cells");
         // And the text reads back to the same payload (except CVM records shown as maps).
         if !text.contains(":origin") && !text.contains(":timestamp") {
-            let read = etch_formats::text::read::read_one(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(read.id(), body.top.id(), "{name}: text reads back to the payload");
+            let read =
+                etch_formats::text::read::read_one(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                read.id(),
+                body.top.id(),
+                "{name}: text reads back to the payload"
+            );
         }
     }
 }

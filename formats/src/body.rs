@@ -43,24 +43,45 @@ impl Body {
             return Err(DecodeError::new(0, Rule::G1, "input is empty"));
         }
         if input.len() > BODY_BYTES_MAX {
-            return Err(DecodeError::new(0, Rule::Limit, format!("body of {} bytes exceeds {BODY_BYTES_MAX}", input.len())));
+            return Err(DecodeError::new(
+                0,
+                Rule::Limit,
+                format!("body of {} bytes exceeds {BODY_BYTES_MAX}", input.len()),
+            ));
         }
         let (top, top_end) = decode_at(&input, 0, 0)?;
         if top.is_nil() && top_end < input.len() {
-            return Err(DecodeError::new(top_end, Rule::G3, "bytes follow a top-level nil"));
+            return Err(DecodeError::new(
+                top_end,
+                Rule::G3,
+                "bytes follow a top-level nil",
+            ));
         }
         // Split the trailing cells by their length prefixes (cheap, sequential).
         let mut spans = Vec::new();
         let mut p = top_end;
         while p < input.len() {
-            let (len, l) = read_vlq(&input, p, 0)
-                .map_err(|e| DecodeError::new(e.offset, Rule::M1, format!("bad cell length prefix: {}", e.detail)))?;
+            let (len, l) = read_vlq(&input, p, 0).map_err(|e| {
+                DecodeError::new(
+                    e.offset,
+                    Rule::M1,
+                    format!("bad cell length prefix: {}", e.detail),
+                )
+            })?;
             let start = p + l;
             if len > (input.len() - start) as u64 {
-                return Err(DecodeError::new(p, Rule::M1, format!("cell length {len} runs past the end of the input")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::M1,
+                    format!("cell length {len} runs past the end of the input"),
+                ));
             }
             if len > crate::cell::ENCODING_BYTES_MAX as u64 {
-                return Err(DecodeError::new(p, Rule::G4, format!("trailing cell of {len} bytes is longer than any cell encoding")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::G4,
+                    format!("trailing cell of {len} bytes is longer than any cell encoding"),
+                ));
             }
             if len == 0 {
                 return Err(DecodeError::new(p, Rule::M3, "a trailing cell is empty"));
@@ -74,10 +95,18 @@ impl Body {
             let cell = match decode_at(&slice, 0, 0) {
                 Ok((c, used)) if used == slice.len() => c,
                 Ok((_, used)) => {
-                    return Err(DecodeError::new(start + used, Rule::M2, format!("cell uses {used} of its {} bytes", slice.len())))
+                    return Err(DecodeError::new(
+                        start + used,
+                        Rule::M2,
+                        format!("cell uses {used} of its {} bytes", slice.len()),
+                    ))
                 }
                 Err(e) if e.rule == Rule::G2 => {
-                    return Err(DecodeError::new(start + e.offset, Rule::M2, format!("cell is longer than its {} bytes", slice.len())))
+                    return Err(DecodeError::new(
+                        start + e.offset,
+                        Rule::M2,
+                        format!("cell is longer than its {} bytes", slice.len()),
+                    ))
                 }
                 Err(e) => return Err(e.shifted(start)),
             };
@@ -85,7 +114,11 @@ impl Body {
                 return Err(DecodeError::new(start, Rule::M3, "a trailing cell is nil"));
             }
             if cell.is_embedded() {
-                return Err(DecodeError::new(start, Rule::M4, format!("a trailing cell of {} bytes is embedded", cell.len())));
+                return Err(DecodeError::new(
+                    start,
+                    Rule::M4,
+                    format!("a trailing cell of {} bytes is embedded", cell.len()),
+                ));
             }
             cell.id();
             Ok(cell)
@@ -118,7 +151,11 @@ impl Body {
                         }
                     }
                     Ref::Branch(b) => {
-                        if let Some(target) = b.target().cloned().or_else(|| self.cells.get(b.id()).cloned()) {
+                        if let Some(target) = b
+                            .target()
+                            .cloned()
+                            .or_else(|| self.cells.get(b.id()).cloned())
+                        {
                             b.attach(target.clone()).map_err(|e| match e {
                                 ResolveError::Invalid(d) => d,
                                 other => DecodeError::new(0, Rule::S5, other.to_string()),

@@ -35,7 +35,9 @@ impl Cell {
             }
         }
         let body = &bytes[skip..];
-        Encoder::new(tag::LONG0 + body.len() as u8).bytes(body).finish()
+        Encoder::new(tag::LONG0 + body.len() as u8)
+            .bytes(body)
+            .finish()
     }
 
     /// An Integer of any size (Long form when it fits 64 bits; at most 4096 bytes).
@@ -45,9 +47,15 @@ impl Cell {
         }
         let bytes = v.to_signed_bytes_be();
         if bytes.len() as u64 > BIGINT_BYTES_MAX {
-            return Err(BuildError(format!("integer needs {} bytes (max 4096)", bytes.len())));
+            return Err(BuildError(format!(
+                "integer needs {} bytes (max 4096)",
+                bytes.len()
+            )));
         }
-        Ok(Encoder::new(tag::BIGINT).vlq(bytes.len() as u64).bytes(&bytes).finish())
+        Ok(Encoder::new(tag::BIGINT)
+            .vlq(bytes.len() as u64)
+            .bytes(&bytes)
+            .finish())
     }
 
     /// The Integer value of a Long or BigInt cell.
@@ -57,7 +65,9 @@ impl Cell {
 
     /// A Double from its bits (every pattern is a distinct value).
     pub fn double(v: f64) -> Cell {
-        Encoder::new(tag::DOUBLE).bytes(&v.to_bits().to_be_bytes()).finish()
+        Encoder::new(tag::DOUBLE)
+            .bytes(&v.to_bits().to_be_bytes())
+            .finish()
     }
 
     /// `true` or `false`.
@@ -84,7 +94,11 @@ impl Cell {
         } else {
             &b[1..]
         };
-        Some(Encoder::new(tag::CHAR1 + body.len() as u8 - 1).bytes(body).finish())
+        Some(
+            Encoder::new(tag::CHAR1 + body.len() as u8 - 1)
+                .bytes(body)
+                .finish(),
+        )
     }
 
     /// A String holding these UTF-8 bytes.
@@ -155,10 +169,20 @@ impl Cell {
     pub fn index(entries: Vec<(Cell, Cell)>) -> Result<Cell, BuildError> {
         let mut keyed = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let hex = shape::index_key_hex_len(&k)
-                .ok_or_else(|| BuildError(format!("Index key must be blob-like, not {}", k.kind().name())))?;
-            let bytes = shape::index_key_prefix(&k).ok_or_else(|| BuildError("Index key bytes unavailable".into()))?;
-            keyed.push(IndexEntry { bytes, hex, key: k, value: v });
+            let hex = shape::index_key_hex_len(&k).ok_or_else(|| {
+                BuildError(format!(
+                    "Index key must be blob-like, not {}",
+                    k.kind().name()
+                ))
+            })?;
+            let bytes = shape::index_key_prefix(&k)
+                .ok_or_else(|| BuildError("Index key bytes unavailable".into()))?;
+            keyed.push(IndexEntry {
+                bytes,
+                hex,
+                key: k,
+                value: v,
+            });
         }
         // Stable sort, then keep the last of each run of equal keys.
         keyed.sort_by(|a, b| a.bytes.cmp(&b.bytes).then(a.hex.cmp(&b.hex)));
@@ -186,14 +210,23 @@ impl Cell {
             Kind::Map => {
                 e.inline_full(meta);
             }
-            other => return Err(BuildError(format!("Syntax metadata must be a Map, not {}", other.name()))),
+            other => {
+                return Err(BuildError(format!(
+                    "Syntax metadata must be a Map, not {}",
+                    other.name()
+                )))
+            }
         }
         Ok(e.finish())
     }
 
     /// SignedData (`90`) over `value` with a public key and signature (not checked).
     pub fn signed(public_key: &[u8; 32], signature: &[u8; 64], value: Cell) -> Cell {
-        Encoder::new(tag::SIGNED).bytes(public_key).bytes(signature).child(value).finish()
+        Encoder::new(tag::SIGNED)
+            .bytes(public_key)
+            .bytes(signature)
+            .child(value)
+            .finish()
     }
 
     /// A coded value `c0`–`cf`.
@@ -210,7 +243,10 @@ impl Cell {
 
 fn named(t: u8, name: &[u8]) -> Result<Cell, BuildError> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(BuildError(format!("name of {} bytes (must be 1..=128)", name.len())));
+        return Err(BuildError(format!(
+            "name of {} bytes (must be 1..=128)",
+            name.len()
+        )));
     }
     Ok(Encoder::new(t).byte(name.len() as u8).bytes(name).finish())
 }
@@ -230,9 +266,13 @@ fn blob_node(t: u8, data: &[u8]) -> Cell {
     }
     let (c, _) = shape::blob_tree(n);
     let children: Vec<Cell> = if data.len() >= PARALLEL_BLOB_BYTES_MIN {
-        data.par_chunks(c as usize).map(|ch| hashed(blob_node(tag::BLOB, ch))).collect()
+        data.par_chunks(c as usize)
+            .map(|ch| hashed(blob_node(tag::BLOB, ch)))
+            .collect()
     } else {
-        data.chunks(c as usize).map(|ch| blob_node(tag::BLOB, ch)).collect()
+        data.chunks(c as usize)
+            .map(|ch| blob_node(tag::BLOB, ch))
+            .collect()
     };
     let mut e = Encoder::new(t);
     e.vlq(n);
@@ -260,9 +300,15 @@ fn vector_node(t: u8, elements: &[Cell]) -> Cell {
     } else {
         let (c, _) = shape::vector_tree(n);
         let children: Vec<Cell> = if elements.len() >= PARALLEL_ELEMENTS_MIN {
-            elements.par_chunks(c as usize).map(|ch| hashed(vector_node(tag::VECTOR, ch))).collect()
+            elements
+                .par_chunks(c as usize)
+                .map(|ch| hashed(vector_node(tag::VECTOR, ch)))
+                .collect()
         } else {
-            elements.chunks(c as usize).map(|ch| vector_node(tag::VECTOR, ch)).collect()
+            elements
+                .chunks(c as usize)
+                .map(|ch| vector_node(tag::VECTOR, ch))
+                .collect()
         };
         for ch in children {
             e.child(ch);
@@ -275,7 +321,10 @@ type HashEntry = (ValueId, Cell, Option<Cell>);
 
 fn hash_root(t: u8, entries: Vec<(Cell, Option<Cell>)>) -> Cell {
     let mut keyed: Vec<HashEntry> = if entries.len() >= PARALLEL_ELEMENTS_MIN {
-        entries.into_par_iter().map(|(k, v)| (*k.id(), k, v)).collect()
+        entries
+            .into_par_iter()
+            .map(|(k, v)| (*k.id(), k, v))
+            .collect()
     } else {
         entries.into_iter().map(|(k, v)| (*k.id(), k, v)).collect()
     };
@@ -343,14 +392,17 @@ fn index_node(entries: &[IndexEntry]) -> Cell {
         return e.finish();
     }
     if n == 1 {
-        e.child(entries[0].key.clone()).child(entries[0].value.clone());
+        e.child(entries[0].key.clone())
+            .child(entries[0].value.clone());
         return e.finish();
     }
     let (first, last) = (&entries[0], &entries[entries.len() - 1]);
     let depth = common_hex_prefix(&first.bytes, &last.bytes, first.hex.min(last.hex));
     let mut rest = entries;
     if first.hex == depth {
-        e.byte(0x80).child(first.key.clone()).child(first.value.clone());
+        e.byte(0x80)
+            .child(first.key.clone())
+            .child(first.value.clone());
         rest = &entries[1..];
     } else {
         e.byte(0x00);
@@ -359,7 +411,9 @@ fn index_node(entries: &[IndexEntry]) -> Cell {
     let mut mask = 0u16;
     let mut start = 0;
     for i in 1..=rest.len() {
-        if i == rest.len() || hex_digit(&rest[i].bytes, depth) != hex_digit(&rest[start].bytes, depth) {
+        if i == rest.len()
+            || hex_digit(&rest[i].bytes, depth) != hex_digit(&rest[start].bytes, depth)
+        {
             mask |= 1 << hex_digit(&rest[start].bytes, depth);
             groups.push(&rest[start..i]);
             start = i;

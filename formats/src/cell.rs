@@ -221,7 +221,10 @@ impl Ref {
 
     /// An unresolved ref to a branch cell known only by its ID.
     pub fn unresolved(id: ValueId) -> Ref {
-        Ref::Branch(Arc::new(Branch { id, target: OnceLock::new() }))
+        Ref::Branch(Arc::new(Branch {
+            id,
+            target: OnceLock::new(),
+        }))
     }
 
     /// The nil slot.
@@ -264,7 +267,9 @@ impl Ref {
                 if let Some(c) = b.target.get() {
                     return Ok(c.clone());
                 }
-                let cell = resolver.resolve(&b.id)?.ok_or(ResolveError::Missing(b.id))?;
+                let cell = resolver
+                    .resolve(&b.id)?
+                    .ok_or(ResolveError::Missing(b.id))?;
                 b.attach(cell)
             }
         }
@@ -304,7 +309,11 @@ impl Branch {
             return Err(ResolveError::Invalid(DecodeError::new(
                 0,
                 Rule::S2,
-                format!("ref {} names a cell of {} bytes, which must be inline", self.id, cell.len()),
+                format!(
+                    "ref {} names a cell of {} bytes, which must be inline",
+                    self.id,
+                    cell.len()
+                ),
             )));
         }
         Ok(self.target.get_or_init(|| cell).clone())
@@ -347,7 +356,8 @@ impl Cell {
 
     /// The nil value.
     pub fn nil() -> Cell {
-        NIL.get_or_init(|| Cell::from_parts(Bytes::from_static(&[0]), Vec::new())).clone()
+        NIL.get_or_init(|| Cell::from_parts(Bytes::from_static(&[0]), Vec::new()))
+            .clone()
     }
 
     /// The tag byte.
@@ -499,7 +509,11 @@ impl Cell {
         if self.kind() != Kind::Char {
             return None;
         }
-        Some(self.body().iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
+        Some(
+            self.body()
+                .iter()
+                .fold(0u32, |acc, b| (acc << 8) | u32::from(*b)),
+        )
     }
 
     /// The name bytes of a Symbol or Keyword.
@@ -627,7 +641,13 @@ impl fmt::Debug for Cell {
         if enc.len() <= 48 {
             write!(f, "Cell({})", hex::encode(enc))
         } else {
-            write!(f, "Cell({}… {} bytes, id {})", hex::encode(&enc[..32]), enc.len(), self.id())
+            write!(
+                f,
+                "Cell({}… {} bytes, id {})",
+                hex::encode(&enc[..32]),
+                enc.len(),
+                self.id()
+            )
         }
     }
 }
@@ -644,7 +664,10 @@ impl Encoder {
     pub fn new(t: u8) -> Encoder {
         let mut buf = Vec::with_capacity(64);
         buf.push(t);
-        Encoder { buf, refs: Vec::new() }
+        Encoder {
+            buf,
+            refs: Vec::new(),
+        }
     }
     /// Appends one raw byte.
     pub fn byte(&mut self, b: u8) -> &mut Self {

@@ -24,7 +24,10 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
         return Err(DecodeError::new(
             0,
             Rule::G4,
-            format!("{} bytes is longer than any cell encoding ({ENCODING_BYTES_MAX})", input.len()),
+            format!(
+                "{} bytes is longer than any cell encoding ({ENCODING_BYTES_MAX})",
+                input.len()
+            ),
         ));
     }
     let (cell, end) = decode_at(&input, 0, 0)?;
@@ -40,7 +43,11 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
 
 fn need(buf: &[u8], pos: usize, n: usize, what: &str) -> Result<(), DecodeError> {
     if buf.len() < pos || buf.len() - pos < n {
-        Err(DecodeError::new(buf.len(), Rule::G2, format!("input ends inside {what}")))
+        Err(DecodeError::new(
+            buf.len(),
+            Rule::G2,
+            format!("input ends inside {what}"),
+        ))
     } else {
         Ok(())
     }
@@ -53,7 +60,10 @@ pub(crate) fn decode_at(buf: &Bytes, pos: usize, depth: u32) -> Result<(Cell, us
             return Err(DecodeError::new(
                 pos,
                 Rule::G4,
-                format!("encoding of {} bytes exceeds {ENCODING_BYTES_MAX}", end - pos),
+                format!(
+                    "encoding of {} bytes exceeds {ENCODING_BYTES_MAX}",
+                    end - pos
+                ),
             ));
         }
         structure::check_structure(&cell, None).map_err(|e| e.shifted(pos))?;
@@ -63,19 +73,39 @@ pub(crate) fn decode_at(buf: &Bytes, pos: usize, depth: u32) -> Result<(Cell, us
 
 fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), DecodeError> {
     if depth > NESTING_DEPTH_MAX {
-        return Err(DecodeError::new(start, Rule::Limit, "inline nesting too deep"));
+        return Err(DecodeError::new(
+            start,
+            Rule::Limit,
+            "inline nesting too deep",
+        ));
     }
     let b: &[u8] = buf;
     let t = match b.get(start) {
         Some(t) => *t,
-        None => return Err(DecodeError::new(start, Rule::G2, "input ends where a cell should start")),
+        None => {
+            return Err(DecodeError::new(
+                start,
+                Rule::G2,
+                "input ends where a cell should start",
+            ))
+        }
     };
     let kind = match Kind::of_tag(t) {
         Some(k) => k,
         None if t == tag::REF => {
-            return Err(DecodeError::new(start, Rule::T1, "a ref (tag 20) is not a cell"))
+            return Err(DecodeError::new(
+                start,
+                Rule::T1,
+                "a ref (tag 20) is not a cell",
+            ))
         }
-        None => return Err(DecodeError::new(start, Rule::T1, format!("invalid tag {t:02x}"))),
+        None => {
+            return Err(DecodeError::new(
+                start,
+                Rule::T1,
+                format!("invalid tag {t:02x}"),
+            ))
+        }
     };
     if kind == Kind::Nil {
         return Ok((Cell::nil(), start + 1));
@@ -93,7 +123,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
         Kind::BigInt => {
             let (n, l) = read_vlq(b, p, 0)?;
             if n <= 8 || n > BIGINT_BYTES_MAX {
-                return Err(DecodeError::new(p, Rule::N3, format!("BigInt length {n} outside 9..=4096")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::N3,
+                    format!("BigInt length {n} outside 9..=4096"),
+                ));
             }
             p += l;
             let n = n as usize;
@@ -108,7 +142,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
         Kind::String | Kind::Blob => {
             let (n, l) = read_vlq(b, p, 0)?;
             if kind == Kind::String && n > i32::MAX as u64 {
-                return Err(DecodeError::new(p, Rule::B2, format!("String count {n} exceeds 2^31-1")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::B2,
+                    format!("String count {n} exceeds 2^31-1"),
+                ));
             }
             p += l;
             if n <= CHUNK_BYTES {
@@ -120,7 +158,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                     let at = p;
                     p = slot(buf, p, depth, &mut refs)?;
                     if refs[i].is_nil() {
-                        return Err(DecodeError::new(at, Rule::B1, format!("Blob tree child {i} is nil")));
+                        return Err(DecodeError::new(
+                            at,
+                            Rule::B1,
+                            format!("Blob tree child {i} is nil"),
+                        ));
                     }
                 }
             }
@@ -129,7 +171,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
             need(b, p, 1, "a name length")?;
             let n = usize::from(b[p]);
             if n == 0 || n > NAME_BYTES_MAX {
-                return Err(DecodeError::new(p, Rule::Y1, format!("name length {n} outside 1..=128")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::Y1,
+                    format!("name length {n} outside 1..=128"),
+                ));
             }
             p += 1;
             need(b, p, n, "a name")?;
@@ -140,11 +186,19 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
             need(b, p, k, "a Character")?;
             let bytes = &b[p..p + k];
             if k >= 2 && bytes[0] == 0 {
-                return Err(DecodeError::new(p, Rule::C1, "Character code point is not minimal"));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::C1,
+                    "Character code point is not minimal",
+                ));
             }
             let cp = bytes.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x));
             if cp > 0x10ffff {
-                return Err(DecodeError::new(p, Rule::C1, format!("code point {cp:x} exceeds 10ffff")));
+                return Err(DecodeError::new(
+                    p,
+                    Rule::C1,
+                    format!("code point {cp:x} exceeds 10ffff"),
+                ));
             }
             p += k;
         }
@@ -181,11 +235,19 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                 need(b, p, 3, "a hash tree header")?;
                 let shift = b[p];
                 if shift > 63 {
-                    return Err(DecodeError::new(p, Rule::H2, format!("tree shift {shift} exceeds 63")));
+                    return Err(DecodeError::new(
+                        p,
+                        Rule::H2,
+                        format!("tree shift {shift} exceeds 63"),
+                    ));
                 }
                 let mask = u16::from_be_bytes([b[p + 1], b[p + 2]]);
                 if mask.count_ones() < 2 {
-                    return Err(DecodeError::new(p + 1, Rule::H3, "hash tree has fewer than 2 children"));
+                    return Err(DecodeError::new(
+                        p + 1,
+                        Rule::H3,
+                        "hash tree has fewer than 2 children",
+                    ));
                 }
                 p += 3;
                 for i in 0..mask.count_ones() as usize {
@@ -209,7 +271,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                 need(b, p, 1, "an Index marker")?;
                 let marker = b[p];
                 if marker != 0x00 && marker != 0x80 {
-                    return Err(DecodeError::new(p, Rule::I1, format!("Index marker {marker:02x}")));
+                    return Err(DecodeError::new(
+                        p,
+                        Rule::I1,
+                        format!("Index marker {marker:02x}"),
+                    ));
                 }
                 p += 1;
                 let mut key_at = None;
@@ -221,15 +287,27 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                 need(b, p, 3, "an Index node header")?;
                 let d = b[p];
                 if d >= 64 {
-                    return Err(DecodeError::new(p, Rule::I2, format!("Index depth {d} ≥ 64")));
+                    return Err(DecodeError::new(
+                        p,
+                        Rule::I2,
+                        format!("Index depth {d} ≥ 64"),
+                    ));
                 }
                 let mask = u16::from_be_bytes([b[p + 1], b[p + 2]]);
                 let children = mask.count_ones();
                 if marker == 0x80 && children == 0 {
-                    return Err(DecodeError::new(p + 1, Rule::I3, "Index entry node without children"));
+                    return Err(DecodeError::new(
+                        p + 1,
+                        Rule::I3,
+                        "Index entry node without children",
+                    ));
                 }
                 if marker == 0x00 && children < 2 {
-                    return Err(DecodeError::new(p + 1, Rule::I3, "Index node with fewer than 2 children"));
+                    return Err(DecodeError::new(
+                        p + 1,
+                        Rule::I3,
+                        "Index node with fewer than 2 children",
+                    ));
                 }
                 if let Some(at) = key_at {
                     check_index_key(&refs[0], Some(d), at)?;
@@ -255,7 +333,11 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                 tag::MAP => {
                     let (meta, end) = decode_at(buf, p, depth + 1)?;
                     if meta.count() == 0 {
-                        return Err(DecodeError::new(p, Rule::X1, "Syntax metadata is an empty map"));
+                        return Err(DecodeError::new(
+                            p,
+                            Rule::X1,
+                            "Syntax metadata is an empty map",
+                        ));
                     }
                     refs.push(Ref::Embedded(meta));
                     p = end;
@@ -288,7 +370,13 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
 }
 
 /// Vector body (also List and dense records): leaf items, optional prefix, or tree children.
-fn vector_body(buf: &Bytes, mut p: usize, depth: u32, n: u64, refs: &mut Vec<Ref>) -> Result<usize, DecodeError> {
+fn vector_body(
+    buf: &Bytes,
+    mut p: usize,
+    depth: u32,
+    n: u64,
+    refs: &mut Vec<Ref>,
+) -> Result<usize, DecodeError> {
     if n <= VECTOR_LEAF_MAX {
         for _ in 0..n {
             p = slot(buf, p, depth, refs)?;
@@ -319,7 +407,11 @@ fn vector_body(buf: &Bytes, mut p: usize, depth: u32, n: u64, refs: &mut Vec<Ref
 fn slot(buf: &Bytes, p: usize, depth: u32, refs: &mut Vec<Ref>) -> Result<usize, DecodeError> {
     let b: &[u8] = buf;
     match b.get(p) {
-        None => Err(DecodeError::new(p, Rule::G2, "input ends where a child slot should start")),
+        None => Err(DecodeError::new(
+            p,
+            Rule::G2,
+            "input ends where a child slot should start",
+        )),
         Some(&tag::REF) => {
             need(b, p + 1, 32, "a ref")?;
             let mut id = [0u8; 32];
@@ -333,7 +425,10 @@ fn slot(buf: &Bytes, p: usize, depth: u32, refs: &mut Vec<Ref>) -> Result<usize,
                 return Err(DecodeError::new(
                     p,
                     Rule::S1,
-                    format!("inline child of {} bytes (more than 140 must be a ref)", end - p),
+                    format!(
+                        "inline child of {} bytes (more than 140 must be a ref)",
+                        end - p
+                    ),
                 ));
             }
             refs.push(Ref::Embedded(cell));
@@ -354,9 +449,15 @@ fn check_minimal_int(bytes: &[u8], at: usize) -> Result<(), DecodeError> {
 
 /// I4 for an inline entry key: blob-like, and (in a node with a depth) hex length = depth.
 fn check_index_key(key: &Ref, depth: Option<u8>, at: usize) -> Result<(), DecodeError> {
-    let Some(cell) = key.cell() else { return Ok(()) };
+    let Some(cell) = key.cell() else {
+        return Ok(());
+    };
     match shape::index_key_hex_len(cell) {
-        None => Err(DecodeError::new(at, Rule::I4, format!("Index key of type {} is not blob-like", cell.kind().name()))),
+        None => Err(DecodeError::new(
+            at,
+            Rule::I4,
+            format!("Index key of type {} is not blob-like", cell.kind().name()),
+        )),
         Some(len) => match depth {
             Some(d) if len != usize::from(d) => Err(DecodeError::new(
                 at,

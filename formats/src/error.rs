@@ -122,7 +122,11 @@ pub struct DecodeError {
 impl DecodeError {
     /// Makes an error.
     pub fn new(offset: usize, rule: Rule, detail: impl Into<String>) -> Self {
-        DecodeError { offset, rule, detail: detail.into() }
+        DecodeError {
+            offset,
+            rule,
+            detail: detail.into(),
+        }
     }
 
     /// The same error, moved by `delta` bytes (when a cell is decoded inside a larger buffer).

@@ -94,13 +94,17 @@ fn num(spec: &str, ps: &[(&str, &str)], key: &str) -> Result<u64, BuildError> {
 }
 
 fn code_point(spec: &str, text: &str) -> Result<u32, BuildError> {
-    let hex = text.strip_prefix("U+").ok_or_else(|| bad(spec, "expected U+XXXX"))?;
+    let hex = text
+        .strip_prefix("U+")
+        .ok_or_else(|| bad(spec, "expected U+XXXX"))?;
     u32::from_str_radix(hex, 16).map_err(|_| bad(spec, "bad code point"))
 }
 
 /// Builds the value a `gen:` spec describes.
 pub fn generate(spec: &str) -> Result<Cell, BuildError> {
-    let body = spec.strip_prefix("gen:").ok_or_else(|| bad(spec, "must start with gen:"))?;
+    let body = spec
+        .strip_prefix("gen:")
+        .ok_or_else(|| bad(spec, "must start with gen:"))?;
     let (kind, rest) = body.split_once(' ').unwrap_or((body, ""));
     let ps = params(rest);
     match kind {
@@ -126,19 +130,29 @@ pub fn generate(spec: &str) -> Result<Cell, BuildError> {
             }
             let len = num(spec, &ps, "len")? as usize;
             let f = get(&ps, "fill").ok_or_else(|| bad(spec, "missing fill="))?;
-            let seed: u64 = get(&ps, "seed").map(|s| s.parse().unwrap_or(0)).unwrap_or(0);
+            let seed: u64 = get(&ps, "seed")
+                .map(|s| s.parse().unwrap_or(0))
+                .unwrap_or(0);
             let bytes = fill(f, len, seed).ok_or_else(|| bad(spec, "unknown fill"))?;
-            Ok(if kind == "blob" { Cell::blob(&bytes) } else { Cell::string_bytes(&bytes) })
+            Ok(if kind == "blob" {
+                Cell::blob(&bytes)
+            } else {
+                Cell::string_bytes(&bytes)
+            })
         }
         "char" => {
             let cp = code_point(spec, rest.trim())?;
             Cell::char(cp).ok_or_else(|| bad(spec, "code point out of range"))
         }
-        "integer" => Cell::integer(&int_expr(rest.trim()).ok_or_else(|| bad(spec, "bad integer expression"))?),
+        "integer" => Cell::integer(
+            &int_expr(rest.trim()).ok_or_else(|| bad(spec, "bad integer expression"))?,
+        ),
         "vector" | "list" | "set" => {
             let n = num(spec, &ps, "n")?;
             let e = get(&ps, "elem").ok_or_else(|| bad(spec, "missing elem="))?;
-            let items = (0..n).map(|i| element(e, i)).collect::<Result<Vec<_>, _>>()?;
+            let items = (0..n)
+                .map(|i| element(e, i))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(match kind {
                 "vector" => Cell::vector(items),
                 "list" => Cell::list(items),
@@ -149,7 +163,9 @@ pub fn generate(spec: &str) -> Result<Cell, BuildError> {
             let n = num(spec, &ps, "n")?;
             let k = get(&ps, "key").ok_or_else(|| bad(spec, "missing key="))?;
             let v = get(&ps, "value").ok_or_else(|| bad(spec, "missing value="))?;
-            let entries = (0..n).map(|i| Ok((element(k, i)?, element(v, i)?))).collect::<Result<Vec<_>, BuildError>>()?;
+            let entries = (0..n)
+                .map(|i| Ok((element(k, i)?, element(v, i)?)))
+                .collect::<Result<Vec<_>, BuildError>>()?;
             if kind == "map" {
                 Ok(Cell::map(entries))
             } else {
@@ -237,9 +253,14 @@ pub fn element(expr: &str, i: u64) -> Result<Cell, BuildError> {
         return Ok(Cell::vector((0..i).map(|j| Cell::long(j as i64)).collect()));
     }
     if expr == "vector(n=i+1, elem=2*j)" {
-        return Ok(Cell::vector((0..=i).map(|j| Cell::long(2 * j as i64)).collect()));
+        return Ok(Cell::vector(
+            (0..=i).map(|j| Cell::long(2 * j as i64)).collect(),
+        ));
     }
-    if let Some(inner) = expr.strip_prefix("blob(4-byte big-endian ").and_then(|e| e.strip_suffix(')')) {
+    if let Some(inner) = expr
+        .strip_prefix("blob(4-byte big-endian ")
+        .and_then(|e| e.strip_suffix(')'))
+    {
         let v = lin(inner).ok_or_else(err)?;
         return Ok(Cell::blob(&(v as u32).to_be_bytes()));
     }
@@ -258,7 +279,10 @@ mod tests {
     fn integer_expressions() {
         assert_eq!(int_expr("2^63"), Some(BigInt::from(1u64 << 63)));
         assert_eq!(int_expr("-2^63-1"), Some(-BigInt::from(1u64 << 63) - 1));
-        assert_eq!(int_expr("-10^40+7").map(|v| v.to_string()), Some("-9999999999999999999999999999999999999993".into()));
+        assert_eq!(
+            int_expr("-10^40+7").map(|v| v.to_string()),
+            Some("-9999999999999999999999999999999999999993".into())
+        );
     }
 
     #[test]

@@ -50,12 +50,21 @@ fn check_blob_tree(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
         return Ok(());
     }
     let (c, m) = shape::blob_tree(n);
-    for (i, (r, size)) in cell.refs().iter().zip(shape::child_sizes(n, c, m)).enumerate() {
+    for (i, (r, size)) in cell
+        .refs()
+        .iter()
+        .zip(shape::child_sizes(n, c, m))
+        .enumerate()
+    {
         if let Some(ch) = child(r, resolver)? {
             if ch.tag() != tag::BLOB || ch.count() != size {
                 return Err(err(
                     Rule::B3,
-                    format!("Blob tree child {i} must be a Blob of {size} bytes, found {} of count {}", ch.kind().name(), ch.count()),
+                    format!(
+                        "Blob tree child {i} must be a Blob of {size} bytes, found {} of count {}",
+                        ch.kind().name(),
+                        ch.count()
+                    ),
                 ));
             }
         }
@@ -77,17 +86,36 @@ fn check_vector(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
         if let Some(prefix) = cell.refs().last() {
             if let Some(ch) = child(prefix, resolver)? {
                 if !vector_child_ok(&ch, size) {
-                    return Err(err(Rule::VC3, format!("prefix must be a Vector of {size} elements, found {} of count {}", ch.kind().name(), ch.count())));
+                    return Err(err(
+                        Rule::VC3,
+                        format!(
+                            "prefix must be a Vector of {size} elements, found {} of count {}",
+                            ch.kind().name(),
+                            ch.count()
+                        ),
+                    ));
                 }
             }
         }
         return Ok(());
     }
     let (c, m) = shape::vector_tree(n);
-    for (i, (r, size)) in cell.refs().iter().zip(shape::child_sizes(n, c, m)).enumerate() {
+    for (i, (r, size)) in cell
+        .refs()
+        .iter()
+        .zip(shape::child_sizes(n, c, m))
+        .enumerate()
+    {
         if let Some(ch) = child(r, resolver)? {
             if !vector_child_ok(&ch, size) {
-                return Err(err(Rule::VC3, format!("tree child {i} must be a Vector of {size} elements, found {} of count {}", ch.kind().name(), ch.count())));
+                return Err(err(
+                    Rule::VC3,
+                    format!(
+                        "tree child {i} must be a Vector of {size} elements, found {} of count {}",
+                        ch.kind().name(),
+                        ch.count()
+                    ),
+                ));
             }
         }
     }
@@ -98,7 +126,9 @@ fn check_vector(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
 fn first_key_id(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<Option<ValueId>> {
     let mut node = cell.clone();
     loop {
-        let Some(first) = node.refs().first() else { return Ok(None) };
+        let Some(first) = node.refs().first() else {
+            return Ok(None);
+        };
         if node.count() <= HASH_LEAF_MAX {
             return Ok(Some(first.id()));
         }
@@ -110,7 +140,9 @@ fn first_key_id(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<Option<Valu
 }
 
 fn check_hash_tree(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
-    let Some((shift, mask)) = cell.hash_tree_header() else { return Ok(()) };
+    let Some((shift, mask)) = cell.hash_tree_header() else {
+        return Ok(());
+    };
     let s = usize::from(shift);
     let digits = (0..16u8).filter(|d| mask & (1 << d) != 0);
     let mut reference: Option<ValueId> = None;
@@ -123,14 +155,24 @@ fn check_hash_tree(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
             continue;
         };
         if ch.tag() != cell.tag() || ch.count() == 0 {
-            return Err(err(Rule::H5, format!("hash tree child for digit {d:x} is {} of count {}", ch.kind().name(), ch.count())));
+            return Err(err(
+                Rule::H5,
+                format!(
+                    "hash tree child for digit {d:x} is {} of count {}",
+                    ch.kind().name(),
+                    ch.count()
+                ),
+            ));
         }
         total = total.saturating_add(ch.count());
         let keys: Vec<ValueId> = match ch.hash_tree_header() {
             None => ch.refs().iter().step_by(per).map(|k| k.id()).collect(),
             Some((child_shift, _)) => {
                 if child_shift <= shift {
-                    return Err(err(Rule::H5, format!("child tree shift {child_shift} not deeper than {shift}")));
+                    return Err(err(
+                        Rule::H5,
+                        format!("child tree shift {child_shift} not deeper than {shift}"),
+                    ));
                 }
                 match first_key_id(&ch, resolver)? {
                     Some(k) => vec![k],
@@ -140,20 +182,32 @@ fn check_hash_tree(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
         };
         for k in keys {
             if k.digit(s) != d {
-                return Err(err(Rule::H5, format!("key {k} under digit {d:x} has digit {:x} at {s}", k.digit(s))));
+                return Err(err(
+                    Rule::H5,
+                    format!(
+                        "key {k} under digit {d:x} has digit {:x} at {s}",
+                        k.digit(s)
+                    ),
+                ));
             }
             match &reference {
                 None => reference = Some(k),
                 Some(r0) => {
                     if common_hex_prefix(&r0.0, &k.0, s) < s {
-                        return Err(err(Rule::H5, format!("key {k} does not share the node's first {s} digits")));
+                        return Err(err(
+                            Rule::H5,
+                            format!("key {k} does not share the node's first {s} digits"),
+                        ));
                     }
                 }
             }
         }
     }
     if all_present && total != cell.count() {
-        return Err(err(Rule::H5, format!("children hold {total} entries, node says {}", cell.count())));
+        return Err(err(
+            Rule::H5,
+            format!("children hold {total} entries, node says {}", cell.count()),
+        ));
     }
     Ok(())
 }
@@ -166,7 +220,9 @@ fn index_rep_key(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<Option<Cel
             None => true,
             Some((e, _, _)) => e,
         };
-        let Some(first) = node.refs().first() else { return Ok(None) };
+        let Some(first) = node.refs().first() else {
+            return Ok(None);
+        };
         if has_entry {
             return child(first, resolver);
         }
@@ -182,7 +238,9 @@ fn index_depth(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<Option<usize
     if let Some((_, d, _)) = cell.index_header() {
         return Ok(Some(usize::from(d)));
     }
-    let Some(k) = cell.refs().first() else { return Ok(None) };
+    let Some(k) = cell.refs().first() else {
+        return Ok(None);
+    };
     Ok(child(k, resolver)?.and_then(|k| shape::index_key_hex_len(&k)))
 }
 
@@ -211,12 +269,17 @@ fn check_index(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
     if n == 1 {
         if let Some(k) = child(&cell.refs()[0], resolver)? {
             if shape::index_key_hex_len(&k).is_none() {
-                return Err(err(Rule::I4, format!("Index key of type {} is not blob-like", k.kind().name())));
+                return Err(err(
+                    Rule::I4,
+                    format!("Index key of type {} is not blob-like", k.kind().name()),
+                ));
             }
         }
         return Ok(());
     }
-    let Some((has_entry, depth, mask)) = cell.index_header() else { return Ok(()) };
+    let Some((has_entry, depth, mask)) = cell.index_header() else {
+        return Ok(());
+    };
     let depth = usize::from(depth);
     let mut reference: Option<Vec<u8>> = None;
     let mut total: u64 = 0;
@@ -227,7 +290,10 @@ fn check_index(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
             match shape::index_key_hex_len(&k) {
                 None => return Err(err(Rule::I4, "Index entry key is not blob-like")),
                 Some(len) if len != depth => {
-                    return Err(err(Rule::I4, format!("Index entry key has {len} hex digits at depth {depth}")))
+                    return Err(err(
+                        Rule::I4,
+                        format!("Index entry key has {len} hex digits at depth {depth}"),
+                    ))
                 }
                 Some(_) => reference = key_prefix(&k, resolver)?,
             }
@@ -243,32 +309,55 @@ fn check_index(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
             continue;
         };
         if ch.tag() != tag::INDEX || ch.count() == 0 {
-            return Err(err(Rule::I5, format!("Index child for digit {d:x} is {} of count {}", ch.kind().name(), ch.count())));
+            return Err(err(
+                Rule::I5,
+                format!(
+                    "Index child for digit {d:x} is {} of count {}",
+                    ch.kind().name(),
+                    ch.count()
+                ),
+            ));
         }
         total = total.saturating_add(ch.count());
         match index_depth(&ch, resolver)? {
             Some(cd) if cd <= depth => {
-                return Err(err(Rule::I5, format!("Index child depth {cd} not deeper than {depth}")))
+                return Err(err(
+                    Rule::I5,
+                    format!("Index child depth {cd} not deeper than {depth}"),
+                ))
             }
             _ => {}
         }
-        let Some(k) = index_rep_key(&ch, resolver)? else { continue };
-        let Some(kb) = key_prefix(&k, resolver)? else { continue };
+        let Some(k) = index_rep_key(&ch, resolver)? else {
+            continue;
+        };
+        let Some(kb) = key_prefix(&k, resolver)? else {
+            continue;
+        };
         let hex_len = shape::index_key_hex_len(&k).unwrap_or(0).min(2 * kb.len());
         if hex_len <= depth || hex_digit(&kb, depth) != d {
-            return Err(err(Rule::I5, format!("Index child key does not have digit {d:x} at {depth}")));
+            return Err(err(
+                Rule::I5,
+                format!("Index child key does not have digit {d:x} at {depth}"),
+            ));
         }
         match &reference {
             None => reference = Some(kb),
             Some(r0) => {
                 if common_hex_prefix(r0, &kb, depth) < depth {
-                    return Err(err(Rule::I5, format!("Index child key does not share the node's first {depth} digits")));
+                    return Err(err(
+                        Rule::I5,
+                        format!("Index child key does not share the node's first {depth} digits"),
+                    ));
                 }
             }
         }
     }
     if all_present && total != n {
-        return Err(err(Rule::I5, format!("Index children hold {total} entries, node says {n}")));
+        return Err(err(
+            Rule::I5,
+            format!("Index children hold {total} entries, node says {n}"),
+        ));
     }
     Ok(())
 }
@@ -283,7 +372,8 @@ pub fn verify_tree(root: &Cell, resolver: &dyn Resolver) -> Res<()> {
     while let Some(cell) = stack.pop() {
         check_structure(&cell, Some(resolver))?;
         for r in cell.refs() {
-            let c = child(r, Some(resolver))?.ok_or_else(|| err(Rule::S4, format!("missing cell {}", r.id())))?;
+            let c = child(r, Some(resolver))?
+                .ok_or_else(|| err(Rule::S4, format!("missing cell {}", r.id())))?;
             if r.is_branch() && !seen.insert(r.id()) {
                 continue;
             }

@@ -7,7 +7,11 @@ use crate::cell::{tag, Cell, Kind, Ref, ResolveError, Resolver, HASH_LEAF_MAX, V
 type Res<T> = Result<T, ResolveError>;
 
 /// Calls `f` on each element of a Vector, List (in list order) or record (its fields).
-pub fn for_each_element(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell) -> Res<()>) -> Res<()> {
+pub fn for_each_element(
+    cell: &Cell,
+    r: &dyn Resolver,
+    f: &mut dyn FnMut(Cell) -> Res<()>,
+) -> Res<()> {
     if cell.tag() == tag::LIST {
         // Lists are stored reversed: collect, then replay backwards.
         let mut items = Vec::with_capacity(cell.count().min(1 << 20) as usize);
@@ -82,7 +86,11 @@ pub fn vector_get(cell: &Cell, i: u64, r: &dyn Resolver) -> Res<Option<Cell>> {
 }
 
 /// Calls `f(key, value)` for each entry of a Map in map order (Sets: value is `None`).
-pub fn for_each_entry(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell, Option<Cell>) -> Res<()>) -> Res<()> {
+pub fn for_each_entry(
+    cell: &Cell,
+    r: &dyn Resolver,
+    f: &mut dyn FnMut(Cell, Option<Cell>) -> Res<()>,
+) -> Res<()> {
     let per = if cell.tag() == tag::MAP { 2 } else { 1 };
     if cell.count() <= HASH_LEAF_MAX {
         for pair in cell.refs().chunks(per) {
@@ -102,7 +110,11 @@ pub fn for_each_entry(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell, Opt
 }
 
 /// Calls `f(key, value)` for each entry of an Index in key byte order.
-pub fn for_each_index_entry(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell, Cell) -> Res<()>) -> Res<()> {
+pub fn for_each_index_entry(
+    cell: &Cell,
+    r: &dyn Resolver,
+    f: &mut dyn FnMut(Cell, Cell) -> Res<()>,
+) -> Res<()> {
     let refs = cell.refs();
     match cell.count() {
         0 => Ok(()),

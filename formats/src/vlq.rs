@@ -29,10 +29,20 @@ pub fn vlq_len(value: u64) -> usize {
 pub fn read_vlq(input: &[u8], pos: usize, base: usize) -> Result<(u64, usize), DecodeError> {
     let first = match input.get(pos) {
         Some(b) => *b,
-        None => return Err(DecodeError::new(base + pos, Rule::G2, "input ends before a VLQ count")),
+        None => {
+            return Err(DecodeError::new(
+                base + pos,
+                Rule::G2,
+                "input ends before a VLQ count",
+            ))
+        }
     };
     if first == 0x80 {
-        return Err(DecodeError::new(base + pos, Rule::V1, "VLQ count has a leading zero group"));
+        return Err(DecodeError::new(
+            base + pos,
+            Rule::V1,
+            "VLQ count has a leading zero group",
+        ));
     }
     let mut value: u64 = 0;
     for i in 0..VLQ_BYTES_MAX {
@@ -47,14 +57,22 @@ pub fn read_vlq(input: &[u8], pos: usize, base: usize) -> Result<(u64, usize), D
             }
         };
         if value > (VLQ_MAX >> 7) {
-            return Err(DecodeError::new(base + pos, Rule::V2, "VLQ count exceeds 2^63-1"));
+            return Err(DecodeError::new(
+                base + pos,
+                Rule::V2,
+                "VLQ count exceeds 2^63-1",
+            ));
         }
         value = (value << 7) | u64::from(b & 0x7f);
         if b & 0x80 == 0 {
             return Ok((value, i + 1));
         }
     }
-    Err(DecodeError::new(base + pos, Rule::V2, "VLQ count longer than 9 bytes"))
+    Err(DecodeError::new(
+        base + pos,
+        Rule::V2,
+        "VLQ count longer than 9 bytes",
+    ))
 }
 
 #[cfg(test)]
@@ -81,7 +99,10 @@ mod tests {
             (16384, &[0x81, 0x80, 0x00]),
             (1 << 30, &[0x84, 0x80, 0x80, 0x80, 0x00]),
             (1 << 32, &[0x90, 0x80, 0x80, 0x80, 0x00]),
-            (VLQ_MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+            (
+                VLQ_MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+            ),
         ];
         for (v, bytes) in table {
             assert_eq!(enc(*v), *bytes, "encoding {v}");

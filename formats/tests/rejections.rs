@@ -36,7 +36,25 @@ fn g_rules() {
 
 #[test]
 fn t_rules() {
-    for t in ["20", "01", "0f", "1a", "1e", "21", "34", "3f 00 00 00 41", "40", "7f", "85", "89", "92", "a0 00", "af", "f0", "ff"] {
+    for t in [
+        "20",
+        "01",
+        "0f",
+        "1a",
+        "1e",
+        "21",
+        "34",
+        "3f 00 00 00 41",
+        "40",
+        "7f",
+        "85",
+        "89",
+        "92",
+        "a0 00",
+        "af",
+        "f0",
+        "ff",
+    ] {
         assert_eq!(rule(t), Rule::T1, "{t}");
     }
     let ref_top = format!("20{}", "00".repeat(32));
@@ -114,7 +132,12 @@ fn s_rules() {
     // S5: the store hands back a cell that does not hash to the ref.
     let other = Cell::string(&"b".repeat(200));
     let target = ValueId::from_hex(&id_hex(&s203)).expect("hex");
-    assert_eq!(verify_tree(&top, &Fixed(vec![(target, other)])).unwrap_err().rule, Rule::S5);
+    assert_eq!(
+        verify_tree(&top, &Fixed(vec![(target, other)]))
+            .unwrap_err()
+            .rule,
+        Rule::S5
+    );
     // And with the right cell the tree verifies.
     let right = decode_cell(h(&s203)).expect("string");
     verify_tree(&top, &Fixed(vec![(target, right)])).expect("complete tree");
@@ -130,7 +153,15 @@ fn vc_rules() {
     // Prefix of 1 element where 16 are due.
     assert_eq!(rule("80 11 11 10 80 01 11 01"), Rule::VC3);
     // Tree child that is a List.
-    let sixteen: String = (0..16).map(|i| if i == 0 { "10".to_string() } else { format!("11{:02x}", i) }).collect();
+    let sixteen: String = (0..16)
+        .map(|i| {
+            if i == 0 {
+                "10".to_string()
+            } else {
+                format!("11{:02x}", i)
+            }
+        })
+        .collect();
     let bad = format!("80 20 80 10 {sixteen} 81 10 {sixteen}");
     assert_eq!(rule(&bad), Rule::VC3);
     let good = format!("80 20 80 10 {sixteen} 80 10 {sixteen}");
@@ -168,17 +199,29 @@ fn h_rules() {
 
 #[test]
 fn i_rules() {
-    assert_eq!(rule("84 02 01 01 00 06 84 01 31 01 01 b1 84 01 31 01 02 b0"), Rule::I1);
-    assert_eq!(rule("84 02 00 40 00 06 84 01 31 01 01 b1 84 01 31 01 02 b0"), Rule::I2);
+    assert_eq!(
+        rule("84 02 01 01 00 06 84 01 31 01 01 b1 84 01 31 01 02 b0"),
+        Rule::I1
+    );
+    assert_eq!(
+        rule("84 02 00 40 00 06 84 01 31 01 01 b1 84 01 31 01 02 b0"),
+        Rule::I2
+    );
     assert_eq!(rule("84 02 00 01 00 02 84 01 31 01 01 b1"), Rule::I3);
     assert_eq!(rule("84 02 80 31 00 11 01 00 00 00"), Rule::I3);
     assert_eq!(rule("84 01 11 01 b1"), Rule::I4);
     // Entry key of 1 byte (2 digits) at depth 0.
-    assert_eq!(rule("84 02 80 31 01 0a 11 01 00 00 01 84 01 31 01 0a 11 02"), Rule::I4);
+    assert_eq!(
+        rule("84 02 80 31 01 0a 11 01 00 00 01 84 01 31 01 0a 11 02"),
+        Rule::I4
+    );
     // Children that are not Index cells.
     assert_eq!(rule("84 02 00 01 00 06 80 01 11 01 80 01 11 02"), Rule::I5);
     // A child under the wrong digit (0x02 filed under digit 3).
-    assert_eq!(rule("84 02 00 01 00 0a 84 01 31 01 01 b1 84 01 31 01 02 b0"), Rule::I5);
+    assert_eq!(
+        rule("84 02 00 01 00 0a 84 01 31 01 01 b1 84 01 31 01 02 b0"),
+        Rule::I5
+    );
     // The spec's valid examples pass.
     for ok in [
         "84 01 31 01 01 b1",

@@ -32,7 +32,9 @@ fn leaf() -> impl Strategy<Value = Cell> {
         name().prop_map(|s| Cell::keyword(&s).expect("short name")),
         (0u64..(1 << 62)).prop_map(Cell::address),
         (0xb2u8..=0xbf).prop_map(Cell::byte_flag),
-        (0xe0u8..=0xef, 0u64..1000).prop_filter("addresses covered above", |(t, _)| *t != 0xea).prop_map(|(t, n)| Cell::extension(t, n)),
+        (0xe0u8..=0xef, 0u64..1000)
+            .prop_filter("addresses covered above", |(t, _)| *t != 0xea)
+            .prop_map(|(t, n)| Cell::extension(t, n)),
     ]
 }
 
@@ -43,17 +45,38 @@ fn value() -> impl Strategy<Value = Cell> {
             proptest::collection::vec(inner.clone(), 0..40).prop_map(Cell::list),
             proptest::collection::vec((inner.clone(), inner.clone()), 0..24).prop_map(Cell::map),
             proptest::collection::vec(inner.clone(), 0..24).prop_map(Cell::set),
-            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..6), inner.clone()), 0..24)
-                .prop_map(|kv| Cell::index(kv.into_iter().map(|(k, v)| (Cell::blob(&k), v)).collect()).expect("blob keys")),
-            proptest::collection::vec(("[a-z]{1,4}", inner.clone()), 0..20)
-                .prop_map(|kv| Cell::index(kv.into_iter().map(|(k, v)| (Cell::string(&k), v)).collect()).expect("string keys")),
-            (inner.clone(), proptest::collection::vec((name(), inner.clone()), 0..4)).prop_map(|(d, meta)| {
-                let meta = Cell::map(meta.into_iter().map(|(k, v)| (Cell::keyword(&k).expect("kw"), v)).collect());
-                Cell::syntax(d, meta).expect("map metadata")
+            proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..6), inner.clone()),
+                0..24
+            )
+            .prop_map(|kv| Cell::index(
+                kv.into_iter().map(|(k, v)| (Cell::blob(&k), v)).collect()
+            )
+            .expect("blob keys")),
+            proptest::collection::vec(("[a-z]{1,4}", inner.clone()), 0..20).prop_map(|kv| {
+                Cell::index(kv.into_iter().map(|(k, v)| (Cell::string(&k), v)).collect())
+                    .expect("string keys")
             }),
+            (
+                inner.clone(),
+                proptest::collection::vec((name(), inner.clone()), 0..4)
+            )
+                .prop_map(|(d, meta)| {
+                    let meta = Cell::map(
+                        meta.into_iter()
+                            .map(|(k, v)| (Cell::keyword(&k).expect("kw"), v))
+                            .collect(),
+                    );
+                    Cell::syntax(d, meta).expect("map metadata")
+                }),
             (any::<[u8; 32]>(), inner.clone()).prop_map(|(k, v)| Cell::signed(&k, &[7u8; 64], v)),
-            (0xc0u8..=0xcf, inner.clone(), inner.clone()).prop_map(|(t, a, b)| Cell::coded(t, a, b)),
-            (0xd8u8..=0xdc, proptest::collection::vec(inner.clone(), 0..20)).prop_map(|(t, f)| Cell::record(t, f)),
+            (0xc0u8..=0xcf, inner.clone(), inner.clone())
+                .prop_map(|(t, a, b)| Cell::coded(t, a, b)),
+            (
+                0xd8u8..=0xdc,
+                proptest::collection::vec(inner.clone(), 0..20)
+            )
+                .prop_map(|(t, f)| Cell::record(t, f)),
             proptest::collection::vec(inner, 5).prop_map(|f| {
                 let mut f = f.into_iter();
                 let mut next = || f.next().unwrap_or_else(Cell::nil);

@@ -1,5 +1,7 @@
 //! Convex-Lisp text: the reader (text → value) and the printer (value → text), query.md §2, §7.
 
 pub mod print;
+pub mod read;
 
 pub use print::{print, print_limited, PrintError};
+pub use read::{read_all, read_one, SyntaxError};

@@ -42,8 +42,16 @@ pub fn print(cell: &Cell, resolver: &dyn Resolver) -> Result<String, PrintError>
 }
 
 /// Prints a value, failing with [`PrintError::Limit`] once the text passes `limit` bytes.
-pub fn print_limited(cell: &Cell, resolver: &dyn Resolver, limit: usize) -> Result<String, PrintError> {
-    let mut p = Printer { out: String::new(), resolver, limit };
+pub fn print_limited(
+    cell: &Cell,
+    resolver: &dyn Resolver,
+    limit: usize,
+) -> Result<String, PrintError> {
+    let mut p = Printer {
+        out: String::new(),
+        resolver,
+        limit,
+    };
     p.value(cell, 0)?;
     Ok(p.out)
 }
@@ -140,11 +148,13 @@ impl Printer<'_> {
                 self.push(&hex::encode(bytes))
             }
             Kind::Symbol => {
-                let name = String::from_utf8_lossy(cell.name_bytes().unwrap_or_default()).into_owned();
+                let name =
+                    String::from_utf8_lossy(cell.name_bytes().unwrap_or_default()).into_owned();
                 self.push(&name)
             }
             Kind::Keyword => {
-                let name = String::from_utf8_lossy(cell.name_bytes().unwrap_or_default()).into_owned();
+                let name =
+                    String::from_utf8_lossy(cell.name_bytes().unwrap_or_default()).into_owned();
                 self.push(":")?;
                 self.push(&name)
             }
@@ -165,7 +175,11 @@ impl Printer<'_> {
             }
             Kind::Extension(_) => self.raw(cell),
             Kind::Vector | Kind::List => {
-                let (open, close) = if cell.tag() == tag::LIST { ("(", ")") } else { ("[", "]") };
+                let (open, close) = if cell.tag() == tag::LIST {
+                    ("(", ")")
+                } else {
+                    ("[", "]")
+                };
                 self.push(open)?;
                 let mut first = true;
                 let r = self.resolver;
@@ -222,10 +236,15 @@ impl Printer<'_> {
                 self.value(&datum, d)
             }
             Kind::Signed => {
-                let (Some(key), Some(sig)) = (cell.signed_public_key(), cell.signed_signature()) else {
+                let (Some(key), Some(sig)) = (cell.signed_public_key(), cell.signed_signature())
+                else {
                     return self.raw(cell);
                 };
-                let head = format!("#Signed {{:public-key 0x{},:signature 0x{},:value ", hex::encode(key), hex::encode(sig));
+                let head = format!(
+                    "#Signed {{:public-key 0x{},:signature 0x{},:value ",
+                    hex::encode(key),
+                    hex::encode(sig)
+                );
                 self.push(&head)?;
                 let v = cell.refs()[0].resolve(self.resolver)?;
                 self.value(&v, d)?;
@@ -314,10 +333,18 @@ pub fn java_double(x: f64) -> String {
         return "##NaN".into();
     }
     if x.is_infinite() {
-        return if x > 0.0 { "##Inf".into() } else { "##-Inf".into() };
+        return if x > 0.0 {
+            "##Inf".into()
+        } else {
+            "##-Inf".into()
+        };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if x.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let neg = x < 0.0;
     let a = x.abs();
@@ -370,7 +397,11 @@ fn sci_parts(text: &str) -> (String, i32) {
     let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
     let digits = digits.trim_end_matches('0');
-    let digits = if digits.is_empty() { "0".to_string() } else { digits.to_string() };
+    let digits = if digits.is_empty() {
+        "0".to_string()
+    } else {
+        digits.to_string()
+    };
     (digits, exp.parse().unwrap_or(0))
 }
 

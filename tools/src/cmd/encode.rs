@@ -7,11 +7,13 @@ use std::process::ExitCode;
 
 /// Arguments of `etch encode`.
 #[derive(clap::Args)]
-#[command(long_about = "Reads one value per line from stdin in Convex-Lisp text (or a `gen:` \
+#[command(
+    long_about = "Reads one value per line from stdin in Convex-Lisp text (or a `gen:` \
 generator spec of the reference vectors) and prints `<value-id-hex> <encoding-hex>` for each.\n\n\
 With --cells, every distinct non-embedded cell reachable from the value follows, one per line as \
 `  <value-id-hex> <encoding-hex>`, in depth-first pre-order.\n\n\
-A line that cannot be encoded prints `error: <kind>: <detail>`; the command goes on and exits 1.")]
+A line that cannot be encoded prints `error: <kind>: <detail>`; the command goes on and exits 1."
+)]
 pub struct EncodeArgs {
     /// Also print every branch cell reachable from each value.
     #[arg(long)]
@@ -29,7 +31,8 @@ pub fn run(args: EncodeArgs) -> std::io::Result<ExitCode> {
         let io = |e: std::io::Error| ("io".to_string(), e.to_string());
         writeln!(out, "{} {}", cell.id(), hex::encode(cell.encoding())).map_err(io)?;
         if args.cells {
-            let branches = branches_preorder(&cell, &NoResolver).map_err(|e| ("missing".to_string(), e.to_string()))?;
+            let branches = branches_preorder(&cell, &NoResolver)
+                .map_err(|e| ("missing".to_string(), e.to_string()))?;
             for b in branches {
                 writeln!(out, "  {} {}", b.id(), hex::encode(b.encoding())).map_err(io)?;
             }

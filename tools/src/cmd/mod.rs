@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 /// Runs `handle` on each non-blank line of stdin, writing its output lines (or one
 /// `error: <kind>: <detail>` line) to stdout. Exits 1 at the end if any line failed.
-pub fn per_line(mut handle: impl FnMut(&str, &mut dyn Write) -> Result<(), (String, String)>) -> io::Result<ExitCode> {
+pub fn per_line(
+    mut handle: impl FnMut(&str, &mut dyn Write) -> Result<(), (String, String)>,
+) -> io::Result<ExitCode> {
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -30,5 +32,9 @@ pub fn per_line(mut handle: impl FnMut(&str, &mut dyn Write) -> Result<(), (Stri
         }
     }
     out.flush()?;
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
