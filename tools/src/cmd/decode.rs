@@ -3,7 +3,6 @@
 use etch_formats::body::{decode_hex_body, HexBodyError};
 use etch_formats::text::{print, PrintError};
 use etch_formats::NoResolver;
-use std::io::Write;
 use std::process::ExitCode;
 
 /// Arguments of `etch decode`.

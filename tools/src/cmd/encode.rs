@@ -2,7 +2,6 @@
 
 use etch_formats::text::read::read_one;
 use etch_formats::{branches_preorder, gen, NoResolver};
-use std::io::Write;
 use std::process::ExitCode;
 
 /// Arguments of `etch encode`.

@@ -1,0 +1,92 @@
+//! The `etch` binary as users and scripts call it: `encode`, `decode`, errors, exit codes, help.
+
+use etch_tests::{encoding_rows, row_body};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs `etch` with `args`, feeding `input` on stdin; returns (exit code, stdout).
+fn etch(args: &[&str], input: &str) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn etch");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write stdin");
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).expect("utf-8 output"))
+}
+
+#[test]
+fn encode_cells_matches_every_vector() {
+    // Every row whose text reads as the value (records print as maps) or is a generator.
+    let rows: Vec<_> = encoding_rows()
+        .into_iter()
+        .filter(|r| etch_tests::build_record_row(&r.name).is_none() && r.branches.is_some())
+        .collect();
+    let input: String = rows.iter().map(|r| format!("{}\n", r.text)).collect();
+    let (code, out) = etch(&["encode", "--cells"], &input);
+    assert_eq!(code, 0, "{out}");
+    let mut expected = String::new();
+    for r in &rows {
+        expected.push_str(&format!("{} {}\n", r.hash, hex::encode(&r.encoding)));
+        for b in r.branches.iter().flatten() {
+            expected.push_str(&format!("  {} {}\n", etch_formats::ValueId::of(b), hex::encode(b)));
+        }
+    }
+    assert!(out == expected, "etch encode --cells output differs from the vectors");
+}
+
+#[test]
+fn decode_prints_every_vector() {
+    let rows: Vec<_> = encoding_rows().into_iter().filter(|r| !r.text.starts_with("gen:")).collect();
+    let input: String = rows.iter().map(|r| format!("{}\n", hex::encode(row_body(r)))).collect();
+    let (code, out) = etch(&["decode"], &input);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), rows.len());
+    for (line, r) in lines.iter().zip(&rows) {
+        assert_eq!(*line, r.text, "{}", r.name);
+    }
+}
+
+#[test]
+fn bad_lines_report_and_continue() {
+    let (code, out) = etch(&["encode"], "1\n{:a\n\"x\"\n");
+    assert_eq!(code, 1);
+    let one = etch_formats::ValueId::of(&[0x11, 0x01]);
+    let x = etch_formats::ValueId::of(&[0x30, 0x01, 0x78]);
+    assert_eq!(
+        out,
+        format!(
+            "{one} 1101\nerror: syntax: Parse error at 1:3: unexpected end of input (unclosed '{{' at 1:0)\n{x} 300178\n"
+        )
+    );
+    let (code, out) = etch(&["decode"], "1101\nzz\n82021101110211031104\n80012011\n10\n");
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert!(lines[1].starts_with("error: hex: "), "{}", lines[1]);
+    assert_eq!(lines[2], "error: format: bad format at byte 6: keys not in strictly increasing Value ID order (H1)");
+    assert_eq!(lines[3], "error: format: bad format at byte 4: input ends inside a ref (G2)");
+    assert_eq!(lines[4], "0");
+    // A body whose branch was not supplied decodes but cannot print.
+    let s = etch_formats::Cell::string(&"a".repeat(200));
+    let partial = format!("800120{}\n", s.id());
+    let (code, out) = etch(&["decode"], &partial);
+    assert_eq!(code, 1);
+    assert_eq!(out, format!("error: missing: cell {} was not supplied\n", s.id()));
+}
+
+#[test]
+fn help_lists_subcommands() {
+    let (code, out) = etch(&["--help"], "");
+    assert_eq!(code, 0);
+    for sub in ["encode", "decode"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(sub)), "{sub} missing from:\n{out}");
+    }
+}
