@@ -290,7 +290,7 @@ fn vector_node(t: u8, elements: &[Cell]) -> Cell {
         for x in elements {
             e.child(x.clone());
         }
-    } else if n % 16 != 0 {
+    } else if !n.is_multiple_of(16) {
         let split = elements.len() - (n % 16) as usize;
         let prefix = vector_node(tag::VECTOR, &elements[..split]);
         for x in &elements[split..] {
@@ -328,7 +328,7 @@ fn hash_root(t: u8, entries: Vec<(Cell, Option<Cell>)>) -> Cell {
     } else {
         entries.into_iter().map(|(k, v)| (*k.id(), k, v)).collect()
     };
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|a| a.0);
     let mut dedup: Vec<HashEntry> = Vec::with_capacity(keyed.len());
     for e in keyed {
         match dedup.last_mut() {

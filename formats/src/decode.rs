@@ -381,7 +381,7 @@ fn vector_body(
         for _ in 0..n {
             p = slot(buf, p, depth, refs)?;
         }
-    } else if n % 16 != 0 {
+    } else if !n.is_multiple_of(16) {
         for _ in 0..n % 16 {
             p = slot(buf, p, depth, refs)?;
         }

@@ -41,7 +41,7 @@ impl ValueId {
 /// Callers guarantee `i < 2 * bytes.len()`.
 pub fn hex_digit(bytes: &[u8], i: usize) -> u8 {
     let b = bytes[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         b >> 4
     } else {
         b & 0x0f

@@ -9,6 +9,7 @@
 //! - [`structure::verify_tree`]: full stage-B verification through a [`Resolver`].
 //! - [`text`]: the Convex-Lisp reader and printer.
 #![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
 pub mod body;

@@ -81,7 +81,7 @@ fn check_vector(cell: &Cell, resolver: Option<&dyn Resolver>) -> Res<()> {
     if n <= VECTOR_LEAF_MAX {
         return Ok(());
     }
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         let size = n - n % 16;
         if let Some(prefix) = cell.refs().last() {
             if let Some(ch) = child(prefix, resolver)? {

@@ -44,7 +44,7 @@ fn vector_walk(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell) -> Res<()>
         for x in refs {
             f(x.resolve(r)?)?;
         }
-    } else if n % 16 != 0 {
+    } else if !n.is_multiple_of(16) {
         let (items, prefix) = refs.split_at(refs.len() - 1);
         vector_walk(&prefix[0].resolve(r)?, r, f)?;
         for x in items {
@@ -71,7 +71,7 @@ pub fn vector_get(cell: &Cell, i: u64, r: &dyn Resolver) -> Res<Option<Cell>> {
         if n <= VECTOR_LEAF_MAX {
             return refs[i as usize].resolve(r).map(Some);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let split = n - n % 16;
             if i >= split {
                 return refs[(i - split) as usize].resolve(r).map(Some);

@@ -18,7 +18,10 @@ fn etch(args: &[&str], input: &str) -> (i32, String) {
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().expect("wait");
     writer.join().expect("writer").expect("write stdin");
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).expect("utf-8 output"))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8 output"),
+    )
 }
 
 #[test]
@@ -35,16 +38,29 @@ fn encode_cells_matches_every_vector() {
     for r in &rows {
         expected.push_str(&format!("{} {}\n", r.hash, hex::encode(&r.encoding)));
         for b in r.branches.iter().flatten() {
-            expected.push_str(&format!("  {} {}\n", etch_formats::ValueId::of(b), hex::encode(b)));
+            expected.push_str(&format!(
+                "  {} {}\n",
+                etch_formats::ValueId::of(b),
+                hex::encode(b)
+            ));
         }
     }
-    assert!(out == expected, "etch encode --cells output differs from the vectors");
+    assert!(
+        out == expected,
+        "etch encode --cells output differs from the vectors"
+    );
 }
 
 #[test]
 fn decode_prints_every_vector() {
-    let rows: Vec<_> = encoding_rows().into_iter().filter(|r| !r.text.starts_with("gen:")).collect();
-    let input: String = rows.iter().map(|r| format!("{}\n", hex::encode(row_body(r)))).collect();
+    let rows: Vec<_> = encoding_rows()
+        .into_iter()
+        .filter(|r| !r.text.starts_with("gen:"))
+        .collect();
+    let input: String = rows
+        .iter()
+        .map(|r| format!("{}\n", hex::encode(row_body(r))))
+        .collect();
     let (code, out) = etch(&["decode"], &input);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -66,20 +82,32 @@ fn bad_lines_report_and_continue() {
             "{one} 1101\nerror: syntax: Parse error at 1:3: unexpected end of input (unclosed '{{' at 1:0)\n{x} 300178\n"
         )
     );
-    let (code, out) = etch(&["decode"], "1101\nzz\n82021101110211031104\n80012011\n10\n");
+    let (code, out) = etch(
+        &["decode"],
+        "1101\nzz\n82021101110211031104\n80012011\n10\n",
+    );
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1");
     assert!(lines[1].starts_with("error: hex: "), "{}", lines[1]);
-    assert_eq!(lines[2], "error: format: bad format at byte 6: keys not in strictly increasing Value ID order (H1)");
-    assert_eq!(lines[3], "error: format: bad format at byte 4: input ends inside a ref (G2)");
+    assert_eq!(
+        lines[2],
+        "error: format: bad format at byte 6: keys not in strictly increasing Value ID order (H1)"
+    );
+    assert_eq!(
+        lines[3],
+        "error: format: bad format at byte 4: input ends inside a ref (G2)"
+    );
     assert_eq!(lines[4], "0");
     // A body whose branch was not supplied decodes but cannot print.
     let s = etch_formats::Cell::string(&"a".repeat(200));
     let partial = format!("800120{}\n", s.id());
     let (code, out) = etch(&["decode"], &partial);
     assert_eq!(code, 1);
-    assert_eq!(out, format!("error: missing: cell {} was not supplied\n", s.id()));
+    assert_eq!(
+        out,
+        format!("error: missing: cell {} was not supplied\n", s.id())
+    );
 }
 
 #[test]
@@ -87,6 +115,9 @@ fn help_lists_subcommands() {
     let (code, out) = etch(&["--help"], "");
     assert_eq!(code, 0);
     for sub in ["encode", "decode"] {
-        assert!(out.lines().any(|l| l.trim_start().starts_with(sub)), "{sub} missing from:\n{out}");
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(sub)),
+            "{sub} missing from:\n{out}"
+        );
     }
 }
