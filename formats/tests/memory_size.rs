@@ -1,0 +1,27 @@
+#![allow(clippy::unwrap_used)]
+//! Memory sizes (encoding.md §10) of the spec's worked examples.
+
+use etch_formats::value::memory_size;
+use etch_formats::{Cell, NoResolver};
+
+#[test]
+fn spec_examples() {
+    let s = Cell::string(&"a".repeat(200));
+    assert_eq!(s.len(), 203);
+    assert_eq!(memory_size(&s, &NoResolver).unwrap(), 267);
+    let one = Cell::vector(vec![s.clone()]);
+    assert_eq!(one.len(), 35);
+    assert_eq!(memory_size(&one, &NoResolver).unwrap(), 267);
+    let five = Cell::vector(vec![s.clone(); 5]);
+    assert_eq!(five.len(), 167);
+    assert_eq!(memory_size(&five, &NoResolver).unwrap(), 5 * 267 + 167 + 64);
+    let blob = Cell::blob(&[0u8; 4097]);
+    assert_eq!(blob.len(), 39);
+    assert_eq!(memory_size(&blob, &NoResolver).unwrap(), 4163);
+    assert_eq!(memory_size(&Cell::long(5), &NoResolver).unwrap(), 0);
+    assert_eq!(memory_size(&Cell::nil(), &NoResolver).unwrap(), 0);
+    // A Syntax whose metadata map is written inline counts the map's slots, not the map itself.
+    let meta = Cell::map(vec![(Cell::keyword("doc").unwrap(), s.clone())]);
+    let syn = Cell::syntax(Cell::long(1), meta).unwrap();
+    assert_eq!(memory_size(&syn, &NoResolver).unwrap(), 267);
+}
