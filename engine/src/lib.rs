@@ -1,1 +1,9 @@
-//! Etch engine: stores, lattice merges, DLFS and the query evaluator (see ARCHITECTURE.md). Builds on `etch-formats`.
+//! # etch-engine
+//!
+//! Stores, lattice merges, DLFS and the query evaluator, built on `etch-formats`.
+//! Today: the Convex-compatible CAD047 Etch file ([`store::cad047`]).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod store;

@@ -1,0 +1,827 @@
+//! The Convex-compatible CAD047 Etch file (`shared/spec/etch.md`): a 44-byte header, a radix
+//! index of 8-byte slots (65,536 / 256 / 16 per block by level) and data records, appended in
+//! write order.
+//!
+//! Reads go through a read-only memory map of the durable part of the file. Writes follow the
+//! reference's insertion algorithm exactly (§6), so the same writes in the same order produce the
+//! same bytes as a Convex peer; they are staged in memory (appended bytes, changed slots and
+//! labels) and made durable by [`EtchFile::commit`] in the group-commit order of §14:
+//!
+//! 1. append region + header length *L*, then sync: every slot about to be published points below
+//!    a durable *L*;
+//! 2. changed slots and labels, then sync;
+//! 3. the root hash (when it changes), then sync.
+//!
+//! A crash before step 1 completes leaves the old *L*, so the new records are garbage beyond it
+//! and the old index never points at them; a crash in step 2 or 3 leaves the old root, whose
+//! tree was complete before the batch and is never modified by it (records are immutable, slots
+//! only gain entries or are replaced by index blocks holding the same records).
+
+use memmap2::Mmap;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Magic bytes at offset 0.
+pub const MAGIC: [u8; 2] = [0xe7, 0xc6];
+/// The only format version.
+pub const VERSION: u16 = 1;
+/// Header size; the root index block starts here.
+pub const ROOT_BLOCK_OFFSET: u64 = 44;
+/// Logical length of a new file: header plus the 65,536-slot root block.
+pub const DATA_START: u64 = 44 + 65_536 * 8;
+/// Deepest index level (0-based).
+pub const LEVEL_MAX: usize = 59;
+/// Bytes before the encoding in a data record: key, flags, memory size, length.
+pub const RECORD_HEADER_BYTES: u64 = 43;
+
+/// Record status values (low nibble of the flags byte).
+pub mod status {
+    /// The record exists; cells it references may be missing.
+    pub const STORED: u8 = 1;
+    /// Tree validated.
+    pub const VALIDATED: u8 = 2;
+    /// Every branch beneath is present with status ≥ PERSISTED.
+    pub const PERSISTED: u8 = 3;
+    /// PERSISTED and already broadcast.
+    pub const ANNOUNCED: u8 = 4;
+}
+
+/// Flag bit: the encoding is ≤ 140 bytes.
+pub const FLAG_EMBEDDED: u8 = 0x10;
+/// Flag bit: the encoding is > 140 bytes.
+pub const FLAG_NON_EMBEDDED: u8 = 0x20;
+
+const PTR_MASK: u64 = (1 << 62) - 1;
+const TYPE_INDEX: u64 = 1 << 62;
+const TYPE_START: u64 = 2 << 62;
+const TYPE_CHAIN: u64 = 3 << 62;
+
+/// The kind of a non-empty slot (top two bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotType {
+    /// A data record.
+    Plain,
+    /// An index block of the next level.
+    Index,
+    /// The first record of a chain.
+    Start,
+    /// A later record of a chain.
+    Chain,
+}
+
+fn slot_type(s: u64) -> SlotType {
+    match s >> 62 {
+        0 => SlotType::Plain,
+        1 => SlotType::Index,
+        2 => SlotType::Start,
+        _ => SlotType::Chain,
+    }
+}
+
+fn ptr(s: u64) -> u64 {
+    s & PTR_MASK
+}
+
+/// Number of slots in an index block of this level.
+pub fn level_slots(level: usize) -> usize {
+    match level {
+        0 => 65_536,
+        1 => 256,
+        _ => 16,
+    }
+}
+
+/// The digit of `key` that selects a slot at `level` (§2).
+pub fn digit(key: &[u8; 32], level: usize) -> usize {
+    match level {
+        0 => (usize::from(key[0]) << 8) | usize::from(key[1]),
+        1 => usize::from(key[2]),
+        k => {
+            let b = key[(k + 4) / 2];
+            usize::from(if k % 2 == 0 { b >> 4 } else { b & 0x0f })
+        }
+    }
+}
+
+/// Errors of the Etch file layer.
+#[derive(Debug, thiserror::Error)]
+pub enum EtchError {
+    /// The operating system refused an operation.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is not an Etch file of a version we read.
+    #[error("{path}: not an Etch file: {detail}")]
+    NotEtch {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The file breaks an integrity invariant (etch.md §8).
+    #[error("corrupt Etch file at offset {offset}: {detail} (etch.md §8, invariant {invariant})")]
+    Corrupt {
+        /// Where.
+        offset: u64,
+        /// The invariant of §8 that failed.
+        invariant: u8,
+        /// What was found.
+        detail: String,
+    },
+    /// A write that the format cannot hold (e.g. a key collision past level 59).
+    #[error("cannot write: {0}")]
+    Unwritable(String),
+    /// The file was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
+}
+
+fn corrupt(offset: u64, invariant: u8, detail: impl Into<String>) -> EtchError {
+    EtchError::Corrupt {
+        offset,
+        invariant,
+        detail: detail.into(),
+    }
+}
+
+/// A data record as read from the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// File offset of the record.
+    pub offset: u64,
+    /// The key (Value ID of the encoding).
+    pub key: [u8; 32],
+    /// Flags byte: status in the low nibble, embedding/verified/bad bits above.
+    pub flags: u8,
+    /// Memory size (0 until PERSISTED).
+    pub memory_size: u64,
+    /// The cell's encoding.
+    pub encoding: Cow<'a, [u8]>,
+}
+
+/// An open Etch file.
+pub struct EtchFile {
+    path: PathBuf,
+    file: File,
+    writable: bool,
+    map: Option<Mmap>,
+    /// *L* as durable on disk.
+    durable_len: u64,
+    /// *L* including staged appends.
+    len: u64,
+    root: [u8; 32],
+    root_dirty: bool,
+    /// Staged bytes at [durable_len, len).
+    appends: Vec<u8>,
+    /// Staged slot values at offsets below durable_len.
+    slots: BTreeMap<u64, u64>,
+    /// Staged labels (flags, memory size) of records below durable_len.
+    labels: BTreeMap<u64, (u8, u64)>,
+}
+
+impl EtchFile {
+    /// Creates a new, empty Etch file (fails if it exists).
+    pub fn create(path: impl AsRef<Path>) -> Result<EtchFile, EtchError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| EtchError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut header = [0u8; 44];
+        header[0..2].copy_from_slice(&MAGIC);
+        header[2..4].copy_from_slice(&VERSION.to_be_bytes());
+        header[4..12].copy_from_slice(&DATA_START.to_be_bytes());
+        file.set_len(DATA_START).map_err(io)?;
+        file.write_all_at(&header, 0).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        EtchFile::open(&path, true)
+    }
+
+    /// Opens an existing Etch file, read-only or for writing. Opening never changes the file.
+    pub fn open(path: impl AsRef<Path>, writable: bool) -> Result<EtchFile, EtchError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| EtchError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(io)?;
+        let physical = file.metadata().map_err(io)?.len();
+        let not_etch = |detail: String| EtchError::NotEtch {
+            path: path.clone(),
+            detail,
+        };
+        if physical < 44 {
+            return Err(not_etch(format!(
+                "file is {physical} bytes, shorter than the 44-byte header"
+            )));
+        }
+        let mut header = [0u8; 44];
+        file.read_exact_at(&mut header, 0).map_err(io)?;
+        if header[0..2] != MAGIC {
+            return Err(not_etch(format!(
+                "bad magic number {}",
+                hex::encode(&header[0..2])
+            )));
+        }
+        let version = u16::from_be_bytes([header[2], header[3]]);
+        if version != VERSION {
+            return Err(not_etch(format!(
+                "bad Etch version {version} (only 1 is known)"
+            )));
+        }
+        let len = i64::from_be_bytes(header[4..12].try_into().unwrap_or_default());
+        if len < DATA_START as i64 {
+            return Err(corrupt(
+                4,
+                1,
+                format!("data length {len} is below the minimum {DATA_START}"),
+            ));
+        }
+        let len = len as u64;
+        if len > physical {
+            return Err(corrupt(
+                4,
+                1,
+                format!("data length {len} is beyond the end of the file ({physical} bytes)"),
+            ));
+        }
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&header[12..44]);
+        // SAFETY: the map is read-only and private to this process's view; Etch files are
+        // append-only below *L* except for slot and label words, which this process only writes
+        // through `pwrite` at commit time and re-maps afterwards. Another writer is excluded by
+        // the store's lock (a concurrent external writer is outside the supported use).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Ok(EtchFile {
+            path,
+            file,
+            writable,
+            map: Some(map),
+            durable_len: len,
+            len,
+            root,
+            root_dirty: false,
+            appends: Vec::new(),
+            slots: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        })
+    }
+
+    /// The path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logical data length *L* (including staged writes).
+    pub fn data_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The root hash in the header (32 zero bytes when never set).
+    pub fn root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    /// True when staged writes await [`EtchFile::commit`].
+    pub fn is_dirty(&self) -> bool {
+        !self.appends.is_empty()
+            || !self.slots.is_empty()
+            || !self.labels.is_empty()
+            || self.root_dirty
+    }
+
+    /// Bytes at `[off, off + n)` of the logical file.
+    fn bytes(&self, off: u64, n: u64) -> Result<Cow<'_, [u8]>, EtchError> {
+        let end = off
+            .checked_add(n)
+            .ok_or_else(|| corrupt(off, 2, "offset overflow"))?;
+        if end > self.len {
+            return Err(corrupt(
+                off,
+                2,
+                format!(
+                    "object of {n} bytes at {off} runs past the data length {}",
+                    self.len
+                ),
+            ));
+        }
+        if off >= self.durable_len {
+            let s = (off - self.durable_len) as usize;
+            return Ok(Cow::Borrowed(&self.appends[s..s + n as usize]));
+        }
+        if end > self.durable_len {
+            // Straddles the durable end and the staged appends (never happens for one object).
+            let mut v = self.bytes(off, self.durable_len - off)?.into_owned();
+            v.extend_from_slice(&self.bytes(self.durable_len, end - self.durable_len)?);
+            return Ok(Cow::Owned(v));
+        }
+        match &self.map {
+            Some(m) if end as usize <= m.len() => Ok(Cow::Borrowed(&m[off as usize..end as usize])),
+            _ => {
+                let mut v = vec![0u8; n as usize];
+                self.file
+                    .read_exact_at(&mut v, off)
+                    .map_err(|source| EtchError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                Ok(Cow::Owned(v))
+            }
+        }
+    }
+
+    fn read_u64(&self, off: u64) -> Result<u64, EtchError> {
+        if let Some(v) = self.slots.get(&off) {
+            return Ok(*v);
+        }
+        let b = self.bytes(off, 8)?;
+        Ok(u64::from_be_bytes(b[..8].try_into().unwrap_or_default()))
+    }
+
+    fn slot(&self, block: u64, d: usize) -> Result<u64, EtchError> {
+        let s = self.read_u64(block + 8 * d as u64)?;
+        if s != 0 {
+            let p = ptr(s);
+            if p < DATA_START || p >= self.len {
+                return Err(corrupt(
+                    block + 8 * d as u64,
+                    2,
+                    format!("slot points at {p}, outside [{DATA_START}, {})", self.len),
+                ));
+            }
+        }
+        Ok(s)
+    }
+
+    fn set_slot(&mut self, block: u64, d: usize, value: u64) {
+        let off = block + 8 * d as u64;
+        if off >= self.durable_len {
+            let s = (off - self.durable_len) as usize;
+            self.appends[s..s + 8].copy_from_slice(&value.to_be_bytes());
+        } else {
+            self.slots.insert(off, value);
+        }
+    }
+
+    fn key_at(&self, rec: u64) -> Result<[u8; 32], EtchError> {
+        let b = self.bytes(rec, 32)?;
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&b[..32]);
+        Ok(k)
+    }
+
+    /// The record at `offset`.
+    pub fn record_at(&self, offset: u64) -> Result<Record<'_>, EtchError> {
+        let head = self.bytes(offset, RECORD_HEADER_BYTES)?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&head[..32]);
+        let (mut flags, mut memory_size) = (
+            head[32],
+            u64::from_be_bytes(head[33..41].try_into().unwrap_or_default()),
+        );
+        if let Some((f, m)) = self.labels.get(&offset) {
+            flags = *f;
+            memory_size = *m;
+        }
+        let n = i16::from_be_bytes([head[41], head[42]]);
+        if n < 1 {
+            return Err(corrupt(
+                offset + 41,
+                6,
+                format!("record length {n} is not positive"),
+            ));
+        }
+        let encoding = self.bytes(offset + RECORD_HEADER_BYTES, n as u64)?;
+        Ok(Record {
+            offset,
+            key,
+            flags,
+            memory_size,
+            encoding,
+        })
+    }
+
+    /// Finds the record of `key` (§5).
+    pub fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>, EtchError> {
+        let mut block = ROOT_BLOCK_OFFSET;
+        for level in 0..=LEVEL_MAX {
+            let n = level_slots(level);
+            let d = digit(key, level);
+            let s = self.slot(block, d)?;
+            if s == 0 {
+                return Ok(None);
+            }
+            match slot_type(s) {
+                SlotType::Index => {
+                    block = ptr(s);
+                    continue;
+                }
+                SlotType::Plain => return Ok((self.key_at(ptr(s))? == *key).then_some(ptr(s))),
+                SlotType::Chain => return Ok(None),
+                SlotType::Start => {
+                    for i in 0..n {
+                        let si = self.slot(block, (d + i) % n)?;
+                        if self.key_at(ptr(si))? == *key {
+                            return Ok(Some(ptr(si)));
+                        }
+                        if i + 1 < n
+                            && slot_type(self.slot(block, (d + i + 1) % n)?) != SlotType::Chain
+                        {
+                            return Ok(None);
+                        }
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        Err(corrupt(block, 3, "index level exceeded"))
+    }
+
+    /// The record of `key`, if present.
+    pub fn get(&self, key: &[u8; 32]) -> Result<Option<Record<'_>>, EtchError> {
+        match self.lookup(key)? {
+            Some(off) => self.record_at(off).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> u64 {
+        let at = self.len;
+        self.appends.extend_from_slice(bytes);
+        self.len += bytes.len() as u64;
+        at
+    }
+
+    fn append_block(&mut self, level: usize, entry: Option<(usize, u64)>) -> u64 {
+        let at = self.append(&vec![0u8; level_slots(level) * 8]);
+        if let Some((d, v)) = entry {
+            self.set_slot(at, d, v);
+        }
+        at
+    }
+
+    fn append_record(
+        &mut self,
+        key: &[u8; 32],
+        encoding: &[u8],
+        flags: u8,
+        memory_size: u64,
+    ) -> u64 {
+        let flags = if flags & 0x0f < status::STORED {
+            (flags & 0xf0) | status::STORED
+        } else {
+            flags
+        };
+        let mem = if flags & 0x0f >= status::PERSISTED {
+            memory_size
+        } else {
+            0
+        };
+        let mut rec = Vec::with_capacity(RECORD_HEADER_BYTES as usize + encoding.len());
+        rec.extend_from_slice(key);
+        rec.push(flags);
+        rec.extend_from_slice(&mem.to_be_bytes());
+        rec.extend_from_slice(&(encoding.len() as u16).to_be_bytes());
+        rec.extend_from_slice(encoding);
+        self.append(&rec)
+    }
+
+    fn merge_label(&mut self, rec: u64, req: u8, memory_size: u64) -> Result<(), EtchError> {
+        let r = self.record_at(rec)?;
+        let (old, old_mem) = (r.flags, r.memory_size);
+        let new = (old & 0x0f).max(req & 0x0f) | ((old | req) & 0xf0);
+        if new == old {
+            return Ok(());
+        }
+        let mem = if old_mem == 0 && new & 0x0f >= status::PERSISTED {
+            memory_size
+        } else {
+            old_mem
+        };
+        if rec >= self.durable_len {
+            let s = (rec - self.durable_len) as usize;
+            self.appends[s + 32] = new;
+            self.appends[s + 33..s + 41].copy_from_slice(&mem.to_be_bytes());
+        } else {
+            self.labels.insert(rec, (new, mem));
+        }
+        Ok(())
+    }
+
+    /// Writes a record for `key` with the reference's exact algorithm (§6), or merges the label
+    /// of an existing one (§7). Staged until [`EtchFile::commit`].
+    pub fn write(
+        &mut self,
+        key: &[u8; 32],
+        encoding: &[u8],
+        flags: u8,
+        memory_size: u64,
+    ) -> Result<(), EtchError> {
+        if !self.writable {
+            return Err(EtchError::ReadOnly);
+        }
+        if encoding.is_empty() || encoding.len() > 16383 {
+            return Err(EtchError::Unwritable(format!(
+                "encoding of {} bytes",
+                encoding.len()
+            )));
+        }
+        let mut block = ROOT_BLOCK_OFFSET;
+        let mut level = 0;
+        loop {
+            if level > LEVEL_MAX {
+                return Err(EtchError::Unwritable(
+                    "max level exceeded (key collision?)".into(),
+                ));
+            }
+            let n = level_slots(level);
+            let d = digit(key, level);
+            let s = self.slot(block, d)?;
+            if s == 0 {
+                let p = self.append_record(key, encoding, flags, memory_size);
+                self.set_slot(block, d, p);
+                return Ok(());
+            }
+            match slot_type(s) {
+                SlotType::Index => {
+                    block = ptr(s);
+                    level += 1;
+                }
+                SlotType::Plain => {
+                    if self.key_at(ptr(s))? == *key {
+                        return self.merge_label(ptr(s), flags, memory_size);
+                    }
+                    if self.slot(block, (d + 1) % n)? == 0 {
+                        self.set_slot(block, d, TYPE_START | ptr(s));
+                        let p = self.append_record(key, encoding, flags, memory_size);
+                        self.set_slot(block, (d + 1) % n, TYPE_CHAIN | p);
+                        return Ok(());
+                    }
+                    if level + 1 > LEVEL_MAX {
+                        return Err(EtchError::Unwritable(
+                            "overflowing key size (key collision?)".into(),
+                        ));
+                    }
+                    let existing = self.key_at(ptr(s))?;
+                    let nb =
+                        self.append_block(level + 1, Some((digit(&existing, level + 1), ptr(s))));
+                    self.set_slot(block, d, TYPE_INDEX | nb);
+                    block = nb;
+                    level += 1;
+                }
+                SlotType::Start => {
+                    if self.key_at(ptr(s))? == *key {
+                        return self.merge_label(ptr(s), flags, memory_size);
+                    }
+                    let mut i = 1;
+                    while i < n {
+                        let si = self.slot(block, (d + i) % n)?;
+                        if si == 0 {
+                            let p = self.append_record(key, encoding, flags, memory_size);
+                            self.set_slot(block, (d + i) % n, TYPE_CHAIN | p);
+                            return Ok(());
+                        }
+                        if slot_type(si) != SlotType::Chain {
+                            break;
+                        }
+                        if self.key_at(ptr(si))? == *key {
+                            return self.merge_label(ptr(si), flags, memory_size);
+                        }
+                        i += 1;
+                    }
+                    if level + 1 > LEVEL_MAX {
+                        return Err(EtchError::Unwritable(
+                            "overflowing key size (key collision?)".into(),
+                        ));
+                    }
+                    // Collapse the full chain of length i into a new block.
+                    let p = self.append_record(key, encoding, flags, memory_size);
+                    let nb = self.append_block(level + 1, Some((digit(key, level + 1), p)));
+                    for j in 0..i {
+                        let sj = self.slot(block, (d + j) % n)?;
+                        self.rewrite(nb, level + 1, ptr(sj))?;
+                        if j != 0 {
+                            self.set_slot(block, (d + j) % n, 0);
+                        }
+                    }
+                    self.set_slot(block, d, TYPE_INDEX | nb);
+                    return Ok(());
+                }
+                SlotType::Chain => {
+                    self.evict(block, level, d)?;
+                    let p = self.append_record(key, encoding, flags, memory_size);
+                    self.set_slot(block, d, p);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Moves the chain that borrows slot `d` into a new block of the next level.
+    fn evict(&mut self, block: u64, level: usize, d: usize) -> Result<(), EtchError> {
+        let n = level_slots(level);
+        let mut a = d;
+        let mut steps = 0;
+        loop {
+            a = (a + n - 1) % n;
+            steps += 1;
+            if steps > n {
+                return Err(corrupt(
+                    block,
+                    5,
+                    "infinite chain: CHAIN slots with no START",
+                ));
+            }
+            if slot_type(self.slot(block, a)?) == SlotType::Start {
+                break;
+            }
+        }
+        let mut e = d;
+        loop {
+            let s = self.slot(block, e)?;
+            if s == 0 || slot_type(s) != SlotType::Chain {
+                break;
+            }
+            e = (e + 1) % n;
+            if e == d {
+                break;
+            }
+        }
+        let len = if e == a { n } else { (e + n - a) % n };
+        if level + 1 > LEVEL_MAX {
+            return Err(EtchError::Unwritable(
+                "overflowing key size (key collision?)".into(),
+            ));
+        }
+        let nb = self.append_block(level + 1, None);
+        for j in 0..len {
+            let sj = self.slot(block, (a + j) % n)?;
+            self.rewrite(nb, level + 1, ptr(sj))?;
+            if j != 0 {
+                self.set_slot(block, (a + j) % n, 0);
+            }
+        }
+        self.set_slot(block, a, TYPE_INDEX | nb);
+        Ok(())
+    }
+
+    /// Places an existing record into a block without chaining.
+    fn rewrite(&mut self, mut block: u64, mut level: usize, rec: u64) -> Result<(), EtchError> {
+        let key = self.key_at(rec)?;
+        loop {
+            if level > LEVEL_MAX {
+                return Err(EtchError::Unwritable(
+                    "max level exceeded while rewriting".into(),
+                ));
+            }
+            let d = digit(&key, level);
+            let s = self.slot(block, d)?;
+            if s == 0 {
+                self.set_slot(block, d, rec);
+                return Ok(());
+            }
+            match slot_type(s) {
+                SlotType::Index => {
+                    block = ptr(s);
+                    level += 1;
+                }
+                SlotType::Plain => {
+                    let nb = self.append_block(level + 1, None);
+                    self.rewrite(nb, level + 1, ptr(s))?;
+                    self.rewrite(nb, level + 1, rec)?;
+                    self.set_slot(block, d, TYPE_INDEX | nb);
+                    return Ok(());
+                }
+                _ => {
+                    return Err(corrupt(
+                        block + 8 * d as u64,
+                        5,
+                        "unexpected chain while rewriting existing data",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Stages a new root hash (written by the next commit).
+    pub fn set_root(&mut self, root: [u8; 32]) -> Result<(), EtchError> {
+        if !self.writable {
+            return Err(EtchError::ReadOnly);
+        }
+        self.root = root;
+        self.root_dirty = true;
+        Ok(())
+    }
+
+    /// Makes every staged write durable in the order described in the module docs.
+    pub fn commit(&mut self) -> Result<(), EtchError> {
+        if !self.is_dirty() {
+            return Ok(());
+        }
+        if !self.writable {
+            return Err(EtchError::ReadOnly);
+        }
+        let io = |source| EtchError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // 1. Append region and the new L.
+        if !self.appends.is_empty() {
+            self.file
+                .write_all_at(&self.appends, self.durable_len)
+                .map_err(io)?;
+            self.file
+                .write_all_at(&self.len.to_be_bytes(), 4)
+                .map_err(io)?;
+            self.file.sync_data().map_err(io)?;
+        }
+        // 2. Slots and labels inside the old region.
+        if !self.slots.is_empty() || !self.labels.is_empty() {
+            for (off, v) in &self.slots {
+                self.file.write_all_at(&v.to_be_bytes(), *off).map_err(io)?;
+            }
+            for (off, (flags, mem)) in &self.labels {
+                let mut label = [0u8; 9];
+                label[0] = *flags;
+                label[1..].copy_from_slice(&mem.to_be_bytes());
+                self.file.write_all_at(&label, off + 32).map_err(io)?;
+            }
+            self.file.sync_data().map_err(io)?;
+        }
+        // 3. The root.
+        if self.root_dirty {
+            self.file.write_all_at(&self.root, 12).map_err(io)?;
+            self.file.sync_data().map_err(io)?;
+        }
+        self.durable_len = self.len;
+        self.appends.clear();
+        self.slots.clear();
+        self.labels.clear();
+        self.root_dirty = false;
+        self.map = None;
+        // SAFETY: as in `open`: a read-only map of a file only this process writes, re-made
+        // after every commit so it covers the new data length.
+        self.map = Some(unsafe { Mmap::map(&self.file) }.map_err(io)?);
+        Ok(())
+    }
+
+    /// The offsets of every record reachable from the index (in no particular order).
+    pub fn record_offsets(&self) -> Result<Vec<u64>, EtchError> {
+        let mut out = Vec::new();
+        let mut stack = vec![(ROOT_BLOCK_OFFSET, 0usize)];
+        while let Some((block, level)) = stack.pop() {
+            if level > LEVEL_MAX {
+                return Err(corrupt(block, 3, "index level exceeded"));
+            }
+            for d in (0..level_slots(level)).rev() {
+                let s = self.slot(block, d)?;
+                if s == 0 {
+                    continue;
+                }
+                match slot_type(s) {
+                    SlotType::Index => stack.push((ptr(s), level + 1)),
+                    _ => out.push(ptr(s)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of index blocks, the root included.
+    pub fn block_count(&self) -> Result<usize, EtchError> {
+        let mut count = 0;
+        let mut stack = vec![(ROOT_BLOCK_OFFSET, 0usize)];
+        while let Some((block, level)) = stack.pop() {
+            count += 1;
+            if level > LEVEL_MAX {
+                return Err(corrupt(block, 3, "index level exceeded"));
+            }
+            for d in 0..level_slots(level) {
+                let s = self.slot(block, d)?;
+                if s != 0 && slot_type(s) == SlotType::Index {
+                    stack.push((ptr(s), level + 1));
+                }
+            }
+        }
+        Ok(count)
+    }
+}

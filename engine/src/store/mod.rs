@@ -1,0 +1,3 @@
+//! Cell stores.
+
+pub mod cad047;
