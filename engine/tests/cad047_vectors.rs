@@ -178,3 +178,26 @@ fn chain_fill_scenario_gives_40_blocks() {
         assert!(f.lookup(k).unwrap().is_some());
     }
 }
+
+#[test]
+fn one_writer_excludes_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.etch");
+    let w = EtchFile::create(&path).unwrap();
+    assert!(matches!(
+        EtchFile::open(&path, true),
+        Err(etch_engine::store::cad047::EtchError::Locked { .. })
+    ));
+    assert!(matches!(
+        EtchFile::open(&path, false),
+        Err(etch_engine::store::cad047::EtchError::Locked { .. })
+    ));
+    drop(w);
+    let r1 = EtchFile::open(&path, false).unwrap();
+    let _r2 = EtchFile::open(&path, false).unwrap();
+    assert!(matches!(
+        EtchFile::open(&path, true),
+        Err(etch_engine::store::cad047::EtchError::Locked { .. })
+    ));
+    drop(r1);
+}

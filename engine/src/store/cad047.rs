@@ -139,9 +139,35 @@ pub enum EtchError {
     /// A write that the format cannot hold (e.g. a key collision past level 59).
     #[error("cannot write: {0}")]
     Unwritable(String),
+    /// Another process (an Etch writer or a Convex peer) holds the file's lock.
+    #[error("{path}: the file is locked by another process (a running writer or Convex peer)")]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+}
+
+/// Takes an open-file-description lock over the whole file: a write lock for writers, a read
+/// lock for readers. OFD locks conflict with the classic POSIX `fcntl` locks a Java peer takes
+/// (`FileChannel.tryLock`), so neither side can write while the other has the file open.
+fn lock(file: &File, write: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain old data; zeroed is a valid value that we then fill in.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    // SAFETY: the descriptor is open for the lifetime of `file`, and `fl` is a valid flock.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn corrupt(offset: u64, invariant: u8, detail: impl Into<String>) -> EtchError {
@@ -234,6 +260,13 @@ impl EtchFile {
                 "file is {physical} bytes, shorter than the 44-byte header"
             )));
         }
+        lock(&file, writable).map_err(|e| match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => EtchError::Locked { path: path.clone() },
+            _ => EtchError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
         let mut header = [0u8; 44];
         file.read_exact_at(&mut header, 0).map_err(io)?;
         if header[0..2] != MAGIC {
