@@ -22,6 +22,12 @@ enum Command {
     Encode(cmd::encode::EncodeArgs),
     /// Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text.
     Decode(cmd::decode::DecodeArgs),
+    /// Show a store's format, root, record count and length.
+    Info(cmd::store::InfoArgs),
+    /// Print a stored value (or one cell's encoding) by Value ID.
+    Get(cmd::store::GetArgs),
+    /// Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs.
+    Put(cmd::store::PutArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,9 +35,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Info(args) => cmd::store::info(args),
+        Command::Get(args) => cmd::store::get(args),
+        Command::Put(args) => cmd::store::put(args),
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("etch: {e}");
             ExitCode::FAILURE
