@@ -239,7 +239,7 @@ pub fn branches_preorder(root: &Cell, resolver: &dyn Resolver) -> Result<Vec<Cel
             }
             Ref::Branch(_) => {
                 if seen.insert(r.id()) {
-                    let c = r.resolve(resolver)?;
+                    let c = r.fetch(resolver)?;
                     out.push(c.clone());
                     stack.push((c, 0));
                 }

@@ -275,6 +275,24 @@ impl Ref {
         }
     }
 
+    /// The child cell without attaching it: an embedded or already attached child is returned
+    /// as is; otherwise it is looked up in `resolver` (and checked, as in [`Ref::resolve`]) but
+    /// not kept in the parent, so walking a tree larger than memory through a store holds only
+    /// the path being walked. The store's cache decides what stays hot.
+    pub fn fetch(&self, resolver: &dyn Resolver) -> Result<Cell, ResolveError> {
+        match self {
+            Ref::Embedded(c) => Ok(c.clone()),
+            Ref::Branch(b) => {
+                if let Some(c) = b.target.get() {
+                    return Ok(c.clone());
+                }
+                let cell = resolver.resolve(&b.id)?.ok_or(ResolveError::Missing(b.id))?;
+                b.check(&cell)?;
+                Ok(cell)
+            }
+        }
+    }
+
     /// Writes the slot form: the inline encoding, or `20` + ID.
     pub fn write_slot(&self, out: &mut Vec<u8>) {
         match self {
@@ -298,6 +316,12 @@ impl Ref {
 impl Branch {
     /// Attaches `cell` as the target after checking it is the right one (S5) and a branch (S2).
     pub fn attach(&self, cell: Cell) -> Result<Cell, ResolveError> {
+        self.check(&cell)?;
+        Ok(self.target.get_or_init(|| cell).clone())
+    }
+
+    /// Checks that `cell` is this ref's target (S5) and a branch (S2).
+    fn check(&self, cell: &Cell) -> Result<(), ResolveError> {
         if cell.id() != &self.id {
             return Err(ResolveError::Invalid(DecodeError::new(
                 0,
@@ -316,7 +340,7 @@ impl Branch {
                 ),
             )));
         }
-        Ok(self.target.get_or_init(|| cell).clone())
+        Ok(())
     }
 }
 

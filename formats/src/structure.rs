@@ -23,7 +23,7 @@ fn child(r: &Ref, resolver: Option<&dyn Resolver>) -> Res<Option<Cell>> {
     }
     match resolver {
         None => Ok(None),
-        Some(res) => match r.resolve(res) {
+        Some(res) => match r.fetch(res) {
             Ok(c) => Ok(Some(c)),
             Err(ResolveError::Missing(id)) => Err(err(Rule::S4, format!("missing cell {id}"))),
             Err(ResolveError::Invalid(e)) => Err(e),

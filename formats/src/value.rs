@@ -42,17 +42,17 @@ fn vector_walk(cell: &Cell, r: &dyn Resolver, f: &mut dyn FnMut(Cell) -> Res<()>
     let refs = cell.refs();
     if n <= VECTOR_LEAF_MAX {
         for x in refs {
-            f(x.resolve(r)?)?;
+            f(x.fetch(r)?)?;
         }
     } else if !n.is_multiple_of(16) {
         let (items, prefix) = refs.split_at(refs.len() - 1);
-        vector_walk(&prefix[0].resolve(r)?, r, f)?;
+        vector_walk(&prefix[0].fetch(r)?, r, f)?;
         for x in items {
-            f(x.resolve(r)?)?;
+            f(x.fetch(r)?)?;
         }
     } else {
         for ch in refs {
-            vector_walk(&ch.resolve(r)?, r, f)?;
+            vector_walk(&ch.fetch(r)?, r, f)?;
         }
     }
     Ok(())
@@ -69,18 +69,18 @@ pub fn vector_get(cell: &Cell, i: u64, r: &dyn Resolver) -> Res<Option<Cell>> {
         }
         let refs = node.refs();
         if n <= VECTOR_LEAF_MAX {
-            return refs[i as usize].resolve(r).map(Some);
+            return refs[i as usize].fetch(r).map(Some);
         }
         if !n.is_multiple_of(16) {
             let split = n - n % 16;
             if i >= split {
-                return refs[(i - split) as usize].resolve(r).map(Some);
+                return refs[(i - split) as usize].fetch(r).map(Some);
             }
-            node = refs[refs.len() - 1].resolve(r)?;
+            node = refs[refs.len() - 1].fetch(r)?;
             continue;
         }
         let (c, _) = crate::shape::vector_tree(n);
-        node = refs[(i / c) as usize].resolve(r)?;
+        node = refs[(i / c) as usize].fetch(r)?;
         i %= c;
     }
 }
@@ -94,9 +94,9 @@ pub fn for_each_entry(
     let per = if cell.tag() == tag::MAP { 2 } else { 1 };
     if cell.count() <= HASH_LEAF_MAX {
         for pair in cell.refs().chunks(per) {
-            let k = pair[0].resolve(r)?;
+            let k = pair[0].fetch(r)?;
             let v = match pair.get(1) {
-                Some(v) => Some(v.resolve(r)?),
+                Some(v) => Some(v.fetch(r)?),
                 None => None,
             };
             f(k, v)?;
@@ -104,7 +104,7 @@ pub fn for_each_entry(
         return Ok(());
     }
     for ch in cell.refs() {
-        for_each_entry(&ch.resolve(r)?, r, f)?;
+        for_each_entry(&ch.fetch(r)?, r, f)?;
     }
     Ok(())
 }
@@ -118,17 +118,17 @@ pub fn for_each_index_entry(
     let refs = cell.refs();
     match cell.count() {
         0 => Ok(()),
-        1 => f(refs[0].resolve(r)?, refs[1].resolve(r)?),
+        1 => f(refs[0].fetch(r)?, refs[1].fetch(r)?),
         _ => {
             let has_entry = cell.index_header().map(|h| h.0).unwrap_or(false);
             let children = if has_entry {
-                f(refs[0].resolve(r)?, refs[1].resolve(r)?)?;
+                f(refs[0].fetch(r)?, refs[1].fetch(r)?)?;
                 &refs[2..]
             } else {
                 refs
             };
             for ch in children {
-                for_each_index_entry(&ch.resolve(r)?, r, f)?;
+                for_each_index_entry(&ch.fetch(r)?, r, f)?;
             }
             Ok(())
         }
@@ -142,7 +142,7 @@ pub fn blob_bytes_into(cell: &Cell, r: &dyn Resolver, out: &mut Vec<u8>) -> Res<
         return Ok(());
     }
     for ch in cell.refs() {
-        blob_bytes_into(&ch.resolve(r)?, r, out)?;
+        blob_bytes_into(&ch.fetch(r)?, r, out)?;
     }
     Ok(())
 }
@@ -160,34 +160,45 @@ pub fn memory_size(cell: &Cell, r: &dyn Resolver) -> Res<u64> {
     if let Some(v) = cell.memory_size_cache().get() {
         return Ok(*v);
     }
+    // Sizes of branch cells computed in this walk: fetched (unattached) children are fresh
+    // objects, so their own caches do not survive; this memo does.
+    let mut memo: std::collections::HashMap<crate::ValueId, u64> = std::collections::HashMap::new();
+    let known = |x: &Ref, memo: &std::collections::HashMap<crate::ValueId, u64>| -> Option<u64> {
+        match x {
+            Ref::Embedded(c) => c.memory_size_cache().get().copied(),
+            Ref::Branch(b) => b.target().and_then(|c| c.memory_size_cache().get().copied()).or_else(|| memo.get(b.id()).copied()),
+        }
+    };
     // Stack of (cell, is the Syntax metadata map, children pushed?).
     let mut stack: Vec<(Cell, bool, bool)> = vec![(cell.clone(), false, false)];
     while let Some((c, meta, expanded)) = stack.pop() {
         if c.memory_size_cache().get().is_some() {
             continue;
         }
-        let kids: Vec<Cell> = c.refs().iter().map(|x| x.resolve(r)).collect::<Res<_>>()?;
         if !expanded {
             stack.push((c.clone(), meta, true));
-            for (i, k) in kids.iter().enumerate() {
-                if k.memory_size_cache().get().is_none() {
+            for (i, x) in c.refs().iter().enumerate() {
+                if known(x, &memo).is_none() {
                     let is_meta = c.kind() == Kind::Syntax && i == 1;
-                    stack.push((k.clone(), is_meta, false));
+                    stack.push((x.fetch(r)?, is_meta, false));
                 }
             }
             continue;
         }
         let mut total: u64 = 0;
-        for k in &kids {
-            let m = k.memory_size_cache().get().copied().unwrap_or(0);
-            total = total.saturating_add(m);
+        for x in c.refs() {
+            total = total.saturating_add(known(x, &memo).unwrap_or(0));
         }
         // The Syntax metadata map is written inline whatever its size: it never counts as a
         // branch of its own.
         if !c.is_embedded() && !meta {
             total = total.saturating_add(c.len() as u64 + 64);
         }
-        let _ = c.memory_size_cache().set(total.min(i64::MAX as u64));
+        let total = total.min(i64::MAX as u64);
+        let _ = c.memory_size_cache().set(total);
+        if !c.is_embedded() {
+            memo.insert(*c.id(), total);
+        }
     }
     Ok(cell.memory_size_cache().get().copied().unwrap_or(0))
 }

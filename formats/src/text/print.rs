@@ -232,7 +232,7 @@ impl Printer<'_> {
                     None => self.push("{}")?,
                 }
                 self.push(" ")?;
-                let datum = refs[0].resolve(self.resolver)?;
+                let datum = refs[0].fetch(self.resolver)?;
                 self.value(&datum, d)
             }
             Kind::Signed => {
@@ -246,7 +246,7 @@ impl Printer<'_> {
                     hex::encode(sig)
                 );
                 self.push(&head)?;
-                let v = cell.refs()[0].resolve(self.resolver)?;
+                let v = cell.refs()[0].fetch(self.resolver)?;
                 self.value(&v, d)?;
                 self.push("}")
             }
