@@ -113,9 +113,14 @@ fn walking_a_stored_tree_keeps_nothing_attached() {
     let expected_mem = memory_size(&value, &etch_formats::NoResolver).unwrap();
     EtchStore::create(&path).unwrap().set_root(&value).unwrap();
     let store = EtchStore::open(&path, false).unwrap();
-    let Root::Value(root) = store.root().unwrap() else { panic!("root set") };
+    let Root::Value(root) = store.root().unwrap() else {
+        panic!("root set")
+    };
     // Walk everything: print, verify, memory size through the store.
-    assert_eq!(print(&root, &store).unwrap(), print(&value, &etch_formats::NoResolver).unwrap());
+    assert_eq!(
+        print(&root, &store).unwrap(),
+        print(&value, &etch_formats::NoResolver).unwrap()
+    );
     etch_formats::structure::verify_tree(&root, &store).unwrap();
     let fresh = store.get(value.id()).unwrap().unwrap();
     assert_eq!(memory_size(&fresh, &store).unwrap(), expected_mem);
@@ -125,8 +130,31 @@ fn walking_a_stored_tree_keeps_nothing_attached() {
         for r in c.refs() {
             match r {
                 etch_formats::Ref::Embedded(e) => stack.push(e.clone()),
-                etch_formats::Ref::Branch(b) => assert!(b.target().is_none(), "a walk attached {}", b.id()),
+                etch_formats::Ref::Branch(b) => {
+                    assert!(b.target().is_none(), "a walk attached {}", b.id())
+                }
             }
         }
     }
+}
+
+#[test]
+fn cache_stays_within_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.etch");
+    let value = Cell::blob(&etch_formats::gen::SplitMix64(3).bytes(2 << 20));
+    EtchStore::create(&path).unwrap().set_root(&value).unwrap();
+    let store = EtchStore::open(&path, false).unwrap();
+    store.set_cache_budget(64 * 1024);
+    let Root::Value(root) = store.root().unwrap() else {
+        panic!("root set")
+    };
+    let bytes = etch_formats::value::blob_bytes(&root, &store).unwrap();
+    assert_eq!(bytes.len(), 2 << 20);
+    assert!(
+        store.cache_bytes() <= 64 * 1024,
+        "cache holds {} bytes",
+        store.cache_bytes()
+    );
+    assert!(store.cache_bytes() > 0);
 }

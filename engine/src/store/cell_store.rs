@@ -4,8 +4,9 @@ use super::cad047::{self, EtchError, EtchFile, FLAG_NON_EMBEDDED};
 use etch_formats::cell::ResolveError;
 use etch_formats::value::memory_size;
 use etch_formats::{decode_cell, Cell, Ref, Resolver, ValueId};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 /// Errors of a cell store.
 #[derive(Debug, thiserror::Error)]
@@ -82,24 +83,94 @@ pub trait CellStore: Resolver + Send + Sync {
     fn stats(&self) -> Result<StoreStats, StoreError>;
 }
 
+/// Default budget of the decoded-cell cache of a store.
+pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
+/// Accounting overhead of one cached cell beyond its encoding (Arc, refs, map entry).
+const CACHE_ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// A bounded cache of decoded cells: FIFO eviction by bytes. Cheap, lock-held briefly, and
+/// enough to keep the upper levels of trees being walked (which are read again and again) hot.
+struct CellCache {
+    budget_bytes: usize,
+    used_bytes: usize,
+    cells: HashMap<ValueId, Cell>,
+    order: VecDeque<ValueId>,
+}
+
+impl CellCache {
+    fn get(&self, id: &ValueId) -> Option<Cell> {
+        self.cells.get(id).cloned()
+    }
+
+    fn insert(&mut self, cell: &Cell) {
+        let cost = cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
+        if cost > self.budget_bytes || self.cells.contains_key(cell.id()) {
+            return;
+        }
+        while self.used_bytes + cost > self.budget_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.cells.remove(&old) {
+                self.used_bytes -= c.len() + CACHE_ENTRY_OVERHEAD_BYTES;
+            }
+        }
+        self.used_bytes += cost;
+        self.order.push_back(*cell.id());
+        self.cells.insert(*cell.id(), cell.clone());
+    }
+}
+
 /// A [`CellStore`] over a CAD047 Etch file.
 pub struct EtchStore {
     file: RwLock<EtchFile>,
+    cache: Mutex<CellCache>,
 }
 
 impl EtchStore {
     /// Opens an existing Etch file (read-only or for writing).
     pub fn open(path: impl AsRef<Path>, writable: bool) -> Result<EtchStore, StoreError> {
-        Ok(EtchStore {
-            file: RwLock::new(EtchFile::open(path, writable)?),
-        })
+        Ok(EtchStore::with_file(EtchFile::open(path, writable)?))
     }
 
     /// Creates a new Etch file.
     pub fn create(path: impl AsRef<Path>) -> Result<EtchStore, StoreError> {
-        Ok(EtchStore {
-            file: RwLock::new(EtchFile::create(path)?),
-        })
+        Ok(EtchStore::with_file(EtchFile::create(path)?))
+    }
+
+    fn with_file(file: EtchFile) -> EtchStore {
+        let cache = CellCache {
+            budget_bytes: CACHE_BYTES_DEFAULT,
+            used_bytes: 0,
+            cells: HashMap::new(),
+            order: VecDeque::new(),
+        };
+        EtchStore {
+            file: RwLock::new(file),
+            cache: Mutex::new(cache),
+        }
+    }
+
+    /// Sets the byte budget of the decoded-cell cache (0 disables it).
+    pub fn set_cache_budget(&self, bytes: usize) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.budget_bytes = bytes;
+        while c.used_bytes > bytes {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            if let Some(cell) = c.cells.remove(&old) {
+                c.used_bytes -= cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
+            }
+        }
+    }
+
+    /// Bytes the cache holds now (for tests and stats).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .used_bytes
     }
 
     /// Opens the file for writing, creating it when it does not exist.
@@ -200,6 +271,9 @@ impl CellStore for EtchStore {
     }
 
     fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError> {
+        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(Some(c));
+        }
         let f = self.read();
         let Some(rec) = f.get(&id.0)? else {
             return Ok(None);
@@ -212,6 +286,11 @@ impl CellStore for EtchStore {
         if cell.id() != id {
             return Err(bad(format!("encoding hashes to {}", cell.id())));
         }
+        drop(f);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(&cell);
         Ok(Some(cell))
     }
 
