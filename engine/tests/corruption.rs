@@ -124,3 +124,45 @@ fn random_damage_never_panics() {
         }
     }
 }
+
+#[test]
+fn stale_length_is_repaired_by_a_writer_only() {
+    // A Java peer killed before rewriting L: the last record lies past the stated length.
+    let dir = tempfile::tempdir().unwrap();
+    let key: [u8; 32] = hex::decode(V_ID).unwrap().try_into().unwrap();
+    let (last_off, len) = {
+        let f = EtchFile::open(small(), false).unwrap();
+        let offs = f.record_offsets().unwrap();
+        (*offs.iter().max().unwrap(), f.data_len())
+    };
+    let p = damaged(dir.path(), |b| {
+        b[4..12].copy_from_slice(&last_off.to_be_bytes())
+    });
+    let before = std::fs::read(&p).unwrap();
+    {
+        let f = EtchFile::open(&p, false).unwrap();
+        assert_eq!(f.data_len(), last_off);
+        assert!(
+            f.furthest_end().is_err(),
+            "readers see the slot past L as corruption"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        before,
+        "readers never change the file"
+    );
+    let f = EtchFile::open(&p, true).unwrap();
+    assert_eq!(
+        f.data_len(),
+        len,
+        "the writer moved L to the end of the furthest record"
+    );
+    assert!(f.get(&key).unwrap().is_some());
+    drop(f);
+    let store = EtchStore::open(&p, false).unwrap();
+    let etch_engine::store::Root::Value(root) = store.root().unwrap() else {
+        panic!("root")
+    };
+    etch_formats::structure::verify_tree(&root, &store).unwrap();
+}

@@ -304,7 +304,7 @@ impl EtchFile {
         // through `pwrite` at commit time and re-maps afterwards. Another writer is excluded by
         // the store's lock (a concurrent external writer is outside the supported use).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Ok(EtchFile {
+        let mut f = EtchFile {
             path,
             file,
             writable,
@@ -316,7 +316,71 @@ impl EtchFile {
             appends: Vec::new(),
             slots: BTreeMap::new(),
             labels: BTreeMap::new(),
-        })
+        };
+        if writable {
+            f.repair_stale_length(physical)?;
+        }
+        Ok(f)
+    }
+
+    /// The stale-length repair of etch.md §10: a writer that crashed between appending and
+    /// rewriting the header (the reference never syncs *L* until close) leaves slots pointing at
+    /// or past *L*. Appending at that *L* would overwrite records the index still names, so a
+    /// writer first walks the index and moves *L* to the end of the furthest object it
+    /// references (only within the physical file; anything else is real corruption).
+    fn repair_stale_length(&mut self, physical: u64) -> Result<(), EtchError> {
+        let stated = self.len;
+        self.len = physical;
+        self.durable_len = physical;
+        let furthest = self.furthest_end();
+        self.len = stated;
+        self.durable_len = stated;
+        let furthest = furthest?;
+        if furthest > stated {
+            let io = |source| EtchError::Io {
+                path: self.path.clone(),
+                source,
+            };
+            self.file
+                .write_all_at(&furthest.to_be_bytes(), 4)
+                .map_err(io)?;
+            self.file.sync_data().map_err(io)?;
+            self.len = furthest;
+            self.durable_len = furthest;
+        }
+        Ok(())
+    }
+
+    /// The end of the furthest block or record referenced from the index.
+    pub fn furthest_end(&self) -> Result<u64, EtchError> {
+        let mut end = DATA_START;
+        let mut stack = vec![(ROOT_BLOCK_OFFSET, 0usize)];
+        while let Some((block, level)) = stack.pop() {
+            if level > LEVEL_MAX {
+                return Err(corrupt(block, 3, "index level exceeded"));
+            }
+            for d in 0..level_slots(level) {
+                let s = self.slot(block, d)?;
+                if s == 0 {
+                    continue;
+                }
+                if slot_type(s) == SlotType::Index {
+                    if level + 1 > LEVEL_MAX {
+                        return Err(corrupt(
+                            block + 8 * d as u64,
+                            3,
+                            "index block below level 59",
+                        ));
+                    }
+                    end = end.max(ptr(s) + 8 * level_slots(level + 1) as u64);
+                    stack.push((ptr(s), level + 1));
+                } else {
+                    let r = self.record_at(ptr(s))?;
+                    end = end.max(ptr(s) + RECORD_HEADER_BYTES + r.encoding.len() as u64);
+                }
+            }
+        }
+        Ok(end)
     }
 
     /// The path of the file.
