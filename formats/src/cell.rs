@@ -286,7 +286,9 @@ impl Ref {
                 if let Some(c) = b.target.get() {
                     return Ok(c.clone());
                 }
-                let cell = resolver.resolve(&b.id)?.ok_or(ResolveError::Missing(b.id))?;
+                let cell = resolver
+                    .resolve(&b.id)?
+                    .ok_or(ResolveError::Missing(b.id))?;
                 b.check(&cell)?;
                 Ok(cell)
             }

@@ -166,7 +166,10 @@ pub fn memory_size(cell: &Cell, r: &dyn Resolver) -> Res<u64> {
     let known = |x: &Ref, memo: &std::collections::HashMap<crate::ValueId, u64>| -> Option<u64> {
         match x {
             Ref::Embedded(c) => c.memory_size_cache().get().copied(),
-            Ref::Branch(b) => b.target().and_then(|c| c.memory_size_cache().get().copied()).or_else(|| memo.get(b.id()).copied()),
+            Ref::Branch(b) => b
+                .target()
+                .and_then(|c| c.memory_size_cache().get().copied())
+                .or_else(|| memo.get(b.id()).copied()),
         }
     };
     // Stack of (cell, is the Syntax metadata map, children pushed?).

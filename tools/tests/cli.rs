@@ -124,7 +124,8 @@ fn help_lists_subcommands() {
 
 #[test]
 fn store_commands() {
-    let small = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/etch/small.etch");
+    let small = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/etch/small.etch");
     let small = small.to_str().expect("utf-8 path");
     let (code, out) = etch(&["info", "--json", small], "");
     assert_eq!(code, 0);
@@ -138,7 +139,11 @@ fn store_commands() {
     assert_eq!(out, format!("{root} 800220bc41f9c0c93277bf9f1cfc143dc5df26b4bdfb7ad0a536559b6d907b22dd6b172016d83be976dc03a0991c8354655db3919d9ab07b007877fad3dd04fe91632e32\n"));
     let (code, out) = etch(&["get", small, root], "");
     assert_eq!(code, 0);
-    assert!(out.starts_with("[[0 1 2 3 ") && out.contains(":k999 999"), "{}", &out[..100]);
+    assert!(
+        out.starts_with("[[0 1 2 3 ") && out.contains(":k999 999"),
+        "{}",
+        &out[..100]
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("new.etch");
@@ -146,7 +151,10 @@ fn store_commands() {
     let (code, out) = etch(&["put", path], "[1 2 3]\n{:a\n\"hello\"\n");
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "b95de281d42f565cc3551b3ef7070f89c2290789bc63ce28fcc7969ac2fba4ae");
+    assert_eq!(
+        lines[0],
+        "b95de281d42f565cc3551b3ef7070f89c2290789bc63ce28fcc7969ac2fba4ae"
+    );
     assert!(lines[1].starts_with("error: syntax: "));
     let (code, out) = etch(&["get", path, lines[0]], "");
     assert_eq!((code, out.as_str()), (0, "[1 2 3]\n"));
