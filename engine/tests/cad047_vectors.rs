@@ -72,7 +72,9 @@ fn check_reads(name: &str) {
     assert!(f.get(&root).unwrap().is_some(), "root record present");
     // The branch cells reachable from the root, counted through the store.
     let store = etch_engine::store::EtchStore::open(&path, false).unwrap();
-    let root_cell = etch_engine::store::CellStore::get(&store, &etch_formats::ValueId(root)).unwrap().unwrap();
+    let root_cell = etch_engine::store::CellStore::get(&store, &etch_formats::ValueId(root))
+        .unwrap()
+        .unwrap();
     let branches = etch_formats::branches_preorder(&root_cell, &store).unwrap();
     assert_eq!(branches.len().to_string(), m["root_branch_cells"]);
     etch_formats::structure::verify_tree(&root_cell, &store).unwrap();
