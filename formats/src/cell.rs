@@ -261,17 +261,10 @@ impl Ref {
     /// The child cell, looking an unattached ref up in `resolver` and attaching it.
     /// A target that does not hash to the ref (S5) or is ≤ 140 bytes (S2) is rejected.
     pub fn resolve(&self, resolver: &dyn Resolver) -> Result<Cell, ResolveError> {
+        let cell = self.fetch(resolver)?;
         match self {
-            Ref::Embedded(c) => Ok(c.clone()),
-            Ref::Branch(b) => {
-                if let Some(c) = b.target.get() {
-                    return Ok(c.clone());
-                }
-                let cell = resolver
-                    .resolve(&b.id)?
-                    .ok_or(ResolveError::Missing(b.id))?;
-                b.attach(cell)
-            }
+            Ref::Branch(b) => Ok(b.target.get_or_init(|| cell).clone()),
+            Ref::Embedded(_) => Ok(cell),
         }
     }
 
