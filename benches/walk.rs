@@ -13,7 +13,11 @@ use std::time::Instant;
 fn status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -22,13 +26,18 @@ fn walk(cell: &Cell, store: &dyn Resolver) -> u64 {
     if let Some(b) = cell.flat_bytes() {
         return b.len() as u64;
     }
-    cell.refs().iter().map(|r| walk(&r.fetch(store).expect("stored child"), store)).sum()
+    cell.refs()
+        .iter()
+        .map(|r| walk(&r.fetch(store).expect("stored child"), store))
+        .sum()
 }
 
 fn main() {
     if let Ok(path) = std::env::var("ETCH_WALK_STORE") {
         let store = EtchStore::open(&path, false).expect("open");
-        let Root::Value(root) = store.root().expect("root") else { panic!("no root") };
+        let Root::Value(root) = store.root().expect("root") else {
+            panic!("no root")
+        };
         let start = Instant::now();
         let n = walk(&root, &store);
         // The file is memory-mapped: its pages count as RssFile (page cache, reclaimable). What
@@ -42,7 +51,10 @@ fn main() {
         );
         return;
     }
-    let mib: usize = std::env::var("ETCH_WALK_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: usize = std::env::var("ETCH_WALK_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let dir = match std::env::var("ETCH_WALK_DIR") {
         Ok(d) => tempfile::tempdir_in(d),
         Err(_) => tempfile::tempdir(),
@@ -56,9 +68,16 @@ fn main() {
         let store = EtchStore::create(&path).expect("create");
         store.set_root(&blob).expect("set_root");
         let secs = start.elapsed().as_secs_f64();
-        println!("stored a {mib} MiB Blob ({}) in {secs:.2} s = {:.0} MB/s incl. hashing and sync", blob.id(), (mib << 20) as f64 / secs / 1e6);
+        println!(
+            "stored a {mib} MiB Blob ({}) in {secs:.2} s = {:.0} MB/s incl. hashing and sync",
+            blob.id(),
+            (mib << 20) as f64 / secs / 1e6
+        );
     }
-    let out = std::process::Command::new(std::env::current_exe().expect("exe")).env("ETCH_WALK_STORE", &path).output().expect("walker");
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env("ETCH_WALK_STORE", &path)
+        .output()
+        .expect("walker");
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -6,4 +6,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod query;
 pub mod store;

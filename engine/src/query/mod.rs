@@ -1,0 +1,670 @@
+//! The query evaluator: `query.md` §3 (evaluation model), §4 (special forms), §5 (core
+//! functions, a first slice), §8.1 (error values) and §9 (resource limits).
+//!
+//! Values are [`Cell`]s; functions (built-ins and closures) exist only inside an evaluation and
+//! in the session [`Env`]. Child refs are followed with [`Ref::fetch`](etch_formats::Ref::fetch),
+//! which never attaches, so evaluating over a store holds only the paths being looked at:
+//! `count` reads a header, `nth` descends one path.
+
+mod core;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use etch_formats::text::read::read_all;
+use etch_formats::{Cell, Kind, ResolveError, Resolver};
+
+/// Most evaluation steps one evaluation may take (`:JUICE`); each form evaluated is one step
+/// and functions linear in collection size count one step per element.
+pub const EVAL_STEPS_MAX: u64 = 1_000_000;
+/// Deepest nesting of evaluation (forms within forms, calls within calls) (`:DEPTH`).
+pub const EVAL_DEPTH_MAX: usize = 256;
+/// Largest result, in bytes of encoding of the cells an operation builds (`:LIMIT`).
+pub const RESULT_SIZE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest printed text `print` may produce, in bytes (`:LIMIT` `Print limit exceeded`).
+pub const PRINT_TEXT_MAX_BYTES: usize = 65_536;
+/// Stack size of the thread an evaluation runs on: enough for [`EVAL_DEPTH_MAX`] levels.
+const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// A Convex-style error value: a code (a Keyword name, e.g. `"CAST"`) and a message (§8.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(":{code} {message}")]
+pub struct EvalError {
+    /// The error code without its colon: `ARITY`, `CAST`, `ARGUMENT`, `BOUNDS`, `UNDECLARED`,
+    /// `SYNTAX`, `COMPILE`, `MISSING`, `JUICE`, `DEPTH`, `LIMIT`, `IO`.
+    pub code: &'static str,
+    /// The message, as the spec gives it.
+    pub message: String,
+}
+
+impl EvalError {
+    /// An error with this code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> EvalError {
+        EvalError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ResolveError> for EvalError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Missing(id) => {
+                EvalError::new("MISSING", format!("Missing data: 0x{}", id.to_hex()))
+            }
+            other => EvalError::new("IO", other.to_string()),
+        }
+    }
+}
+
+type Res<T> = Result<T, EvalError>;
+
+/// A value during evaluation: data, or a function.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// A data value.
+    Data(Cell),
+    /// A built-in function, by name.
+    Builtin(&'static str),
+    /// A closure made by `fn`.
+    Closure(Arc<Closure>),
+}
+
+/// A closure: parameters, body and the local bindings it captured.
+#[derive(Debug)]
+pub struct Closure {
+    params: Vec<Option<String>>,
+    rest: Option<Option<String>>,
+    params_form: Cell,
+    body: Vec<Cell>,
+    captured: Locals,
+}
+
+impl Value {
+    /// The data form of this value: a function becomes its printed form's value (a built-in's
+    /// name as a Symbol, a closure as the list `(fn [params] body...)`).
+    pub fn to_cell(&self) -> Cell {
+        match self {
+            Value::Data(c) => c.clone(),
+            Value::Builtin(name) => Cell::symbol(name).unwrap_or_else(|_| Cell::nil()),
+            Value::Closure(c) => {
+                let mut items = vec![
+                    Cell::symbol("fn").unwrap_or_else(|_| Cell::nil()),
+                    c.params_form.clone(),
+                ];
+                items.extend(c.body.iter().cloned());
+                Cell::list(items)
+            }
+        }
+    }
+
+    fn is_fn(&self) -> bool {
+        !matches!(self, Value::Data(_))
+    }
+}
+
+/// Local bindings (innermost last).
+type Locals = Vec<(String, Value)>;
+
+/// A session environment: the symbols `def` has bound.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    defs: HashMap<String, Value>,
+}
+
+impl Env {
+    /// An empty session environment.
+    pub fn new() -> Env {
+        Env::default()
+    }
+
+    /// The value `def` bound to `name`, as data (functions in their printed form).
+    pub fn get(&self, name: &str) -> Option<Cell> {
+        self.defs.get(name).map(Value::to_cell)
+    }
+
+    /// Binds `name` to a data value, as `def` does.
+    pub fn define(&mut self, name: &str, value: Cell) {
+        self.defs.insert(name.to_string(), Value::Data(value));
+    }
+}
+
+/// Reads every form of `text` and evaluates them in order, as `(do ...)`, returning the last
+/// value (nil for no forms). Reader errors are `:SYNTAX` with the reader's message.
+pub fn eval_text(text: &str, env: &mut Env, resolver: &dyn Resolver) -> Result<Cell, EvalError> {
+    let forms = read_all(text).map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+    // Run on a thread with a known stack so that EVAL_DEPTH_MAX levels always fit.
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn_scoped(s, || {
+                let mut ev = Evaluator {
+                    env,
+                    resolver,
+                    steps: 0,
+                    depth: 0,
+                };
+                let mut last = Value::Data(Cell::nil());
+                for f in &forms {
+                    last = ev.eval(f, &Vec::new())?;
+                }
+                Ok(last.to_cell())
+            });
+        match handle {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(EvalError::new("IO", "evaluation failed"))),
+            Err(e) => Err(EvalError::new(
+                "IO",
+                format!("cannot start evaluation: {e}"),
+            )),
+        }
+    })
+}
+
+/// One evaluation: its environment, resolver and budgets.
+pub(crate) struct Evaluator<'a> {
+    env: &'a mut Env,
+    resolver: &'a dyn Resolver,
+    steps: u64,
+    depth: usize,
+}
+
+const SPECIAL_FORMS: &[&str] = &[
+    "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when",
+];
+
+pub(crate) fn juice_error() -> EvalError {
+    EvalError::new("JUICE", "Query step limit exceeded")
+}
+
+pub(crate) fn limit_error() -> EvalError {
+    EvalError::new("LIMIT", "Resource limit exceeded")
+}
+
+/// The type name of a value in messages (§3.4).
+pub(crate) fn type_name(c: &Cell) -> &'static str {
+    match c.kind() {
+        Kind::Nil => "Nil",
+        Kind::Long | Kind::BigInt => "Integer",
+        Kind::Double => "Double",
+        Kind::String => "String",
+        Kind::Blob => "Blob",
+        Kind::Symbol => "Symbol",
+        Kind::Keyword => "Keyword",
+        Kind::Char => "Character",
+        Kind::Vector => "Vector",
+        Kind::List => "List",
+        Kind::Map => "Map",
+        Kind::Set => "Set",
+        Kind::Index => "Index",
+        Kind::Syntax => "Syntax",
+        Kind::ByteFlag(_) if c.as_bool().is_some() => "Boolean",
+        Kind::Extension(t) if t == etch_formats::tag::ADDRESS => "Address",
+        Kind::Record(_) => "Record",
+        _ => "Value",
+    }
+}
+
+pub(crate) fn value_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Data(c) => type_name(c),
+        _ => "Function",
+    }
+}
+
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Data(c) => !(c.is_nil() || c.as_bool() == Some(false)),
+        _ => true,
+    }
+}
+
+pub(crate) fn name_of(c: &Cell) -> Option<String> {
+    c.name_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn step(&mut self, n: u64) -> Res<()> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > EVAL_STEPS_MAX {
+            return Err(juice_error());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn resolver(&self) -> &dyn Resolver {
+        self.resolver
+    }
+
+    /// Prints a cell (for messages and `str`), resolving through the store.
+    pub(crate) fn print(&self, c: &Cell) -> Res<String> {
+        print_cell(c, self.resolver, PRINT_TEXT_MAX_BYTES)
+    }
+
+    fn eval(&mut self, form: &Cell, locals: &Locals) -> Res<Value> {
+        self.step(1)?;
+        if self.depth >= EVAL_DEPTH_MAX {
+            return Err(EvalError::new("DEPTH", "Depth limit exceeded"));
+        }
+        self.depth += 1;
+        let r = self.eval_inner(form, locals);
+        self.depth -= 1;
+        r
+    }
+
+    fn eval_inner(&mut self, form: &Cell, locals: &Locals) -> Res<Value> {
+        match form.kind() {
+            Kind::Symbol => {
+                let name = name_of(form).unwrap_or_default();
+                self.lookup(&name, locals)
+            }
+            Kind::Vector => {
+                let items = self.elements(form)?;
+                let mut out = Vec::with_capacity(items.len());
+                for it in &items {
+                    out.push(self.eval(it, locals)?.to_cell());
+                }
+                Ok(Value::Data(Cell::vector(out)))
+            }
+            Kind::Map => {
+                let mut entries = Vec::new();
+                for (k, v) in self.entries(form)? {
+                    let k = self.eval(&k, locals)?.to_cell();
+                    let v = self.eval(&v, locals)?.to_cell();
+                    entries.push((k, v));
+                }
+                Ok(Value::Data(Cell::map(entries)))
+            }
+            Kind::Set => {
+                let mut out = Vec::new();
+                for (k, _) in self.entries(form)? {
+                    out.push(self.eval(&k, locals)?.to_cell());
+                }
+                Ok(Value::Data(Cell::set(out)))
+            }
+            Kind::Syntax => {
+                let datum = match form.refs().first() {
+                    Some(r) => r.fetch(self.resolver)?,
+                    None => Cell::nil(),
+                };
+                self.eval(&datum, locals)
+            }
+            Kind::List => {
+                if form.count() == 0 {
+                    return Ok(Value::Data(form.clone()));
+                }
+                let items = self.elements(form)?;
+                if items[0].kind() == Kind::Symbol {
+                    let name = name_of(&items[0]).unwrap_or_default();
+                    if SPECIAL_FORMS.contains(&name.as_str()) {
+                        return self.special(&name, form, &items[1..], locals);
+                    }
+                }
+                let op = self.eval(&items[0], locals)?;
+                let mut args = Vec::with_capacity(items.len() - 1);
+                for a in &items[1..] {
+                    args.push(self.eval(a, locals)?);
+                }
+                self.apply(&op, args)
+            }
+            _ => Ok(Value::Data(form.clone())),
+        }
+    }
+
+    fn lookup(&self, name: &str, locals: &Locals) -> Res<Value> {
+        if let Some((_, v)) = locals.iter().rev().find(|(n, _)| n == name) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.env.defs.get(name) {
+            return Ok(v.clone());
+        }
+        if let Some(b) = core::builtin(name) {
+            return Ok(Value::Builtin(b));
+        }
+        Err(EvalError::new("UNDECLARED", name))
+    }
+
+    fn eval_body(&mut self, body: &[Cell], locals: &Locals) -> Res<Value> {
+        let mut last = Value::Data(Cell::nil());
+        for f in body {
+            last = self.eval(f, locals)?;
+        }
+        Ok(last)
+    }
+
+    fn special(&mut self, name: &str, form: &Cell, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let nil = || Value::Data(Cell::nil());
+        match name {
+            "quote" => {
+                if args.len() != 1 {
+                    return Err(EvalError::new("ARITY", "quote requires one argument."));
+                }
+                Ok(Value::Data(args[0].clone()))
+            }
+            "if" => {
+                let Some(test) = args.first() else {
+                    return Ok(nil());
+                };
+                if truthy(&self.eval(test, locals)?) {
+                    match args.get(1) {
+                        Some(t) => self.eval(t, locals),
+                        None => Ok(nil()),
+                    }
+                } else {
+                    match args.get(2) {
+                        Some(e) => self.eval(e, locals),
+                        None => Ok(nil()),
+                    }
+                }
+            }
+            "cond" => {
+                let mut i = 0;
+                while i + 1 < args.len() {
+                    if truthy(&self.eval(&args[i], locals)?) {
+                        return self.eval(&args[i + 1], locals);
+                    }
+                    i += 2;
+                }
+                match args.get(i) {
+                    Some(d) => self.eval(d, locals),
+                    None => Ok(nil()),
+                }
+            }
+            "do" => self.eval_body(args, locals),
+            "when" => {
+                let Some(test) = args.first() else {
+                    return Ok(nil());
+                };
+                if truthy(&self.eval(test, locals)?) {
+                    self.eval_body(&args[1..], locals)
+                } else {
+                    Ok(nil())
+                }
+            }
+            "and" => {
+                let mut last = Value::Data(Cell::bool(true));
+                for a in args {
+                    last = self.eval(a, locals)?;
+                    if !truthy(&last) {
+                        return Ok(last);
+                    }
+                }
+                Ok(last)
+            }
+            "or" => {
+                let mut last = nil();
+                for a in args {
+                    last = self.eval(a, locals)?;
+                    if truthy(&last) {
+                        return Ok(last);
+                    }
+                }
+                Ok(last)
+            }
+            "let" => {
+                let Some(bindings) = args.first() else {
+                    return Err(EvalError::new(
+                        "SYNTAX",
+                        "let requires a binding form vector at minimum",
+                    ));
+                };
+                if bindings.kind() != Kind::Vector {
+                    return Err(EvalError::new(
+                        "SYNTAX",
+                        format!(
+                            "let requires a vector of binding forms but got: {}",
+                            self.print(bindings)?
+                        ),
+                    ));
+                }
+                if !bindings.count().is_multiple_of(2) {
+                    return Err(EvalError::new(
+                        "SYNTAX",
+                        format!(
+                            "let requires a binding vector with an even number of forms but got: {}",
+                            bindings.count()
+                        ),
+                    ));
+                }
+                let items = self.elements(bindings)?;
+                let mut inner = locals.clone();
+                for pair in items.chunks(2) {
+                    let target = self.binding_name(&pair[0])?;
+                    let v = self.eval(&pair[1], &inner)?;
+                    if let Some(t) = target {
+                        inner.push((t, v));
+                    }
+                }
+                self.eval_body(&args[1..], &inner)
+            }
+            "def" => {
+                if args.len() > 2 {
+                    return Err(EvalError::new("COMPILE", "Too many arguments to def"));
+                }
+                let target = args.first().cloned().unwrap_or_else(Cell::nil);
+                if target.kind() != Kind::Symbol {
+                    return Err(EvalError::new(
+                        "COMPILE",
+                        format!(
+                            "def requires a Symbol as first argument but got: {}",
+                            type_name(&target)
+                        ),
+                    ));
+                }
+                let v = match args.get(1) {
+                    Some(e) => self.eval(e, locals)?,
+                    None => nil(),
+                };
+                let name = name_of(&target).unwrap_or_default();
+                self.env.defs.insert(name, v.clone());
+                Ok(v)
+            }
+            "fn" => {
+                let params_form = match args.first() {
+                    Some(p) if p.kind() == Kind::Vector => p.clone(),
+                    _ => {
+                        return Err(EvalError::new(
+                            "ARITY",
+                            format!(
+                                "fn requires parameter vector and body in form: {}",
+                                self.print(form)?
+                            ),
+                        ))
+                    }
+                };
+                let ps = self.elements(&params_form)?;
+                let mut params = Vec::new();
+                let mut rest = None;
+                let mut i = 0;
+                while i < ps.len() {
+                    if ps[i].kind() == Kind::Symbol && name_of(&ps[i]).as_deref() == Some("&") {
+                        if i + 2 != ps.len() {
+                            return Err(EvalError::new(
+                                "SYNTAX",
+                                format!("Unsupported binding form: {}", self.print(&params_form)?),
+                            ));
+                        }
+                        rest = Some(self.binding_name(&ps[i + 1])?);
+                        break;
+                    }
+                    params.push(self.binding_name(&ps[i])?);
+                    i += 1;
+                }
+                Ok(Value::Closure(Arc::new(Closure {
+                    params,
+                    rest,
+                    params_form,
+                    body: args[1..].to_vec(),
+                    captured: locals.clone(),
+                })))
+            }
+            _ => Err(EvalError::new("UNDECLARED", name)),
+        }
+    }
+
+    /// A binding target: a symbol (its name), `_` (ignored: `None`); anything else is
+    /// destructuring, which is not supported (`:SYNTAX`).
+    fn binding_name(&self, target: &Cell) -> Res<Option<String>> {
+        if target.kind() != Kind::Symbol {
+            return Err(EvalError::new(
+                "SYNTAX",
+                format!("Unsupported binding form: {}", self.print(target)?),
+            ));
+        }
+        let n = name_of(target).unwrap_or_default();
+        Ok(if n == "_" { None } else { Some(n) })
+    }
+
+    /// Applies a function or data structure to evaluated arguments (§3.2).
+    pub(crate) fn apply(&mut self, op: &Value, args: Vec<Value>) -> Res<Value> {
+        match op {
+            Value::Builtin(name) => core::call(self, name, args),
+            Value::Closure(c) => self.call_closure(c, args),
+            Value::Data(d) => self.apply_data(d, args),
+        }
+    }
+
+    fn call_closure(&mut self, c: &Arc<Closure>, args: Vec<Value>) -> Res<Value> {
+        let n = c.params.len();
+        let ok = match c.rest {
+            None => args.len() == n,
+            Some(_) => args.len() >= n,
+        };
+        if !ok {
+            return Err(EvalError::new(
+                "ARITY",
+                format!(
+                    "Expected {} arguments but got {} for binding form: {}",
+                    n,
+                    args.len(),
+                    self.print(&c.params_form)?
+                ),
+            ));
+        }
+        if self.depth >= EVAL_DEPTH_MAX {
+            return Err(EvalError::new("DEPTH", "Depth limit exceeded"));
+        }
+        let mut locals = c.captured.clone();
+        let mut args = args.into_iter();
+        for p in &c.params {
+            let v = args.next().unwrap_or(Value::Data(Cell::nil()));
+            if let Some(p) = p {
+                locals.push((p.clone(), v));
+            }
+        }
+        if let Some(r) = &c.rest {
+            let rest: Vec<Cell> = args.map(|v| v.to_cell()).collect();
+            if let Some(r) = r {
+                locals.push((r.clone(), Value::Data(Cell::vector(rest))));
+            }
+        }
+        self.depth += 1;
+        let r = self.eval_body(&c.body, &locals);
+        self.depth -= 1;
+        r
+    }
+
+    fn apply_data(&mut self, d: &Cell, args: Vec<Value>) -> Res<Value> {
+        let n = args.len();
+        let cells: Vec<Cell> = args.iter().map(Value::to_cell).collect();
+        match d.kind() {
+            Kind::Keyword => {
+                if !(1..=2).contains(&n) {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        format!("Expected arity 1 or 2 for keyword lookup but got: {n}"),
+                    ));
+                }
+                let nf = cells.get(1).cloned().unwrap_or_else(Cell::nil);
+                Ok(Value::Data(core::get(self, &cells[0], d, nf)?))
+            }
+            Kind::Map => {
+                if !(1..=2).contains(&n) {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        format!("Expected arity 1 or 2 for map lookup but got: {n}"),
+                    ));
+                }
+                let nf = cells.get(1).cloned().unwrap_or_else(Cell::nil);
+                Ok(Value::Data(core::get(self, d, &cells[0], nf)?))
+            }
+            Kind::Set => {
+                if n != 1 {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        format!(
+                            "Expected arity 1 for set lookup but got: {n} in set: {}",
+                            self.print(d)?
+                        ),
+                    ));
+                }
+                Ok(Value::Data(core::get(
+                    self,
+                    d,
+                    &cells[0],
+                    Cell::bool(false),
+                )?))
+            }
+            Kind::Vector | Kind::List => {
+                if !(1..=2).contains(&n) {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        "Expected arity 1 or 2 for sequence lookup",
+                    ));
+                }
+                let i = core::index_arg(&cells[0], 1)?;
+                match core::seq_get(self, d, i)? {
+                    Some(v) => Ok(Value::Data(v)),
+                    None => match cells.get(1) {
+                        Some(nf) => Ok(Value::Data(nf.clone())),
+                        None => Err(core::bounds(i)),
+                    },
+                }
+            }
+            _ => Err(EvalError::new(
+                "CAST",
+                format!(
+                    "Can't convert value of type {} to type Function",
+                    type_name(d)
+                ),
+            )),
+        }
+    }
+
+    /// The elements of a Vector or List in order, one step each.
+    pub(crate) fn elements(&mut self, c: &Cell) -> Res<Vec<Cell>> {
+        self.step(c.count())?;
+        Ok(etch_formats::value::elements(c, self.resolver)?)
+    }
+
+    /// The entries of a Map (value `Some`) or Set (`None` → the key twice), one step each.
+    pub(crate) fn entries(&mut self, c: &Cell) -> Res<Vec<(Cell, Cell)>> {
+        self.step(c.count())?;
+        let mut out = Vec::new();
+        etch_formats::value::for_each_entry(c, self.resolver, &mut |k, v| {
+            let v = v.unwrap_or_else(|| k.clone());
+            out.push((k, v));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Prints a cell, failing with `:LIMIT` past `limit` bytes and `:MISSING` for absent cells.
+pub(crate) fn print_cell(c: &Cell, r: &dyn Resolver, limit: usize) -> Res<String> {
+    use etch_formats::text::print::PrintError;
+    etch_formats::text::print::print_limited(c, r, limit).map_err(|e| match e {
+        PrintError::Missing(id) => {
+            EvalError::new("MISSING", format!("Missing data: 0x{}", id.to_hex()))
+        }
+        PrintError::Limit => EvalError::new("LIMIT", "Print limit exceeded"),
+        PrintError::TooDeep => EvalError::new("DEPTH", "Depth limit exceeded"),
+        PrintError::Resolve(s) => EvalError::new("IO", s),
+    })
+}
+
+#[cfg(test)]
+mod tests;
