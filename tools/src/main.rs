@@ -22,6 +22,8 @@ enum Command {
     Encode(cmd::encode::EncodeArgs),
     /// Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text.
     Decode(cmd::decode::DecodeArgs),
+    /// Evaluate a query expression (or a script from stdin) and print the result.
+    Eval(cmd::eval::EvalArgs),
     /// Show a store's format, root, record count and length.
     Info(cmd::store::InfoArgs),
     /// Print a stored value (or one cell's encoding) by Value ID.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),
         Command::Put(args) => cmd::store::put(args),

@@ -164,3 +164,79 @@ fn store_commands() {
     let (code, _) = etch(&["get", path, &"00".repeat(32)], "");
     assert_eq!(code, 1);
 }
+
+/// Runs `etch` and returns (exit code, stdout, stderr).
+fn etch_err(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8"),
+        String::from_utf8(out.stderr).expect("utf-8"),
+    )
+}
+
+#[test]
+fn eval_expressions_and_stored_values() {
+    assert_eq!(etch(&["eval", "(+ 1 2)"], ""), (0, "3\n".to_string()));
+    assert_eq!(
+        etch(&["eval", "-"], "(def x [1 2 3])\n(count x)\n"),
+        (0, "3\n".to_string())
+    );
+    // The spec's example hash.
+    assert_eq!(
+        etch(&["eval", "(value-id 42)"], ""),
+        (
+            0,
+            "0xd69a280cb0677a24d92966b1c24d5d0bf1afbcd73e1d949d8f2cb8a966cb86b4\n".to_string()
+        )
+    );
+    let (code, out, err) = etch_err(&["eval", "(count 1 2)"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            1,
+            "",
+            "Exception: :ARITY count requires arity 1 but called with: 2\n"
+        )
+    );
+    let (code, _, err) = etch_err(&["eval", "[1 2"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Exception: :SYNTAX Parse error at 1:4: unexpected end of input (unclosed '[' at 1:0)\n"
+    );
+    let small = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/etch/small.etch");
+    let small = small.to_str().expect("utf-8 path");
+    let root = "0xdf7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd";
+    let q = |e: &str| etch(&["eval", "--store", small, e], "");
+    assert_eq!(
+        q(&format!("(count (fetch {root}))")),
+        (0, "2\n".to_string())
+    );
+    assert_eq!(
+        q(&format!("(count (first (fetch {root})))")),
+        (0, "1000\n".to_string())
+    );
+    assert_eq!(
+        q(&format!("(nth (first (fetch {root})) 777)")),
+        (0, "777\n".to_string())
+    );
+    assert_eq!(
+        q(&format!("(get (second (fetch {root})) :k42)")),
+        (0, "42\n".to_string())
+    );
+    assert_eq!(
+        q(&format!("(fetch 0x{})", "00".repeat(32))),
+        (0, "nil\n".to_string())
+    );
+    let (code, _, err) = etch_err(&["eval", "--store", small, "(fetch 0x01)"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Exception: :ARGUMENT Value ID must be a 32-byte Blob\n")
+    );
+}

@@ -85,6 +85,8 @@ const BUILTINS: &[&str] = &[
     "symbol",
     "encoding",
     "hash",
+    "value-id",
+    "fetch",
     "index",
     "slice",
     "cat",
@@ -1008,6 +1010,31 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
         "encoding" => {
             check_exact(name, 1, &args)?;
             data_v(Cell::blob(args[0].to_cell().encoding()))
+        }
+        "value-id" => {
+            check_exact(name, 1, &args)?;
+            let c = args[0].to_cell();
+            data_v(Cell::blob(c.id().as_bytes()))
+        }
+        "fetch" => {
+            check_exact(name, 1, &args)?;
+            let c = args[0].to_cell();
+            let id = match (c.kind(), c.flat_bytes()) {
+                (Kind::Blob, Some(b)) if b.len() == 32 => {
+                    let mut id = [0u8; 32];
+                    id.copy_from_slice(b);
+                    ValueId(id)
+                }
+                _ => {
+                    return Err(EvalError::new(
+                        "ARGUMENT",
+                        "Value ID must be a 32-byte Blob",
+                    ))
+                }
+            };
+            ev.step(1)?;
+            // Unknown IDs give nil (query.md §6.1).
+            data_v(ev.resolver().resolve(&id)?.unwrap_or_else(Cell::nil))
         }
         "hash" => {
             check_exact(name, 1, &args)?;

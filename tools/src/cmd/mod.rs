@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod eval;
 pub mod store;
 
 use std::io::{self, BufRead, Write};
