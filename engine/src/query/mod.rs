@@ -185,25 +185,13 @@ pub(crate) fn limit_error() -> EvalError {
 
 /// The type name of a value in messages (§3.4).
 pub(crate) fn type_name(c: &Cell) -> &'static str {
+    // The cell model's names, except that kinds the query language has no type for
+    // (SignedData, other byte flags, coded and extension values) are plain "Value".
     match c.kind() {
-        Kind::Nil => "Nil",
-        Kind::Long | Kind::BigInt => "Integer",
-        Kind::Double => "Double",
-        Kind::String => "String",
-        Kind::Blob => "Blob",
-        Kind::Symbol => "Symbol",
-        Kind::Keyword => "Keyword",
-        Kind::Char => "Character",
-        Kind::Vector => "Vector",
-        Kind::List => "List",
-        Kind::Map => "Map",
-        Kind::Set => "Set",
-        Kind::Index => "Index",
-        Kind::Syntax => "Syntax",
-        Kind::ByteFlag(_) if c.as_bool().is_some() => "Boolean",
-        Kind::Extension(t) if t == etch_formats::tag::ADDRESS => "Address",
-        Kind::Record(_) => "Record",
-        _ => "Value",
+        Kind::Signed | Kind::Coded(_) => "Value",
+        Kind::ByteFlag(_) if c.as_bool().is_none() => "Value",
+        Kind::Extension(t) if t != etch_formats::tag::ADDRESS => "Value",
+        k => k.name(),
     }
 }
 
