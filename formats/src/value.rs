@@ -147,6 +147,28 @@ pub fn blob_bytes_into(cell: &Cell, r: &dyn Resolver, out: &mut Vec<u8>) -> Res<
     Ok(())
 }
 
+/// The first `n` bytes of a Blob or String (fewer if it is shorter), reading only the chunks
+/// that hold them: a prefix of a 10 GiB Blob costs one path of the tree.
+pub fn blob_prefix(cell: &Cell, r: &dyn Resolver, n: usize) -> Res<Vec<u8>> {
+    fn walk(cell: &Cell, r: &dyn Resolver, n: usize, out: &mut Vec<u8>) -> Res<()> {
+        if let Some(b) = cell.flat_bytes() {
+            let take = (n - out.len()).min(b.len());
+            out.extend_from_slice(&b[..take]);
+            return Ok(());
+        }
+        for ch in cell.refs() {
+            if out.len() >= n {
+                break;
+            }
+            walk(&ch.fetch(r)?, r, n, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::with_capacity(n.min(cell.count() as usize));
+    walk(cell, r, n, &mut out)?;
+    Ok(out)
+}
+
 /// The bytes of a Blob or String.
 pub fn blob_bytes(cell: &Cell, r: &dyn Resolver) -> Res<Vec<u8>> {
     let mut out = Vec::with_capacity(cell.count().min(1 << 24) as usize);

@@ -1,1 +1,409 @@
-//! Etch shell: the REPL, local or remote (see ARCHITECTURE.md).
+//! # etch-shell
+//!
+//! The Etch shell: a read-eval-print loop for the query language (query.md) over a local store
+//! or a server. The loop itself ([`run`]) is a thin layer over [`Shell::handle`], which takes
+//! one complete input (forms or a dot command) and returns the text to show, so everything the
+//! shell prints is testable without a terminal.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod display;
+pub mod editor;
+pub mod paths;
+
+use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
+use editor::{is_incomplete, Completions, ShellHelper};
+use etch_engine::query::{eval_text_in, EvalContext, EvalError, Env, Group, QueryNode, DOCS};
+use etch_engine::store::CellStore;
+use etch_formats::{Cell, Kind, Resolver};
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Where the shell's queries run.
+pub trait Backend {
+    /// Evaluates `text` (one or more forms), stopping with `:CANCELLED` once `cancel` is set.
+    fn eval(&mut self, text: &str, cancel: &AtomicBool) -> Result<Cell, EvalError>;
+    /// Where the cells of results come from, for printing.
+    fn resolver(&self) -> &dyn Resolver;
+    /// Whether the last evaluation asked for its result in full (`print-full`).
+    fn take_print_full(&mut self) -> bool;
+    /// Names bound in the session (for completion).
+    fn session_names(&self) -> Vec<String>;
+    /// Keyword names worth completing: keys of the root and of session values, where cheap.
+    fn keywords(&self) -> Vec<String>;
+    /// One line saying what the shell is connected to.
+    fn describe(&self) -> String;
+}
+
+/// Most entries of a map whose keys completion looks at.
+const COMPLETION_ENTRIES_MAX: u64 = 1000;
+
+/// Keyword keys of a Map or Index value with few enough entries to list cheaply.
+fn keyword_keys(v: &Cell, r: &dyn Resolver, out: &mut Vec<String>) {
+    if !matches!(v.kind(), Kind::Map | Kind::Index) || v.count() > COMPLETION_ENTRIES_MAX {
+        return;
+    }
+    let mut add = |k: Cell| {
+        if k.kind() == Kind::Keyword {
+            if let Some(n) = k.name_bytes() {
+                out.push(String::from_utf8_lossy(n).into_owned());
+            }
+        }
+    };
+    let _ = if v.kind() == Kind::Map {
+        etch_formats::value::for_each_entry(v, r, &mut |k, _| {
+            add(k);
+            Ok(())
+        })
+    } else {
+        etch_formats::value::for_each_index_entry(v, r, &mut |k, _| {
+            add(k);
+            Ok(())
+        })
+    };
+}
+
+/// A shell on a store in this process: full (console) rights, a persistent session.
+pub struct LocalBackend {
+    store: Arc<dyn CellStore>,
+    node: Arc<dyn QueryNode + Send + Sync>,
+    env: Env,
+    label: String,
+}
+
+impl LocalBackend {
+    /// A session over `store` whose storage functions go to `node`; `label` describes it.
+    pub fn new(
+        store: Arc<dyn CellStore>,
+        node: Arc<dyn QueryNode + Send + Sync>,
+        label: String,
+    ) -> LocalBackend {
+        LocalBackend {
+            store,
+            node,
+            env: Env::new(),
+            label,
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn eval(&mut self, text: &str, cancel: &AtomicBool) -> Result<Cell, EvalError> {
+        let mut ctx = EvalContext::new(self.store.as_ref());
+        ctx.node = Some(self.node.as_ref());
+        ctx.cancel = Some(cancel);
+        eval_text_in(text, &mut self.env, &ctx)
+    }
+
+    fn resolver(&self) -> &dyn Resolver {
+        self.store.as_ref()
+    }
+
+    fn take_print_full(&mut self) -> bool {
+        self.env.take_print_full()
+    }
+
+    fn session_names(&self) -> Vec<String> {
+        self.env.names()
+    }
+
+    fn keywords(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(root) = self.node.root() {
+            keyword_keys(&root, self.store.as_ref(), &mut out);
+        }
+        for name in self.env.names() {
+            if let Some(v) = self.env.get(&name) {
+                keyword_keys(&v, self.store.as_ref(), &mut out);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
+
+/// When to print the time a query took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// After queries slower than [`SLOW_QUERY`].
+    Auto,
+    /// After every query.
+    On,
+    /// Never.
+    Off,
+}
+
+/// The dot commands, for completion and `.help`.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (".help", "list functions; .help NAME shows one"),
+    (".full", "on|off: show long values in full instead of shortened"),
+    (".timer", "on|off|auto: time every query / never / only slow ones (default)"),
+    (".store", "what this shell is connected to"),
+    (".quit", "leave the shell (also Ctrl-D)"),
+];
+
+/// What the shell does with an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Show this text and read on.
+    Show(String),
+    /// Leave the shell.
+    Quit,
+}
+
+/// The shell: a backend, settings and the cancel flag Ctrl-C sets.
+pub struct Shell {
+    backend: Box<dyn Backend>,
+    style: Style,
+    full: bool,
+    timer: Timer,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Shell {
+    /// A shell over `backend`, with colour if `color`.
+    pub fn new(backend: Box<dyn Backend>, color: bool) -> Shell {
+        Shell {
+            backend,
+            style: Style { color },
+            full: false,
+            timer: Timer::Auto,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that cancels the running query when set.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Sets the timer mode (tests use `Off` for stable output).
+    pub fn set_timer(&mut self, timer: Timer) {
+        self.timer = timer;
+    }
+
+    /// What completion offers now.
+    pub fn completions(&self) -> Completions {
+        let mut names: Vec<String> = DOCS.iter().map(|d| d.name.to_string()).collect();
+        names.extend(self.backend.session_names());
+        Completions {
+            names,
+            keywords: self.backend.keywords(),
+            commands: COMMANDS.iter().map(|(c, _)| c.to_string()).collect(),
+        }
+    }
+
+    /// Handles one complete input: a dot command, or forms to evaluate. Empty input (only
+    /// whitespace and comments) shows nothing.
+    pub fn handle(&mut self, input: &str) -> Outcome {
+        let trimmed = input.trim();
+        if trimmed.starts_with('.') {
+            return self.command(trimmed);
+        }
+        if matches!(etch_formats::text::read_all(input), Ok(f) if f.is_empty()) {
+            return Outcome::Show(String::new());
+        }
+        self.cancel.store(false, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = self.backend.eval(input, &self.cancel);
+        let elapsed = started.elapsed();
+        let full = self.backend.take_print_full() || self.full;
+        let mut out = match result {
+            Ok(v) => show_value(&v, self.backend.resolver(), full, self.style),
+            Err(e) => show_error(&e, self.style),
+        };
+        let timed = match self.timer {
+            Timer::On => true,
+            Timer::Off => false,
+            Timer::Auto => elapsed >= SLOW_QUERY,
+        };
+        if timed {
+            out.push('\n');
+            out.push_str(&show_timing(elapsed, self.style));
+        }
+        Outcome::Show(out)
+    }
+
+    fn command(&mut self, line: &str) -> Outcome {
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or_default();
+        let arg = words.next();
+        let on_off = |arg: Option<&str>| match arg {
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            _ => None,
+        };
+        let text = match cmd {
+            ".quit" | ".exit" => return Outcome::Quit,
+            ".help" => match arg {
+                None => self.help(),
+                Some(name) => match etch_engine::query::doc(name) {
+                    Some(d) => format!("({} {})\n  {}", d.name, d.args, d.doc),
+                    None => self.style.err(&format!(" no function or form named {name}")),
+                },
+            },
+            ".full" => match on_off(arg) {
+                Some(b) => {
+                    self.full = b;
+                    format!("full printing {}", if b { "on" } else { "off" })
+                }
+                None => self.style.err(" usage: .full on|off"),
+            },
+            ".timer" => {
+                let t = match arg {
+                    Some("on") => Some(Timer::On),
+                    Some("off") => Some(Timer::Off),
+                    Some("auto") => Some(Timer::Auto),
+                    _ => None,
+                };
+                match t {
+                    Some(t) => {
+                        self.timer = t;
+                        format!("timer {}", arg.unwrap_or_default())
+                    }
+                    None => self.style.err(" usage: .timer on|off|auto"),
+                }
+            }
+            ".store" => self.backend.describe(),
+            other => self
+                .style
+                .err(&format!(" unknown command {other}; .help lists them")),
+        };
+        Outcome::Show(text)
+    }
+
+    fn help(&self) -> String {
+        let mut out = String::new();
+        out.push_str("Type an expression to evaluate it, e.g. (count [1 2 3]).\n");
+        out.push_str("Tab completes names and keys; input continues until brackets balance;\n");
+        out.push_str("Ctrl-C cancels a running query; Ctrl-D quits.\n");
+        for g in Group::ALL {
+            out.push('\n');
+            out.push_str(&self.style.bold(g.title()));
+            out.push('\n');
+            for d in DOCS.iter().filter(|d| d.group == g) {
+                let sig = format!("({} {})", d.name, d.args);
+                out.push_str(&format!("  {sig:<34} {}\n", d.doc));
+            }
+        }
+        out.push('\n');
+        out.push_str(&self.style.bold("Commands"));
+        out.push('\n');
+        for (c, doc) in COMMANDS {
+            out.push_str(&format!("  {c:<34} {doc}\n"));
+        }
+        out.trim_end().to_string()
+    }
+}
+
+/// Whether output should be coloured: standard output is a terminal and `NO_COLOR` is unset.
+pub fn color_wanted() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Runs the shell until `.quit`, Ctrl-D or the end of input. On a terminal it is an
+/// interactive line editor with history (`paths::history_file`); otherwise it reads
+/// standard input, evaluating each complete input as it arrives, without prompts.
+pub fn run(shell: Shell) -> std::io::Result<()> {
+    let cancel = shell.cancel_flag();
+    // Ctrl-C while a query runs: the editor is not reading, so the signal arrives here. While
+    // the editor reads, the terminal is raw and Ctrl-C is a key that clears the line.
+    let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
+    if std::io::stdin().is_terminal() {
+        run_editor(shell)
+    } else {
+        run_piped(shell)
+    }
+}
+
+fn run_piped(mut shell: Shell) -> std::io::Result<()> {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut buffer = String::new();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if buffer.trim_start().starts_with('.') || !is_incomplete(&buffer) {
+            match shell.handle(&buffer) {
+                Outcome::Quit => return Ok(()),
+                Outcome::Show(t) if t.is_empty() => {}
+                Outcome::Show(t) => writeln!(out, "{t}")?,
+            }
+            buffer.clear();
+        }
+    }
+    if !buffer.trim().is_empty() {
+        if let Outcome::Show(t) = shell.handle(&buffer) {
+            writeln!(out, "{t}")?;
+        }
+    }
+    Ok(())
+}
+
+fn run_editor(mut shell: Shell) -> std::io::Result<()> {
+    use rustyline::error::ReadlineError;
+    use rustyline::history::FileHistory;
+    use rustyline::{Config, Editor};
+
+    let io_err = |e: ReadlineError| std::io::Error::other(e.to_string());
+    let config = Config::builder()
+        .auto_add_history(false)
+        .max_history_size(10_000)
+        .map_err(io_err)?
+        .history_ignore_dups(true)
+        .map_err(io_err)?
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let completions = Arc::new(Mutex::new(shell.completions()));
+    let mut editor: Editor<ShellHelper, FileHistory> =
+        Editor::with_config(config).map_err(io_err)?;
+    editor.set_helper(Some(ShellHelper::new(
+        completions.clone(),
+        shell.style.color,
+    )));
+    let history = paths::history_file();
+    if let Some(h) = &history {
+        // A missing history file is normal on first use.
+        let _ = editor.load_history(h);
+    }
+    println!(
+        "Etch shell on {}. .help lists functions, Ctrl-D quits.",
+        shell.backend.describe()
+    );
+    let prompt = "etch> ";
+    loop {
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line.as_str());
+                if let Some(h) = &history {
+                    // History is a convenience: failing to save it must not stop the shell.
+                    let _ = editor.save_history(h);
+                }
+                match shell.handle(&line) {
+                    Outcome::Quit => break,
+                    Outcome::Show(t) if t.is_empty() => {}
+                    Outcome::Show(t) => println!("{t}"),
+                }
+                if let Ok(mut c) = completions.lock() {
+                    *c = shell.completions();
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}

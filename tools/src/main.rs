@@ -10,10 +10,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Etch: a content-addressed store, server and shell for the Convex Data Lattice.
 #[derive(Parser)]
-#[command(name = "etch", version, about, long_about = None, arg_required_else_help = true)]
+#[command(
+    name = "etch",
+    version,
+    about,
+    long_about = "Etch: a content-addressed store, server and shell for the Convex Data Lattice.\n\n\
+With no subcommand, opens the shell on the default store (see `etch shell --help`)."
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -22,6 +28,8 @@ enum Command {
     Encode(cmd::encode::EncodeArgs),
     /// Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text.
     Decode(cmd::decode::DecodeArgs),
+    /// Open the interactive shell on a store (the default store when run as `etch`).
+    Shell(cmd::shell::ShellArgs),
     /// Evaluate a query expression (or a script from stdin) and print the result.
     Eval(cmd::eval::EvalArgs),
     /// Show a store's format, root, record count and length.
@@ -34,7 +42,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli.command.unwrap_or(Command::Shell(Default::default())) {
+        Command::Shell(args) => cmd::shell::run(args),
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Eval(args) => cmd::eval::run(args),

@@ -10,7 +10,7 @@ use super::{
 };
 
 /// Every built-in function name.
-const BUILTINS: &[&str] = &[
+pub(crate) const BUILTINS: &[&str] = &[
     "count",
     "get",
     "get-in",
@@ -90,6 +90,13 @@ const BUILTINS: &[&str] = &[
     "index",
     "slice",
     "cat",
+    "blob",
+    "print-full",
+    "store",
+    "root",
+    "merge!",
+    "set-root!",
+    "lattice-merge",
 ];
 
 /// The static name of a built-in function, if `name` is one.
@@ -610,6 +617,16 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                     .into_iter()
                     .map(|(k, v)| if name == "keys" { k } else { v })
                     .collect(),
+                // An Index is a map too (the root is one, query.md §10): keys in byte order.
+                Kind::Index => {
+                    ev.step(c.count())?;
+                    let mut out = Vec::new();
+                    etch_formats::value::for_each_index_entry(&c, ev.resolver(), &mut |k, v| {
+                        out.push(if name == "keys" { k } else { v });
+                        Ok(())
+                    })?;
+                    out
+                }
                 _ => return Err(cast_pos(1, &args[0], "Map")),
             };
             check_size(&out)?;
@@ -1145,6 +1162,109 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             } else {
                 Cell::blob(&out)
             })
+        }
+        "blob" => {
+            check_exact(name, 1, &args)?;
+            let c = data(&args, 1, "Blob")?;
+            let fail = || cast_pos(1, &args[0], "Blob");
+            let bytes: Vec<u8> = match c.kind() {
+                Kind::Blob => return data_v(c),
+                Kind::String => {
+                    if c.count() > 2 * RESULT_SIZE_MAX_BYTES {
+                        return Err(limit_error());
+                    }
+                    ev.step(c.count() / 4096 + 1)?;
+                    let text = etch_formats::value::blob_bytes(&c, ev.resolver())?;
+                    hex::decode(text).map_err(|_| fail())?
+                }
+                Kind::Keyword | Kind::Symbol => c.name_bytes().unwrap_or_default().to_vec(),
+                Kind::Extension(etch_formats::tag::ADDRESS) => {
+                    c.extension_value().unwrap_or(0).to_be_bytes().to_vec()
+                }
+                Kind::Long | Kind::BigInt => c.integer_bytes().ok_or_else(fail)?.to_vec(),
+                Kind::Char => {
+                    let ch = c.as_char_code().and_then(char::from_u32).ok_or_else(fail)?;
+                    ch.to_string().into_bytes()
+                }
+                Kind::ByteFlag(_) if c.as_bool().is_some() => {
+                    vec![u8::from(c.as_bool() == Some(true))]
+                }
+                _ => return Err(fail()),
+            };
+            data_v(Cell::blob(&bytes))
+        }
+        "print-full" => {
+            check_exact(name, 1, &args)?;
+            ev.request_full_print();
+            Ok(args[0].clone())
+        }
+        "store" => {
+            check_exact(name, 1, &args)?;
+            ev.require(false)?;
+            let v = args[0].to_cell();
+            if v.is_nil() {
+                return Err(EvalError::new("ARGUMENT", "Cannot store nil"));
+            }
+            let id = ev.node(name)?.store(&v)?;
+            data_v(Cell::blob(id.as_bytes()))
+        }
+        "root" => {
+            check_range(name, 0, 1, &args)?;
+            let root = ev.node(name)?.root()?;
+            match args.first() {
+                None => data_v(root),
+                Some(path) => {
+                    let path = path.to_cell();
+                    let keys = seq_elements(ev, &path, 1, "Sequence")?;
+                    let mut cur = root;
+                    for k in &keys {
+                        if cur.is_nil() {
+                            break;
+                        }
+                        cur = get(ev, &cur, k, Cell::nil())?;
+                    }
+                    data_v(cur)
+                }
+            }
+        }
+        "lattice-merge" => {
+            check_range(name, 2, 3, &args)?;
+            let (a, b) = (args[0].to_cell(), args[1].to_cell());
+            let root = crate::lattice::Lattice::root();
+            let lattice = match args.get(2) {
+                None => &root,
+                Some(p) => {
+                    let path = p.to_cell();
+                    let keys = seq_elements(ev, &path, 3, "Sequence")?;
+                    match root.at_path(&keys) {
+                        Some(l) => l,
+                        None => {
+                            return Err(EvalError::new(
+                                "ARGUMENT",
+                                format!("No lattice at path: {}", ev.print(&path)?),
+                            ))
+                        }
+                    }
+                }
+            };
+            ev.step(1 + a.count().max(b.count()))?;
+            // A pure merge: no clock, no key (nothing is signed or stamped).
+            let ctx = crate::lattice::MergeContext::default();
+            data_v(lattice.merge(&ctx, &a, &b, ev.resolver())?)
+        }
+        "merge!" => {
+            check_exact(name, 2, &args)?;
+            ev.require(false)?;
+            let path = args[0].to_cell();
+            let keys = seq_elements(ev, &path, 1, "Sequence")?;
+            let v = args[1].to_cell();
+            data_v(ev.node(name)?.merge_at(&keys, &v)?)
+        }
+        "set-root!" => {
+            check_exact(name, 1, &args)?;
+            ev.require(true)?;
+            let id = ev.node(name)?.set_root(&args[0].to_cell())?;
+            data_v(Cell::blob(id.as_bytes()))
         }
         "not" => {
             check_exact(name, 1, &args)?;

@@ -7,12 +7,17 @@
 //! `count` reads a header, `nth` descends one path.
 
 mod core;
+mod docs;
+
+pub use docs::{doc, Doc, Group, DOCS};
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use etch_formats::text::read::read_all;
-use etch_formats::{Cell, Kind, ResolveError, Resolver};
+use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 
 /// Most evaluation steps one evaluation may take (`:JUICE`); each form evaluated is one step
 /// and functions linear in collection size count one step per element.
@@ -111,6 +116,7 @@ type Locals = Vec<(String, Value)>;
 #[derive(Debug, Default, Clone)]
 pub struct Env {
     defs: HashMap<String, Value>,
+    print_full: bool,
 }
 
 impl Env {
@@ -124,16 +130,98 @@ impl Env {
         self.defs.get(name).map(Value::to_cell)
     }
 
+    /// The names `def` has bound, sorted (for completion).
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.defs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether the last evaluation asked (with `print-full`) to show its result in full;
+    /// asking clears the request.
+    pub fn take_print_full(&mut self) -> bool {
+        std::mem::take(&mut self.print_full)
+    }
+
     /// Binds `name` to a data value, as `def` does.
     pub fn define(&mut self, name: &str, value: Cell) {
         self.defs.insert(name.to_string(), Value::Data(value));
     }
 }
 
+/// Who is asking (query.md §6.5): the console and verified admin keys may do everything;
+/// other QUERY senders may read, and `store`/`merge!` only if the node allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rights {
+    /// The operator console or a verified admin key.
+    Admin,
+    /// Any other QUERY sender.
+    Client {
+        /// Whether `store` and `merge!` are allowed (the node's setting; default yes).
+        may_write_data: bool,
+    },
+}
+
+/// What the storage extensions (query.md §6) need from the node an evaluation runs on.
+/// Every mutating call commits durably before it returns.
+pub trait QueryNode: Sync {
+    /// The committed root value (`#Index {}` for a node that has none yet).
+    fn root(&self) -> Result<Cell, EvalError>;
+    /// `(store v)`: persists `v`, merges `#Index {(value-id v) v}` into `[:data]`, commits.
+    fn store(&self, value: &Cell) -> Result<ValueId, EvalError>;
+    /// `(merge! path v)`: merges `v` at `path` as an incoming LATTICE_VALUE would, commits,
+    /// and returns the new value at `path`.
+    fn merge_at(&self, path: &[Cell], value: &Cell) -> Result<Cell, EvalError>;
+    /// `(set-root! v)`: replaces the root, commits, returns its value ID.
+    fn set_root(&self, value: &Cell) -> Result<ValueId, EvalError>;
+}
+
+/// Everything an evaluation runs with besides its environment.
+#[derive(Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// Where branch cells come from.
+    pub resolver: &'a dyn Resolver,
+    /// The node for the storage extensions; without one they fail with `:STATE`.
+    pub node: Option<&'a dyn QueryNode>,
+    /// The rights of whoever asks.
+    pub rights: Rights,
+    /// Set from another thread (Ctrl-C) to stop the evaluation with `:CANCELLED`.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Wall-clock limit; past it the evaluation stops with `:JUICE`.
+    pub deadline: Option<Instant>,
+}
+
+impl<'a> EvalContext<'a> {
+    /// Full rights, no node, no cancellation, no deadline.
+    pub fn new(resolver: &'a dyn Resolver) -> EvalContext<'a> {
+        EvalContext {
+            resolver,
+            node: None,
+            rights: Rights::Admin,
+            cancel: None,
+            deadline: None,
+        }
+    }
+}
+
 /// Reads every form of `text` and evaluates them in order, as `(do ...)`, returning the last
 /// value (nil for no forms). Reader errors are `:SYNTAX` with the reader's message.
 pub fn eval_text(text: &str, env: &mut Env, resolver: &dyn Resolver) -> Result<Cell, EvalError> {
+    eval_text_in(text, env, &EvalContext::new(resolver))
+}
+
+/// [`eval_text`] with a full context.
+pub fn eval_text_in(text: &str, env: &mut Env, ctx: &EvalContext) -> Result<Cell, EvalError> {
     let forms = read_all(text).map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+    eval_forms(&forms, env, ctx)
+}
+
+/// Evaluates one form (a QUERY message's `form`: already a value, no text involved).
+pub fn eval_form(form: &Cell, env: &mut Env, ctx: &EvalContext) -> Result<Cell, EvalError> {
+    eval_forms(std::slice::from_ref(form), env, ctx)
+}
+
+fn eval_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, EvalError> {
     // Run on a thread with a known stack so that EVAL_DEPTH_MAX levels always fit.
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
@@ -141,12 +229,13 @@ pub fn eval_text(text: &str, env: &mut Env, resolver: &dyn Resolver) -> Result<C
             .spawn_scoped(s, || {
                 let mut ev = Evaluator {
                     env,
-                    resolver,
+                    ctx: *ctx,
                     steps: 0,
+                    next_check: CHECK_EVERY_STEPS,
                     depth: 0,
                 };
                 let mut last = Value::Data(Cell::nil());
-                for f in &forms {
+                for f in forms {
                     last = ev.eval(f, &Vec::new())?;
                 }
                 Ok(last.to_cell())
@@ -163,15 +252,19 @@ pub fn eval_text(text: &str, env: &mut Env, resolver: &dyn Resolver) -> Result<C
     })
 }
 
-/// One evaluation: its environment, resolver and budgets.
+/// How often (in steps) an evaluation looks at its cancel flag and deadline.
+const CHECK_EVERY_STEPS: u64 = 1024;
+
+/// One evaluation: its environment, context and budgets.
 pub(crate) struct Evaluator<'a> {
     env: &'a mut Env,
-    resolver: &'a dyn Resolver,
+    ctx: EvalContext<'a>,
     steps: u64,
+    next_check: u64,
     depth: usize,
 }
 
-const SPECIAL_FORMS: &[&str] = &[
+pub(crate) const SPECIAL_FORMS: &[&str] = &[
     "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when",
 ];
 
@@ -214,22 +307,59 @@ pub(crate) fn name_of(c: &Cell) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     pub(crate) fn step(&mut self, n: u64) -> Res<()> {
         self.steps = self.steps.saturating_add(n);
         if self.steps > EVAL_STEPS_MAX {
             return Err(juice_error());
         }
+        if self.steps >= self.next_check {
+            self.next_check = self.steps + CHECK_EVERY_STEPS;
+            if self
+                .ctx
+                .cancel
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(EvalError::new("CANCELLED", "Query cancelled"));
+            }
+            if self.ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(EvalError::new("JUICE", "Query time limit exceeded"));
+            }
+        }
         Ok(())
     }
 
-    pub(crate) fn resolver(&self) -> &dyn Resolver {
-        self.resolver
+    pub(crate) fn resolver(&self) -> &'a dyn Resolver {
+        self.ctx.resolver
+    }
+
+    /// The node, for a storage extension; `:STATE` when evaluating without one.
+    pub(crate) fn node(&self, name: &str) -> Res<&'a dyn QueryNode> {
+        self.ctx.node.ok_or_else(|| {
+            EvalError::new("STATE", format!("{name} needs a store (no store is open)"))
+        })
+    }
+
+    /// Checks that the caller may run an operation of this rights class (query.md §6.5).
+    pub(crate) fn require(&self, admin_only: bool) -> Res<()> {
+        match self.ctx.rights {
+            Rights::Admin => Ok(()),
+            Rights::Client { may_write_data } if !admin_only && may_write_data => Ok(()),
+            Rights::Client { .. } => Err(EvalError::new(
+                "TRUST",
+                "Operation requires admin rights",
+            )),
+        }
+    }
+
+    /// Asks the REPL to show this evaluation's result in full.
+    pub(crate) fn request_full_print(&mut self) {
+        self.env.print_full = true;
     }
 
     /// Prints a cell (for messages and `str`), resolving through the store.
     pub(crate) fn print(&self, c: &Cell) -> Res<String> {
-        print_cell(c, self.resolver, PRINT_TEXT_MAX_BYTES)
+        print_cell(c, self.ctx.resolver, PRINT_TEXT_MAX_BYTES)
     }
 
     fn eval(&mut self, form: &Cell, locals: &Locals) -> Res<Value> {
@@ -275,7 +405,7 @@ impl Evaluator<'_> {
             }
             Kind::Syntax => {
                 let datum = match form.refs().first() {
-                    Some(r) => r.fetch(self.resolver)?,
+                    Some(r) => r.fetch(self.ctx.resolver)?,
                     None => Cell::nil(),
                 };
                 self.eval(&datum, locals)
@@ -625,14 +755,14 @@ impl Evaluator<'_> {
     /// The elements of a Vector or List in order, one step each.
     pub(crate) fn elements(&mut self, c: &Cell) -> Res<Vec<Cell>> {
         self.step(c.count())?;
-        Ok(etch_formats::value::elements(c, self.resolver)?)
+        Ok(etch_formats::value::elements(c, self.ctx.resolver)?)
     }
 
     /// The entries of a Map (value `Some`) or Set (`None` → the key twice), one step each.
     pub(crate) fn entries(&mut self, c: &Cell) -> Res<Vec<(Cell, Cell)>> {
         self.step(c.count())?;
         let mut out = Vec::new();
-        etch_formats::value::for_each_entry(c, self.resolver, &mut |k, v| {
+        etch_formats::value::for_each_entry(c, self.ctx.resolver, &mut |k, v| {
             let v = v.unwrap_or_else(|| k.clone());
             out.push((k, v));
             Ok(())

@@ -667,3 +667,132 @@ fn wide_recursion_runs_out_of_steps_not_stack() {
         "50"
     );
 }
+
+#[test]
+fn every_name_is_documented_and_every_doc_names_something() {
+    for b in super::core::BUILTINS {
+        assert!(super::doc(b).is_some(), "{b} has no doc");
+    }
+    for s in super::SPECIAL_FORMS {
+        assert!(super::doc(s).is_some(), "{s} has no doc");
+    }
+    for d in super::DOCS {
+        assert!(
+            super::core::BUILTINS.contains(&d.name) || super::SPECIAL_FORMS.contains(&d.name),
+            "{} is documented but not defined",
+            d.name
+        );
+    }
+    let mut names: Vec<_> = super::DOCS.iter().map(|d| d.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), super::DOCS.len(), "a name is documented twice");
+}
+
+#[test]
+fn blob_conversions() {
+    check(&[
+        ("(blob \"cafe\")", "0xcafe"),
+        ("(blob \"CAFE\")", "0xcafe"),
+        ("(blob \"\")", "0x"),
+        ("(blob 0x0102)", "0x0102"),
+        ("(blob 255)", "0x00ff"),
+        ("(blob -1)", "0xff"),
+        ("(blob \\a)", "0x61"),
+        ("(blob true)", "0x01"),
+        ("(blob false)", "0x00"),
+        ("(blob :ab)", "0x6162"),
+        ("(blob #12)", "0x000000000000000c"),
+        (
+            "(blob \"xyz\")",
+            "!CAST Can't convert argument at position 1 (with type String) to type Blob",
+        ),
+        (
+            "(blob [1])",
+            "!CAST Can't convert argument at position 1 (with type Vector) to type Blob",
+        ),
+        ("(blob)", "!ARITY blob requires arity 1 but called with: 0"),
+        ("(print-full [1 2])", "[1 2]"),
+    ]);
+}
+
+#[test]
+fn storage_functions_need_a_store() {
+    check(&[
+        ("(root)", "!STATE root needs a store (no store is open)"),
+        ("(store 1)", "!STATE store needs a store (no store is open)"),
+        ("(store nil)", "!ARGUMENT Cannot store nil"),
+        ("(set-root! 1)", "!STATE set-root! needs a store (no store is open)"),
+        ("(merge! [:data] 1)", "!STATE merge! needs a store (no store is open)"),
+    ]);
+}
+
+#[test]
+fn rights_of_network_queries() {
+    let run_as = |rights: Rights, text: &str| {
+        let mut ctx = EvalContext::new(&NoResolver);
+        ctx.rights = rights;
+        match eval_text_in(text, &mut Env::new(), &ctx) {
+            Ok(c) => etch_formats::text::print(&c, &NoResolver).unwrap(),
+            Err(e) => format!("!{} {}", e.code, e.message),
+        }
+    };
+    let client = Rights::Client {
+        may_write_data: true,
+    };
+    let read_only = Rights::Client {
+        may_write_data: false,
+    };
+    let trust = "!TRUST Operation requires admin rights";
+    assert_eq!(run_as(client, "(set-root! 1)"), trust);
+    assert_eq!(run_as(read_only, "(store 1)"), trust);
+    assert_eq!(run_as(read_only, "(merge! [:data] 1)"), trust);
+    // Allowed, then stopped only by the missing store.
+    assert_eq!(
+        run_as(client, "(store 1)"),
+        "!STATE store needs a store (no store is open)"
+    );
+    assert_eq!(run_as(read_only, "(count [1 2])"), "2");
+}
+
+#[test]
+fn cancellation_and_deadline_stop_an_evaluation() {
+    // A query of many steps: 2000 closure calls.
+    let mut text = String::from("(do ");
+    for _ in 0..2000 {
+        text.push_str("(inc 1) ");
+    }
+    text.push(')');
+    let flag = AtomicBool::new(true);
+    let mut ctx = EvalContext::new(&NoResolver);
+    ctx.cancel = Some(&flag);
+    let e = eval_text_in(&text, &mut Env::new(), &ctx).unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), ("CANCELLED", "Query cancelled"));
+    // Short queries finish before the first check.
+    assert_eq!(
+        eval_text_in("(inc 1)", &mut Env::new(), &ctx).unwrap(),
+        Cell::long(2)
+    );
+
+    let mut ctx = EvalContext::new(&NoResolver);
+    ctx.deadline = Some(Instant::now());
+    let e = eval_text_in(&text, &mut Env::new(), &ctx).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        ("JUICE", "Query time limit exceeded")
+    );
+    // Without either, it completes.
+    assert_eq!(
+        eval_text(&text, &mut Env::new(), &NoResolver).unwrap(),
+        Cell::long(2)
+    );
+}
+
+#[test]
+fn keys_and_values_of_an_index() {
+    check(&[
+        ("(keys (index :b 2 :a 1))", "[:a :b]"),
+        ("(values (index :b 2 :a 1))", "[1 2]"),
+        ("(keys (index))", "[]"),
+    ]);
+}

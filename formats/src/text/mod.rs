@@ -3,5 +3,5 @@
 pub mod print;
 pub mod read;
 
-pub use print::{print, print_limited, PrintError};
+pub use print::{print, print_limited, print_shortened, PrintError, Shorten, Shortened};
 pub use read::{read_all, read_one, SyntaxError};

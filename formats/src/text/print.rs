@@ -51,15 +51,84 @@ pub fn print_limited(
         out: String::new(),
         resolver,
         limit,
+        shorten: None,
+        shortened: Shortened::default(),
     };
     p.value(cell, 0)?;
     Ok(p.out)
+}
+
+/// How a display shortens long values: Blobs and Strings past `bytes_max` bytes and
+/// collections past `entries_max` entries show their beginning and a count of the rest, e.g.
+/// `0x0102…(+4094 bytes)` or `[0 1 2 …(+997 more)]`. Shortened text is for people: it does not
+/// read back as the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shorten {
+    /// Longest Blob or String shown whole, in bytes.
+    pub bytes_max: usize,
+    /// Most entries of a Vector, List, Map, Set or Index shown.
+    pub entries_max: usize,
+}
+
+impl Default for Shorten {
+    /// The shell's defaults: 1 KiB of bytes, 100 entries.
+    fn default() -> Self {
+        Shorten {
+            bytes_max: 1024,
+            entries_max: 100,
+        }
+    }
+}
+
+/// What a shortened print left out: how many values of each sort were cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shortened {
+    /// Blobs shown only in part.
+    pub blobs: u64,
+    /// Strings shown only in part.
+    pub strings: u64,
+    /// Collections shown only in part.
+    pub collections: u64,
+}
+
+impl Shortened {
+    /// Whether anything was left out.
+    pub fn any(&self) -> bool {
+        self.blobs + self.strings + self.collections > 0
+    }
+}
+
+/// Prints a value for display, shortening long parts as `shorten` says; reads only what it
+/// shows (a prefix of a huge Blob costs one path of its tree). Fails with
+/// [`PrintError::Limit`] once the text passes `limit` bytes.
+pub fn print_shortened(
+    cell: &Cell,
+    resolver: &dyn Resolver,
+    limit: usize,
+    shorten: Shorten,
+) -> Result<(String, Shortened), PrintError> {
+    let mut p = Printer {
+        out: String::new(),
+        resolver,
+        limit,
+        shorten: Some(shorten),
+        shortened: Shortened::default(),
+    };
+    p.value(cell, 0)?;
+    Ok((p.out, p.shortened))
 }
 
 struct Printer<'a> {
     out: String,
     resolver: &'a dyn Resolver,
     limit: usize,
+    shorten: Option<Shorten>,
+    shortened: Shortened,
+}
+
+/// A walk callback's way to stop early; told apart from real errors by a flag.
+fn stop_walk() -> ResolveError {
+    ResolveError::Store(String::new())
 }
 
 /// Field names of CVM records that the Convex printer shows as maps.
@@ -120,7 +189,21 @@ impl Printer<'_> {
                 None => self.raw(cell),
             },
             Kind::String => {
-                let bytes = value::blob_bytes(cell, self.resolver)?;
+                let total = cell.count();
+                let cut = self.shorten.map(|s| s.bytes_max).filter(|&m| total > m as u64);
+                let bytes = match cut {
+                    Some(m) => {
+                        let mut b = value::blob_prefix(cell, self.resolver, m)?;
+                        // Do not end on part of a character.
+                        if let Err(e) = std::str::from_utf8(&b) {
+                            if e.error_len().is_none() {
+                                b.truncate(e.valid_up_to());
+                            }
+                        }
+                        b
+                    }
+                    None => value::blob_bytes(cell, self.resolver)?,
+                };
                 let text = String::from_utf8_lossy(&bytes);
                 let mut s = String::with_capacity(text.len() + 2);
                 s.push('"');
@@ -137,10 +220,23 @@ impl Printer<'_> {
                     }
                 }
                 s.push('"');
+                if let Some(m) = cut {
+                    self.shortened.strings += 1;
+                    s.push_str(&format!("…(+{} bytes)", total - bytes.len().min(m) as u64));
+                }
                 self.push(&s)
             }
             Kind::Blob => {
                 self.push("0x")?;
+                if let Some(m) = self.shorten.map(|s| s.bytes_max) {
+                    let total = cell.count();
+                    if total > m as u64 {
+                        let b = value::blob_prefix(cell, self.resolver, m)?;
+                        self.shortened.blobs += 1;
+                        self.push(&hex::encode(&b))?;
+                        return self.push(&format!("…(+{} bytes)", total - b.len() as u64));
+                    }
+                }
                 if cell.count() as usize > self.limit {
                     return Err(PrintError::Limit);
                 }
@@ -181,20 +277,24 @@ impl Printer<'_> {
                     ("[", "]")
                 };
                 self.push(open)?;
-                let mut first = true;
+                let max = self.entries_max();
+                let mut shown = 0usize;
                 let r = self.resolver;
                 let mut err = None;
                 let res = value::for_each_element(cell, r, &mut |c| {
-                    if !first {
+                    if shown == max {
+                        return Err(stop_walk());
+                    }
+                    if shown > 0 {
                         self.out.push(' ');
                     }
-                    first = false;
+                    shown += 1;
                     self.value(&c, d).map_err(|e| {
                         err = Some(e);
-                        ResolveError::Store(String::new())
+                        stop_walk()
                     })
                 });
-                finish(res, err)?;
+                self.finish_walk(res, err, cell, shown, " ")?;
                 self.push(close)
             }
             Kind::Map | Kind::Set => {
@@ -205,20 +305,24 @@ impl Printer<'_> {
             }
             Kind::Index => {
                 self.push("#Index {")?;
-                let mut first = true;
+                let max = self.entries_max();
+                let mut shown = 0usize;
                 let r = self.resolver;
                 let mut err = None;
                 let res = value::for_each_index_entry(cell, r, &mut |k, v| {
-                    if !first {
+                    if shown == max {
+                        return Err(stop_walk());
+                    }
+                    if shown > 0 {
                         self.out.push(',');
                     }
-                    first = false;
+                    shown += 1;
                     self.pair(&k, &v, d).map_err(|e| {
                         err = Some(e);
-                        ResolveError::Store(String::new())
+                        stop_walk()
                     })
                 });
-                finish(res, err)?;
+                self.finish_walk(res, err, cell, shown, ",")?;
                 self.push("}")
             }
             Kind::Syntax => {
@@ -297,24 +401,52 @@ impl Printer<'_> {
     }
 
     fn entries(&mut self, cell: &Cell, d: usize) -> Result<(), PrintError> {
-        let mut first = true;
+        let max = self.entries_max();
+        let mut shown = 0usize;
         let r = self.resolver;
         let mut err = None;
         let res = value::for_each_entry(cell, r, &mut |k, v| {
-            if !first {
+            if shown == max {
+                return Err(stop_walk());
+            }
+            if shown > 0 {
                 self.out.push(',');
             }
-            first = false;
+            shown += 1;
             let out = match &v {
                 Some(v) => self.pair(&k, v, d),
                 None => self.value(&k, d),
             };
             out.map_err(|e| {
                 err = Some(e);
-                ResolveError::Store(String::new())
+                stop_walk()
             })
         });
-        finish(res, err)
+        self.finish_walk(res, err, cell, shown, ",")
+    }
+
+    fn entries_max(&self) -> usize {
+        self.shorten.map_or(usize::MAX, |s| s.entries_max)
+    }
+
+    /// Ends a walk over a collection's entries: an early stop (after `shown` entries) notes
+    /// how many were left out; other errors pass on.
+    fn finish_walk(
+        &mut self,
+        res: Result<(), ResolveError>,
+        inner: Option<PrintError>,
+        cell: &Cell,
+        shown: usize,
+        sep: &str,
+    ) -> Result<(), PrintError> {
+        let total = cell.count();
+        if inner.is_none() && res.is_err() && shown == self.entries_max() && total > shown as u64
+        {
+            self.shortened.collections += 1;
+            let sep = if shown == 0 { "" } else { sep };
+            return self.push(&format!("{sep}…(+{} more)", total - shown as u64));
+        }
+        finish(res, inner)
     }
 }
 

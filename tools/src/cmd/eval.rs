@@ -1,7 +1,7 @@
 //! `etch eval`: evaluate a query expression (or a script from stdin) and print the result.
 
-use etch_engine::query::{eval_text, Env};
-use etch_engine::store::EtchStore;
+use super::shell::open_node;
+use etch_engine::query::{eval_text_in, Env, EvalContext};
 use etch_formats::text::print;
 use etch_formats::{NoResolver, Resolver};
 use std::io::{self, Read, Write};
@@ -15,16 +15,20 @@ use std::process::ExitCode;
 see the query spec) and prints the result as Convex-Lisp text, exiting 0. On an error it prints \
 `Exception: :CODE message` to stderr and exits 1. With EXPR `-`, the script is read from stdin \
 (several forms are evaluated in order, as `(do ...)`).\n\n\
-With --store, values are read from that Etch file (opened read-only); branch cells load lazily, \
-so `(count ...)` of a huge stored value is instant. Without it, only values written in the \
-expression exist."
+With --store, the query runs on that store with the shell's full rights: stored values are read \
+lazily (so `(count ...)` of a huge stored value is instant) and `store`, `merge!` and \
+`set-root!` commit to it (use --read-only to forbid writes). Without --store no store is opened: \
+only values written in the expression exist and storage functions fail with :STATE."
 )]
 pub struct EvalArgs {
     /// The expression, or `-` to read a script from stdin.
     expr: String,
-    /// An Etch store to read values from.
+    /// The store to run on (created if missing unless --read-only).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Open the store read-only.
+    #[arg(long, requires = "store")]
+    read_only: bool,
 }
 
 /// Runs `etch eval`.
@@ -36,9 +40,9 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     } else {
         args.expr
     };
-    let store = match &args.store {
-        Some(p) => match EtchStore::open(p, false) {
-            Ok(s) => Some(s),
+    let opened = match &args.store {
+        Some(p) => match open_node(p, !args.read_only) {
+            Ok(x) => Some(x),
             Err(e) => {
                 eprintln!("etch: {e}");
                 return Ok(ExitCode::FAILURE);
@@ -46,12 +50,14 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
         },
         None => None,
     };
-    let resolver: &dyn Resolver = match &store {
-        Some(s) => s,
-        None => &NoResolver,
-    };
+    let mut ctx = EvalContext::new(&NoResolver);
+    if let Some((store, node)) = &opened {
+        ctx.resolver = store.as_ref();
+        ctx.node = Some(node.as_ref());
+    }
+    let resolver: &dyn Resolver = ctx.resolver;
     let mut env = Env::new();
-    match eval_text(&text, &mut env, resolver) {
+    match eval_text_in(&text, &mut env, &ctx) {
         Ok(value) => match print(&value, resolver) {
             Ok(t) => {
                 writeln!(io::stdout().lock(), "{t}")?;

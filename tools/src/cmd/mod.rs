@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod encode;
 pub mod eval;
+pub mod shell;
 pub mod store;
 
 use std::io::{self, BufRead, Write};
