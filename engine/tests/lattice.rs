@@ -269,6 +269,16 @@ fn keyed_ignores_unconfigured_keys() {
         ),
         v("#Index {:data 3 :own 1}")
     );
+    // Index keys are compared by their bytes: a String "data" is the same entry as :data, and
+    // own's spelling is kept.
+    assert_eq!(
+        merge(&l, &v("#Index {:data 1}"), &v("#Index {\"data\" 2}")),
+        v("#Index {:data 2}")
+    );
+    assert_eq!(
+        merge(&l, &v("#Index {}"), &v("#Index {\"data\" 2}")),
+        v("#Index {:data 2}")
+    );
     // With the DataLattice as in the spec's example.
     let l = Lattice::Keyed(vec![("data".into(), Lattice::Data)]);
     let x = idx(vec![(h(&s("a")), s("a"))]);
@@ -1000,6 +1010,46 @@ fn root_merge_of_everything() {
 }
 
 #[test]
+fn root_merge_reads_only_what_differs() {
+    let root = Lattice::root();
+    let values: Vec<Cell> = (0..2000)
+        .map(|i| Cell::blob(format!("{i:0>200}").as_bytes()))
+        .collect();
+    let data = idx(values.iter().map(|x| (h(x), x.clone())).collect());
+    let keys: Vec<SigningKey> = (1..=20).map(key).collect();
+    let slot = |k: &SigningKey, t: i64| {
+        let files: Vec<(Cell, Cell)> = (0..30)
+            .map(|j| {
+                (
+                    s(&format!("file{j}")),
+                    f(format!("{j:0>150}").as_bytes(), 10),
+                )
+            })
+            .collect();
+        let mut files = files;
+        files.push((s("latest"), f(b"x", t)));
+        sign(k, drives(vec![("home", directory(idx(files), t))]))
+    };
+    let fs_of = |t7: i64| {
+        Cell::map(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (account(k), slot(k, if i == 7 { t7 } else { 10 })))
+                .collect(),
+        )
+    };
+    let own_full = idx(vec![(kw("data"), data.clone()), (kw("fs"), fs_of(10))]);
+    let other_full = idx(vec![(kw("data"), data), (kw("fs"), fs_of(20))]);
+    let r = MapResolver::of(&[&own_full, &other_full]);
+    let (own, other) = (detached(&own_full), detached(&other_full));
+    assert_eq!(root.merge(&ctx(), &own, &own, &r).unwrap(), own);
+    assert_eq!(r.lookups(), 0);
+    let got = root.merge(&ctx(), &own, &other, &r).unwrap();
+    assert_eq!(got, other_full);
+    assert!(r.lookups() < 30, "{} lookups", r.lookups());
+}
+
+#[test]
 fn merge_at_path_rules() {
     let root = Lattice::root();
     let k1 = key(1);
@@ -1246,6 +1296,16 @@ proptest! {
     #[test]
     fn laws_map_of_max(a in max_map(), b in max_map(), c in max_map()) {
         laws(&Lattice::map(Lattice::Max), &a, &b, &c)?;
+    }
+
+    #[test]
+    fn laws_index_of_max(
+        a in prop::collection::vec((prop::collection::vec(0u8..3, 0..4), 0i64..1000), 0..30),
+        b in prop::collection::vec((prop::collection::vec(0u8..3, 0..4), 0i64..1000), 0..30),
+        c in prop::collection::vec((prop::collection::vec(0u8..3, 0..4), 0i64..1000), 0..30),
+    ) {
+        let mk = |e: &Vec<(Vec<u8>, i64)>| idx(e.iter().map(|(k, x)| (Cell::blob(k), Cell::long(*x))).collect());
+        laws(&Lattice::index(Lattice::Max), &mk(&a), &mk(&b), &mk(&c))?;
     }
 
     #[test]

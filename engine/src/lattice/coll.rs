@@ -1013,5 +1013,115 @@ mod tests {
             prop_assert_eq!(got, want);
             prop_assert_eq!(d.a_only, ea.keys().any(|k| !eb.contains_key(k)));
         }
+
+        #[test]
+        fn long_keys_follow_index_identity(ks in long_keys(), extra in long_keys()) {
+            // index_build: the last of equal identities wins, as in Cell::index.
+            prop_assert_eq!(index_build(entries_of(&ks, 0)), index_of(&ks));
+            // index_assoc: the first spelling stays, the last value wins.
+            let mut idx = index_of(&ks);
+            let mut want: std::collections::BTreeMap<KeyId, (Cell, Cell)> = Default::default();
+            etch_formats::value::for_each_index_entry(&idx, &NoResolver, &mut |k, v| {
+                want.insert(key_id(&k, &NoResolver)?.unwrap(), (k, v));
+                Ok(())
+            }).unwrap();
+            for (j, k) in extra.iter().enumerate() {
+                let key = Cell::blob(k);
+                let kid = key_id(&key, &NoResolver).unwrap().unwrap();
+                let v = Cell::long(1000 + j as i64);
+                idx = index_assoc(&idx, &key, &kid, Ref::to(v.clone()), &NoResolver).unwrap();
+                let spelled = want.get(&kid).map(|e| e.0.clone()).unwrap_or(key);
+                want.insert(kid, (spelled, v));
+            }
+            prop_assert_eq!(idx, Cell::index(want.into_values().collect()).unwrap());
+        }
+
+        #[test]
+        fn index_merge_matches_naive(a in keys(), b in keys(), seed in 0i64..7) {
+            let ia = index_with_values(&a, seed);
+            let ib = index_with_values(&b, seed + 3);
+            let got = map_merge::<ResolveError>(MapKind::Index, &ia, &ib, &NoResolver, &mut |_, x, y| {
+                Ok(Some(match x { Some(x) if x.as_long() >= y.as_long() => x, _ => y }))
+            }).unwrap();
+            let mut want: std::collections::BTreeMap<Vec<u8>, (Cell, Cell)> = Default::default();
+            for c in [&ia, &ib] {
+                etch_formats::value::for_each_index_entry(c, &NoResolver, &mut |k, v| {
+                    let e = want.entry(k.encoding().to_vec()).or_insert((k, v.clone()));
+                    if v.as_long() > e.1.as_long() { e.1 = v; }
+                    Ok(())
+                }).unwrap();
+            }
+            prop_assert_eq!(got, Cell::index(want.into_values().collect()).unwrap());
+        }
+
+        #[test]
+        fn hash_merge_matches_naive(
+            a in prop::collection::vec((0i64..50, 0i64..9), 0..45),
+            b in prop::collection::vec((0i64..50, 0i64..9), 0..45),
+        ) {
+            let ma = Cell::map(a.iter().map(|(k, v)| (Cell::long(*k), Cell::long(*v))).collect());
+            let mb = Cell::map(b.iter().map(|(k, v)| (Cell::long(*k), Cell::long(*v))).collect());
+            let got = map_merge::<ResolveError>(MapKind::Hash, &ma, &mb, &NoResolver, &mut |_, x, y| {
+                Ok(Some(match x { Some(x) if x.as_long() >= y.as_long() => x, _ => y }))
+            }).unwrap();
+            let mut want: std::collections::BTreeMap<i64, i64> = Default::default();
+            for (k, v) in a.iter().map(|e| (e.0, e.1)).collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
+                .chain(b.iter().map(|e| (e.0, e.1)).collect::<std::collections::BTreeMap<_, _>>())
+            {
+                let e = want.entry(k).or_insert(v);
+                *e = (*e).max(v);
+            }
+            let want = Cell::map(want.into_iter().map(|(k, v)| (Cell::long(k), Cell::long(v))).collect());
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn set_union_matches_naive(
+            a in prop::collection::vec(0i64..60, 0..50),
+            b in prop::collection::vec(0i64..60, 0..50),
+        ) {
+            let sa = Cell::set(a.iter().copied().map(Cell::long).collect());
+            let sb = Cell::set(b.iter().copied().map(Cell::long).collect());
+            let want = Cell::set(a.iter().chain(&b).copied().map(Cell::long).collect());
+            prop_assert_eq!(set_union(&sa, &sb, &NoResolver).unwrap(), want);
+        }
+    }
+
+    /// Keys sharing a 30-byte prefix, 30–35 bytes long: identities collide past 32 bytes.
+    fn long_keys() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        prop::collection::vec(
+            prop::collection::vec(0u8..2, 0..6).prop_map(|tail| {
+                let mut k = vec![5u8; 30];
+                k.extend(tail);
+                k
+            }),
+            0..30,
+        )
+    }
+
+    fn entries_of(ks: &[Vec<u8>], base: i64) -> Vec<(KeyId, Ref, Ref)> {
+        ks.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let key = Cell::blob(k);
+                (
+                    key_id(&key, &NoResolver).unwrap().unwrap(),
+                    Ref::to(key),
+                    Ref::to(Cell::long(base + i as i64)),
+                )
+            })
+            .collect()
+    }
+
+    /// An Index of these keys with pseudo-random small values.
+    fn index_with_values(ks: &[Vec<u8>], seed: i64) -> Cell {
+        Cell::index(
+            ks.iter()
+                .enumerate()
+                .map(|(i, k)| (Cell::blob(k), Cell::long((i as i64 * 7 + seed) % 5)))
+                .collect(),
+        )
+        .unwrap()
     }
 }

@@ -153,7 +153,7 @@ pub(crate) fn keyed(
     other: &Cell,
     r: &dyn Resolver,
 ) -> Res<Cell> {
-    if other.kind() != Kind::Index {
+    if other.kind() != Kind::Index || own == other {
         return Ok(own.clone());
     }
     let Some(own2) = base(MapKind::Index, own) else {
@@ -170,11 +170,16 @@ pub(crate) fn keyed(
         let Some((_, ob)) = coll::index_get(other, &kid, r)? else {
             continue;
         };
-        let ob = ob.fetch(r)?;
         let (key, oa) = match coll::index_get(&own2, &kid, r)? {
-            Some((k, v)) => (k, v.fetch(r)?),
+            Some((k, v)) => {
+                if v.id() == ob.id() {
+                    continue;
+                }
+                (k, v.fetch(r)?)
+            }
             None => (kw, Cell::nil()),
         };
+        let ob = ob.fetch(r)?;
         let m = l.merge(ctx, &oa, &ob, r)?;
         if m != oa {
             changes.push(Change {
@@ -199,7 +204,7 @@ pub(crate) fn string_keyed(
     other: &Cell,
     r: &dyn Resolver,
 ) -> Res<Cell> {
-    if other.kind() != Kind::Map {
+    if other.kind() != Kind::Map || own == other {
         return Ok(own.clone());
     }
     let Some(own2) = base(MapKind::Hash, own) else {
