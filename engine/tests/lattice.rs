@@ -1338,3 +1338,32 @@ fn dlfs_is_not_associative_across_kind_changes() {
     assert_eq!(left, d(vec![("x", f(&[1], 1)), ("y", f(&[3], 1))], 5));
     assert_eq!(right, a);
 }
+
+#[test]
+fn dlfs_deep_trees_stay_within_the_stack() {
+    // A chain of directories `depth` deep ending in one file, on both sides with a conflict at
+    // the bottom.
+    fn chain(depth: usize, leaf: Cell, t: i64) -> Cell {
+        let mut node = leaf;
+        for _ in 0..depth {
+            node = d(vec![("d", node)], t);
+        }
+        node
+    }
+    let within = dlfs::MAX_DEPTH - 1;
+    let own = chain(within, f(&[1], 10), 10);
+    let other = chain(within, f(&[2], 20), 20);
+    assert_eq!(dl(&own, &other), other);
+    // Beyond the limit: fail closed.
+    let own = chain(dlfs::MAX_DEPTH + 5, f(&[1], 10), 10);
+    let other = chain(dlfs::MAX_DEPTH + 5, f(&[2], 20), 20);
+    assert_eq!(dl(&own, &other), own);
+    // JSON nesting is bounded the same way.
+    let mut a = v("{:x 1}");
+    let mut b = v("{:y 2}");
+    for _ in 0..400 {
+        a = Cell::map(vec![(kw("k"), a)]);
+        b = Cell::map(vec![(kw("k"), b)]);
+    }
+    assert_eq!(merge(&Lattice::JsonValue, &a, &b), a);
+}
