@@ -6,5 +6,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod lattice;
 pub mod query;
 pub mod store;
