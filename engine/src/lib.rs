@@ -7,5 +7,6 @@
 #![warn(missing_docs)]
 
 pub mod lattice;
+pub mod node;
 pub mod query;
 pub mod store;

@@ -6,10 +6,10 @@
 //! durable, so an older root can never overwrite a newer one, and every operation that
 //! changes the root returns only after the store's root slot is durable.
 
-use crate::lattice::{merge_at_path, Lattice, MergeContext, MergeError};
+use crate::lattice::{merge_at_path, value_at_path, Lattice, MergeContext, MergeError};
 use crate::query::{EvalError, QueryNode};
 use crate::store::{CellStore, Root, StoreError};
-use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
+use etch_formats::{Cell, Kind, ResolveError, ValueId};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Errors of node operations.
@@ -130,14 +130,7 @@ impl LocalNode {
             return Err(NodeError::RootNotLattice(root.kind().name()));
         }
         let ctx = self.merge_context();
-        let merged = merge_at_path(
-            &self.lattice,
-            &ctx,
-            &root,
-            path,
-            value,
-            self.store.as_ref(),
-        )?;
+        let merged = merge_at_path(&self.lattice, &ctx, &root, path, value, self.store.as_ref())?;
         if merged != *root {
             self.store.set_root(&merged)?;
             *root = merged.clone();
@@ -158,54 +151,6 @@ impl LocalNode {
     }
 }
 
-/// The value under `key` of a Map, Index, Vector or SignedData (`:value`), generic lookup as
-/// protocol.md §7.6 gives it; nil when absent or not a container.
-pub fn lookup(v: &Cell, key: &Cell, r: &dyn Resolver) -> Result<Cell, ResolveError> {
-    let mut found = Cell::nil();
-    match v.kind() {
-        Kind::Map => etch_formats::value::for_each_entry(v, r, &mut |k, x| {
-            if k == *key {
-                found = x.unwrap_or_else(Cell::nil);
-            }
-            Ok(())
-        })?,
-        Kind::Index => etch_formats::value::for_each_index_entry(v, r, &mut |k, x| {
-            if k == *key {
-                found = x;
-            }
-            Ok(())
-        })?,
-        Kind::Vector => {
-            if let Some(i) = key.as_long().filter(|i| *i >= 0) {
-                if let Some(x) = etch_formats::value::vector_get(v, i as u64, r)? {
-                    found = x;
-                }
-            }
-        }
-        Kind::Signed => {
-            if key.kind() == Kind::Keyword && key.name_bytes() == Some(b"value") {
-                if let Some(x) = v.refs().first() {
-                    found = x.fetch(r)?;
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(found)
-}
-
-/// The value at `path` under `v` (nil when any step is absent).
-pub fn lookup_path(v: &Cell, path: &[Cell], r: &dyn Resolver) -> Result<Cell, ResolveError> {
-    let mut cur = v.clone();
-    for k in path {
-        if cur.is_nil() {
-            break;
-        }
-        cur = lookup(&cur, k, r)?;
-    }
-    Ok(cur)
-}
-
 impl QueryNode for LocalNode {
     fn root(&self) -> Result<Cell, EvalError> {
         Ok(self.root_value())
@@ -222,7 +167,7 @@ impl QueryNode for LocalNode {
 
     fn merge_at(&self, path: &[Cell], value: &Cell) -> Result<Cell, EvalError> {
         let root = self.merge(path, value)?;
-        Ok(lookup_path(&root, path, self.store.as_ref())?)
+        Ok(value_at_path(&root, path, self.store.as_ref())?)
     }
 
     fn set_root(&self, value: &Cell) -> Result<ValueId, EvalError> {

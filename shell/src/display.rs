@@ -72,10 +72,9 @@ pub fn show_value(value: &Cell, resolver: &dyn Resolver, full: bool, style: Styl
             &EvalError::new("MISSING", format!("Missing data: 0x{}", id.to_hex())),
             style,
         ),
-        Err(PrintError::TooDeep) => show_error(
-            &EvalError::new("DEPTH", "Depth limit exceeded"),
-            style,
-        ),
+        Err(PrintError::TooDeep) => {
+            show_error(&EvalError::new("DEPTH", "Depth limit exceeded"), style)
+        }
         Err(PrintError::Resolve(s)) => show_error(&EvalError::new("IO", s), style),
     }
 }
@@ -91,7 +90,10 @@ pub fn shortened_note(cut: Shortened) -> String {
         parts.push(format!("{} over 1 KiB", plural(cut.blobs, "blob", "blobs")));
     }
     if cut.strings > 0 {
-        parts.push(format!("{} over 1 KiB", plural(cut.strings, "string", "strings")));
+        parts.push(format!(
+            "{} over 1 KiB",
+            plural(cut.strings, "string", "strings")
+        ));
     }
     if cut.collections > 0 {
         parts.push(format!(

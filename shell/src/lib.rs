@@ -14,7 +14,7 @@ pub mod paths;
 
 use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
 use editor::{is_incomplete, Completions, ShellHelper};
-use etch_engine::query::{eval_text_in, EvalContext, EvalError, Env, Group, QueryNode, DOCS};
+use etch_engine::query::{eval_text_in, Env, EvalContext, EvalError, Group, QueryNode, DOCS};
 use etch_engine::store::CellStore;
 use etch_formats::{Cell, Kind, Resolver};
 use std::io::{BufRead, IsTerminal, Write};
@@ -144,8 +144,14 @@ pub enum Timer {
 /// The dot commands, for completion and `.help`.
 pub const COMMANDS: &[(&str, &str)] = &[
     (".help", "list functions; .help NAME shows one"),
-    (".full", "on|off: show long values in full instead of shortened"),
-    (".timer", "on|off|auto: time every query / never / only slow ones (default)"),
+    (
+        ".full",
+        "on|off: show long values in full instead of shortened",
+    ),
+    (
+        ".timer",
+        "on|off|auto: time every query / never / only slow ones (default)",
+    ),
     (".store", "what this shell is connected to"),
     (".quit", "leave the shell (also Ctrl-D)"),
 ];
@@ -247,7 +253,9 @@ impl Shell {
                 None => self.help(),
                 Some(name) => match etch_engine::query::doc(name) {
                     Some(d) => format!("({} {})\n  {}", d.name, d.args, d.doc),
-                    None => self.style.err(&format!(" no function or form named {name}")),
+                    None => self
+                        .style
+                        .err(&format!(" no function or form named {name}")),
                 },
             },
             ".full" => match on_off(arg) {

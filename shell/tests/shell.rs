@@ -81,10 +81,7 @@ fn the_example_session_of_the_spec() {
     let id = read_one(v).unwrap().id().to_hex();
     assert_eq!(show(&mut sh, "(store v)"), format!("=> 0x{id}"));
     assert_eq!(show(&mut sh, "(= v (fetch (value-id v)))"), "=> true");
-    assert_eq!(
-        show(&mut sh, "(encoding [1 2 3])"),
-        "=> 0x8003110111021103"
-    );
+    assert_eq!(show(&mut sh, "(encoding [1 2 3])"), "=> 0x8003110111021103");
     assert_eq!(
         show(&mut sh, "(hash 0x)"),
         "=> 0xa7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a"
@@ -124,8 +121,14 @@ fn stored_values_survive_reopening() {
     );
     assert_eq!(show(&mut sh, "(count (root [:data]))"), "=> 1");
     // Storing the same value again changes nothing and returns the same ID.
-    assert_eq!(show(&mut sh, "(store [1 2 3 \"four\"])"), format!("=> {id}"));
-    assert_eq!(show(&mut sh, "(store nil)"), " Exception: :ARGUMENT Cannot store nil");
+    assert_eq!(
+        show(&mut sh, "(store [1 2 3 \"four\"])"),
+        format!("=> {id}")
+    );
+    assert_eq!(
+        show(&mut sh, "(store nil)"),
+        " Exception: :ARGUMENT Cannot store nil"
+    );
 }
 
 #[test]
@@ -148,7 +151,10 @@ fn merge_and_set_root() {
         " Exception: :ARGUMENT Invalid root value"
     );
     let empty = read_one("#Index {}").unwrap().id().to_hex();
-    assert_eq!(show(&mut sh, "(set-root! (index))"), format!("=> 0x{empty}"));
+    assert_eq!(
+        show(&mut sh, "(set-root! (index))"),
+        format!("=> 0x{empty}")
+    );
     assert_eq!(show(&mut sh, "(root)"), "=> #Index {}");
 }
 

@@ -340,15 +340,19 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// The node, if the evaluation has one.
+    pub(crate) fn node_opt(&self) -> Option<&'a dyn QueryNode> {
+        self.ctx.node
+    }
+
     /// Checks that the caller may run an operation of this rights class (query.md §6.5).
     pub(crate) fn require(&self, admin_only: bool) -> Res<()> {
         match self.ctx.rights {
             Rights::Admin => Ok(()),
             Rights::Client { may_write_data } if !admin_only && may_write_data => Ok(()),
-            Rights::Client { .. } => Err(EvalError::new(
-                "TRUST",
-                "Operation requires admin rights",
-            )),
+            Rights::Client { .. } => {
+                Err(EvalError::new("TRUST", "Operation requires admin rights"))
+            }
         }
     }
 

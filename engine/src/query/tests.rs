@@ -722,8 +722,14 @@ fn storage_functions_need_a_store() {
         ("(root)", "!STATE root needs a store (no store is open)"),
         ("(store 1)", "!STATE store needs a store (no store is open)"),
         ("(store nil)", "!ARGUMENT Cannot store nil"),
-        ("(set-root! 1)", "!STATE set-root! needs a store (no store is open)"),
-        ("(merge! [:data] 1)", "!STATE merge! needs a store (no store is open)"),
+        (
+            "(set-root! 1)",
+            "!STATE set-root! needs a store (no store is open)",
+        ),
+        (
+            "(merge! [:data] 1)",
+            "!STATE merge! needs a store (no store is open)",
+        ),
     ]);
 }
 
@@ -767,7 +773,10 @@ fn cancellation_and_deadline_stop_an_evaluation() {
     let mut ctx = EvalContext::new(&NoResolver);
     ctx.cancel = Some(&flag);
     let e = eval_text_in(&text, &mut Env::new(), &ctx).unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), ("CANCELLED", "Query cancelled"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        ("CANCELLED", "Query cancelled")
+    );
     // Short queries finish before the first check.
     assert_eq!(
         eval_text_in("(inc 1)", &mut Env::new(), &ctx).unwrap(),

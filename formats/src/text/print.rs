@@ -190,7 +190,10 @@ impl Printer<'_> {
             },
             Kind::String => {
                 let total = cell.count();
-                let cut = self.shorten.map(|s| s.bytes_max).filter(|&m| total > m as u64);
+                let cut = self
+                    .shorten
+                    .map(|s| s.bytes_max)
+                    .filter(|&m| total > m as u64);
                 let bytes = match cut {
                     Some(m) => {
                         let mut b = value::blob_prefix(cell, self.resolver, m)?;
@@ -440,8 +443,7 @@ impl Printer<'_> {
         sep: &str,
     ) -> Result<(), PrintError> {
         let total = cell.count();
-        if inner.is_none() && res.is_err() && shown == self.entries_max() && total > shown as u64
-        {
+        if inner.is_none() && res.is_err() && shown == self.entries_max() && total > shown as u64 {
             self.shortened.collections += 1;
             let sep = if shown == 0 { "" } else { sep };
             return self.push(&format!("{sep}…(+{} more)", total - shown as u64));

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 /// Arguments of `etch shell`.
 #[derive(clap::Args, Default)]
-#[command(long_about = "Opens the Etch shell: a read-eval-print loop for the query language \
+#[command(
+    long_about = "Opens the Etch shell: a read-eval-print loop for the query language \
 (a subset of Convex Lisp plus storage functions) on a store. `etch` with no arguments does the \
 same on the default store.\n\n\
 The default store is `default.etch` in the Etch directory: $ETCH_HOME if set, else \
@@ -20,7 +21,8 @@ In the shell: .help lists every function with a one-line description; Tab comple
 keys; input continues over several lines until its brackets balance; Ctrl-C cancels a running \
 query; Ctrl-D quits. Long values are shown shortened (blobs and strings over 1 KiB, collections \
 over 100 entries) with a note; (print-full v) or .full on shows everything. When standard input \
-is not a terminal the shell reads it without prompts and prints one result per input.")]
+is not a terminal the shell reads it without prompts and prints one result per input."
+)]
 pub struct ShellArgs {
     /// The store to open (created if missing); default: the per-user default store.
     #[arg(long)]
@@ -40,8 +42,10 @@ pub fn open_node(
     } else {
         EtchStore::open(path, false)
     };
-    let store: Arc<dyn CellStore> = Arc::new(store.map_err(|e| format!("{}: {e}", path.display()))?);
-    let node = LocalNode::open(store.clone(), None).map_err(|e| format!("{}: {e}", path.display()))?;
+    let store: Arc<dyn CellStore> =
+        Arc::new(store.map_err(|e| format!("{}: {e}", path.display()))?);
+    let node =
+        LocalNode::open(store.clone(), None).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((store, Arc::new(node)))
 }
 
