@@ -153,7 +153,7 @@ pub enum EtchError {
 /// Takes an open-file-description lock over the whole file: a write lock for writers, a read
 /// lock for readers. OFD locks conflict with the classic POSIX `fcntl` locks a Java peer takes
 /// (`FileChannel.tryLock`), so neither side can write while the other has the file open.
-fn lock(file: &File, write: bool) -> io::Result<()> {
+pub(crate) fn lock(file: &File, write: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: `flock` is plain old data; zeroed is a valid value that we then fill in.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };

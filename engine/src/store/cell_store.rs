@@ -22,6 +22,9 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// The native store failed.
+    #[error(transparent)]
+    Native(super::native::NativeError),
     /// A cell needed to complete a tree is neither in the store nor in memory.
     #[error("missing cell {0}")]
     Missing(ValueId),
@@ -83,6 +86,48 @@ pub trait CellStore: Resolver + Send + Sync {
     fn stats(&self) -> Result<StoreStats, StoreError>;
 }
 
+/// Calls `emit` on every cell of `value`'s tree that a store must write, children before
+/// parents (so a stored record never precedes the cells beneath it): the top cell always (a
+/// top-level record, even when small enough to embed), and every branch cell that is not yet
+/// complete in the store. `complete(id)` says whether a cell and everything beneath it are
+/// already stored; such subtrees are not descended into. A branch known only by its ID must be
+/// complete, else the walk fails with [`StoreError::Missing`].
+pub(crate) fn walk_new_cells(
+    value: &Cell,
+    complete: &dyn Fn(&ValueId) -> Result<bool, StoreError>,
+    emit: &mut dyn FnMut(&Cell) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    // Post-order with an explicit stack (trees can be deep).
+    let mut stack: Vec<(Cell, bool, bool)> = vec![(value.clone(), true, false)];
+    while let Some((cell, top, expanded)) = stack.pop() {
+        if !expanded {
+            if (top || !cell.is_embedded()) && complete(cell.id())? {
+                continue;
+            }
+            stack.push((cell.clone(), top, true));
+            for r in cell.refs().iter().rev() {
+                match r {
+                    Ref::Embedded(c) if !c.refs().is_empty() => {
+                        stack.push((c.clone(), false, false))
+                    }
+                    Ref::Embedded(_) => {}
+                    Ref::Branch(_) => match r.cell() {
+                        Some(c) => stack.push((c.clone(), false, false)),
+                        None if complete(&r.id())? => {}
+                        None => return Err(StoreError::Missing(r.id())),
+                    },
+                }
+            }
+            continue;
+        }
+        if !top && cell.is_embedded() {
+            continue;
+        }
+        emit(&cell)?;
+    }
+    Ok(())
+}
+
 /// Default budget of the decoded-cell cache of a store.
 pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
 /// Accounting overhead of one cached cell beyond its encoding (Arc, refs, map entry).
@@ -90,7 +135,7 @@ const CACHE_ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// A bounded cache of decoded cells: FIFO eviction by bytes. Cheap, lock-held briefly, and
 /// enough to keep the upper levels of trees being walked (which are read again and again) hot.
-struct CellCache {
+pub(crate) struct CellCache {
     budget_bytes: usize,
     used_bytes: usize,
     cells: HashMap<ValueId, Cell>,
@@ -98,11 +143,36 @@ struct CellCache {
 }
 
 impl CellCache {
-    fn get(&self, id: &ValueId) -> Option<Cell> {
+    pub(crate) fn new(budget_bytes: usize) -> CellCache {
+        CellCache {
+            budget_bytes,
+            used_bytes: 0,
+            cells: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn set_budget(&mut self, bytes: usize) {
+        self.budget_bytes = bytes;
+        while self.used_bytes > bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(cell) = self.cells.remove(&old) {
+                self.used_bytes -= cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
+            }
+        }
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used_bytes
+    }
+
+    pub(crate) fn get(&self, id: &ValueId) -> Option<Cell> {
         self.cells.get(id).cloned()
     }
 
-    fn insert(&mut self, cell: &Cell) {
+    pub(crate) fn insert(&mut self, cell: &Cell) {
         let cost = cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
         if cost > self.budget_bytes || self.cells.contains_key(cell.id()) {
             return;
@@ -139,38 +209,23 @@ impl EtchStore {
     }
 
     fn with_file(file: EtchFile) -> EtchStore {
-        let cache = CellCache {
-            budget_bytes: CACHE_BYTES_DEFAULT,
-            used_bytes: 0,
-            cells: HashMap::new(),
-            order: VecDeque::new(),
-        };
         EtchStore {
             file: RwLock::new(file),
-            cache: Mutex::new(cache),
+            cache: Mutex::new(CellCache::new(CACHE_BYTES_DEFAULT)),
         }
     }
 
     /// Sets the byte budget of the decoded-cell cache (0 disables it).
     pub fn set_cache_budget(&self, bytes: usize) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.budget_bytes = bytes;
-        while c.used_bytes > bytes {
-            let Some(old) = c.order.pop_front() else {
-                break;
-            };
-            if let Some(cell) = c.cells.remove(&old) {
-                c.used_bytes -= cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
-            }
-        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_budget(bytes);
     }
 
     /// Bytes the cache holds now (for tests and stats).
     pub fn cache_bytes(&self) -> usize {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .used_bytes
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).used()
     }
 
     /// Opens the file for writing, creating it when it does not exist.
@@ -205,50 +260,13 @@ impl Resolver for EtchStore {
 
 impl CellStore for EtchStore {
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError> {
-        // Post-order walk with an explicit stack: children are written before parents, so a
-        // record at PERSISTED never precedes the cells beneath it. A branch already stored at
-        // PERSISTED or above is complete and is not descended into.
-        let mut stack: Vec<(Cell, bool, bool)> = vec![(value.clone(), true, false)];
-        while let Some((cell, top, expanded)) = stack.pop() {
-            if !expanded {
-                if (top || !cell.is_embedded())
-                    && self
-                        .status(cell.id())?
-                        .is_some_and(|s| s >= cad047::status::PERSISTED)
-                {
-                    continue;
-                }
-                stack.push((cell.clone(), top, true));
-                for r in cell.refs().iter().rev() {
-                    match r {
-                        Ref::Embedded(c) if !c.refs().is_empty() => {
-                            stack.push((c.clone(), false, false))
-                        }
-                        Ref::Embedded(_) => {}
-                        Ref::Branch(_) => {
-                            let child = match r.cell() {
-                                Some(c) => c.clone(),
-                                None => {
-                                    // Known only by ID: it must already be complete here.
-                                    if self
-                                        .status(&r.id())?
-                                        .is_some_and(|s| s >= cad047::status::PERSISTED)
-                                    {
-                                        continue;
-                                    }
-                                    return Err(StoreError::Missing(r.id()));
-                                }
-                            };
-                            stack.push((child, false, false));
-                        }
-                    }
-                }
-                continue;
-            }
-            if !top && cell.is_embedded() {
-                continue;
-            }
-            let mem = memory_size(&cell, self).map_err(|e| match e {
+        let complete = |id: &ValueId| -> Result<bool, StoreError> {
+            Ok(self
+                .status(id)?
+                .is_some_and(|s| s >= cad047::status::PERSISTED))
+        };
+        walk_new_cells(value, &complete, &mut |cell| {
+            let mem = memory_size(cell, self).map_err(|e| match e {
                 ResolveError::Missing(id) => StoreError::Missing(id),
                 other => StoreError::BadRecord {
                     id: *cell.id(),
@@ -266,7 +284,8 @@ impl CellStore for EtchStore {
                 };
             self.write()
                 .write(&cell.id().0, cell.encoding(), flags, mem)?;
-        }
+            Ok(())
+        })?;
         Ok(*value.id())
     }
 

@@ -1,0 +1,1082 @@
+//! The native store (docs/FORMAT.md): an append-only log of cell records and commits, immutable
+//! sorted index runs, group commit, O(1) snapshots. The default format for new stores.
+
+pub mod format;
+pub mod run;
+pub mod writer;
+
+use super::cell_store::{walk_new_cells, CellCache, CACHE_BYTES_DEFAULT};
+use super::{CellStore, Root, StoreError, StoreStats};
+use crossbeam_channel::Sender;
+use etch_formats::cell::ResolveError;
+use etch_formats::{decode_cell, Cell, Resolver, ValueId};
+use format::{
+    parse_frame_header, push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES,
+    FORMAT_MAGIC, FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, KIND_COMMIT, KIND_DATA,
+    RECORD_ENCODING_MAX, RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
+};
+use memmap2::{Mmap, MmapOptions};
+use run::{merge_runs, parse_run_file_name, write_run, Run, RunError, RunSpec};
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+pub use writer::IoMode;
+use writer::{Progress, WriteRequest};
+
+/// Records the memtable holds before a commit writes them out as an index run.
+pub const MEMTABLE_FLUSH_ENTRIES: usize = 1 << 20;
+/// Most runs a commit's run list may hold (far above what merging leaves).
+pub const RUNS_MAX: usize = 64;
+/// Bytes of log each read-only map window covers (plus [`WINDOW_OVERLAP`]).
+const WINDOW_BYTES: u64 = 1 << 30;
+/// Overlap of consecutive windows: more than any frame, so every record lies in one window.
+const WINDOW_OVERLAP: u64 = (format::FRAME_PAYLOAD_MAX + 2 * FRAME_HEADER_BYTES) as u64;
+
+const LOG_FILE: &str = "log";
+const FORMAT_FILE: &str = "FORMAT";
+const SNAPSHOTS_FILE: &str = "snapshots";
+const LOCK_FILE: &str = "LOCK";
+
+/// Errors of the native store.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    /// The operating system refused an operation.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The path is not a native store.
+    #[error("{path}: not a native Etch store: {detail}")]
+    NotNative {
+        /// The path.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The log breaks an invariant of FORMAT.md.
+    #[error("{path}: corrupt log at offset {offset}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What was found.
+        detail: String,
+    },
+    /// An index run is damaged or missing.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Another process holds the store's write lock.
+    #[error("{path}: the store is locked by another writer")]
+    Locked {
+        /// The store.
+        path: PathBuf,
+    },
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// A log write or sync failed earlier; the store must be reopened.
+    #[error("{0}; reopen the store (recovery returns it to the last commit)")]
+    WriterFailed(String),
+    /// No commit with this sequence number.
+    #[error("no snapshot {0}")]
+    NoSnapshot(u64),
+}
+
+/// How to open a native store.
+#[derive(Debug, Clone)]
+pub struct NativeOptions {
+    /// How the log is written.
+    pub io: IoMode,
+    /// Byte budget of the decoded-cell cache.
+    pub cache_bytes: usize,
+    /// Check each record read against its Value ID (SHA3-256). On by default: a flipped bit
+    /// in a record is then an error, never a wrong value.
+    pub verify_reads: bool,
+    /// Records the memtable holds before a commit writes an index run.
+    pub memtable_flush_entries: usize,
+}
+
+impl Default for NativeOptions {
+    fn default() -> Self {
+        NativeOptions {
+            io: IoMode::Uring,
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            verify_reads: true,
+            memtable_flush_entries: MEMTABLE_FLUSH_ENTRIES,
+        }
+    }
+}
+
+/// The in-memory part of the index plus the runs, newest first.
+struct Index {
+    memtable: HashMap<[u8; 32], u64>,
+    runs: Vec<Arc<Run>>,
+}
+
+impl Index {
+    fn get(&self, id: &[u8; 32]) -> Option<u64> {
+        if let Some(a) = self.memtable.get(id) {
+            return Some(*a);
+        }
+        self.runs.iter().find_map(|r| r.get(id))
+    }
+}
+
+/// The append side: the frame being filled and what is sealed but maybe not yet written.
+struct Appender {
+    /// The DATA frame being filled (starts with the reserved header bytes).
+    frame: Vec<u8>,
+    /// Log offset where `frame` will go (= end of sealed frames).
+    frame_offset: u64,
+    /// Sealed frames not yet known to be written, for reads of recent records.
+    inflight: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// The last commit appended (durable or not).
+    last: Commit,
+    /// Log offset of the last COMMIT frame appended.
+    last_commit_addr: u64,
+    /// Records and bytes so far.
+    cells: u64,
+    data_bytes: u64,
+    /// Next run number to use.
+    next_run: u64,
+    /// Records below this address are in the runs (for the next commit).
+    indexed_end: u64,
+    /// The newest run (for the next commit).
+    run_head: u64,
+    /// Snapshots of commits appended but not yet written to the snapshots file.
+    pending_snapshots: VecDeque<Snapshot>,
+    /// Run files no longer named once the commit of this sequence number is durable.
+    obsolete_runs: Vec<(u64, u64)>,
+}
+
+/// A native Etch store.
+pub struct NativeStore {
+    dir: PathBuf,
+    log: Arc<File>,
+    writable: bool,
+    options: NativeOptions,
+    io_mode: IoMode,
+    appender: Mutex<Appender>,
+    index: RwLock<Index>,
+    progress: Arc<Progress>,
+    tx: Option<Sender<WriteRequest>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    windows: RwLock<Vec<Option<Arc<Mmap>>>>,
+    cache: Mutex<CellCache>,
+    /// The last durable commit, and the root readers see.
+    head: RwLock<(Commit, Option<[u8; 32]>)>,
+    snapshots: Mutex<File>,
+    _lock: Option<File>,
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> NativeError + '_ {
+    move |source| NativeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What recovery found in a log.
+struct Recovered {
+    commit: Option<(Commit, u64)>,
+    memtable: HashMap<[u8; 32], u64>,
+    /// Commits found in the log that the snapshots file lacks, in order.
+    unlisted: Vec<Snapshot>,
+    /// Length of the log's valid prefix (the last commit's end).
+    valid_end: u64,
+}
+
+/// True if `path` is a native store directory.
+pub fn is_native_store(path: &Path) -> bool {
+    std::fs::read(path.join(FORMAT_FILE)).is_ok_and(|b| b == FORMAT_MAGIC)
+}
+
+impl NativeStore {
+    /// Creates a new, empty store at `path` (a directory that must not exist or be empty).
+    pub fn create(
+        path: impl AsRef<Path>,
+        options: NativeOptions,
+    ) -> Result<NativeStore, NativeError> {
+        let dir = path.as_ref();
+        let io = io_at(dir);
+        std::fs::create_dir_all(dir).map_err(&io)?;
+        if std::fs::read_dir(dir).map_err(&io)?.next().is_some() {
+            return Err(NativeError::NotNative {
+                path: dir.to_path_buf(),
+                detail: "directory exists and is not empty".into(),
+            });
+        }
+        File::create(dir.join(LOG_FILE)).map_err(&io)?;
+        File::create(dir.join(SNAPSHOTS_FILE)).map_err(&io)?;
+        let mut f = File::create(dir.join(FORMAT_FILE)).map_err(&io)?;
+        f.write_all(FORMAT_MAGIC).map_err(&io)?;
+        f.sync_all().map_err(&io)?;
+        sync_dir(dir)?;
+        NativeStore::open(dir, true, options)
+    }
+
+    /// Opens an existing store, recovering to its last complete commit. A writable open takes
+    /// the store's lock, cuts off any torn or uncommitted tail of the log and deletes index runs
+    /// no commit names; a read-only open changes nothing and may run beside a writer.
+    pub fn open(
+        path: impl AsRef<Path>,
+        writable: bool,
+        options: NativeOptions,
+    ) -> Result<NativeStore, NativeError> {
+        let dir = path.as_ref().to_path_buf();
+        let io = io_at(&dir);
+        match std::fs::read(dir.join(FORMAT_FILE)) {
+            Ok(b) if b == FORMAT_MAGIC => {}
+            Ok(_) => {
+                return Err(NativeError::NotNative {
+                    path: dir.clone(),
+                    detail: "FORMAT file has the wrong magic or version".into(),
+                })
+            }
+            Err(e) => {
+                return Err(NativeError::NotNative {
+                    path: dir.clone(),
+                    detail: format!("no FORMAT file ({e})"),
+                })
+            }
+        }
+        let lock_file = if writable {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(LOCK_FILE))
+                .map_err(&io)?;
+            if super::cad047::lock(&f, true).is_err() {
+                return Err(NativeError::Locked { path: dir.clone() });
+            }
+            Some(f)
+        } else {
+            None
+        };
+        let log = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(dir.join(LOG_FILE))
+            .map_err(&io)?;
+        let mut snapshots = OpenOptions::new()
+            .read(true)
+            .append(writable)
+            .open(dir.join(SNAPSHOTS_FILE))
+            .map_err(&io)?;
+
+        let listed = read_snapshots(&snapshots, &dir)?;
+        let rec = recover(&log, &dir, listed.last().copied())?;
+        let (commit, commit_addr) = rec.commit.unwrap_or((
+            Commit {
+                seq: 0,
+                time_ms: 0,
+                root: None,
+                log_end: 0,
+                indexed_end: 0,
+                run_head: 0,
+                cells: 0,
+                data_bytes: 0,
+                prev_commit: u64::MAX,
+            },
+            u64::MAX,
+        ));
+        // The run list of the commit, newest first.
+        let mut runs = Vec::new();
+        let mut next = commit.run_head;
+        while next != 0 {
+            if runs.len() >= RUNS_MAX {
+                return Err(NativeError::Corrupt {
+                    path: dir.join(LOG_FILE),
+                    offset: commit_addr,
+                    detail: format!("run list longer than {RUNS_MAX}"),
+                });
+            }
+            let r = Run::open(&dir, next, false)?;
+            next = r.older;
+            runs.push(Arc::new(r));
+        }
+        let max_run = max_run_number(&dir)?;
+        if writable {
+            let log_len = log.metadata().map_err(&io)?.len();
+            if log_len > rec.valid_end {
+                log.set_len(rec.valid_end).map_err(&io)?;
+                log.sync_all().map_err(&io)?;
+            }
+            // Runs written for a commit that never became durable, or merged away.
+            let live: Vec<u64> = runs.iter().map(|r| r.number).collect();
+            for entry in std::fs::read_dir(&dir).map_err(&io)? {
+                let entry = entry.map_err(&io)?;
+                if let Some(n) = entry.file_name().to_str().and_then(parse_run_file_name) {
+                    if !live.contains(&n) {
+                        std::fs::remove_file(entry.path()).map_err(&io)?;
+                    }
+                }
+            }
+            // Complete the snapshot list with commits only the log had.
+            let len = snapshots.metadata().map_err(&io)?.len();
+            let whole = len - len % SNAPSHOT_RECORD_BYTES as u64;
+            let keep = listed.len() as u64 * SNAPSHOT_RECORD_BYTES as u64;
+            if keep != len {
+                // A torn or damaged tail: keep the valid records only.
+                snapshots.set_len(keep.min(whole)).map_err(&io)?;
+            }
+            for s in &rec.unlisted {
+                snapshots.write_all(&s.encode()).map_err(&io)?;
+            }
+            snapshots.sync_data().map_err(&io)?;
+        }
+        let progress = Arc::new(Progress::default());
+        progress.written_end.store(rec.valid_end, Ordering::Release);
+        progress.synced_end.store(rec.valid_end, Ordering::Release);
+        let log = Arc::new(log);
+        let (tx, io_mode, handle) = if writable {
+            let (tx, mode, h) =
+                writer::start(log.clone(), options.io, progress.clone()).map_err(&io)?;
+            (Some(tx), mode, Some(h))
+        } else {
+            (None, options.io, None)
+        };
+        let mut frame = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+        frame.resize(FRAME_HEADER_BYTES, 0);
+        let store = NativeStore {
+            log,
+            writable,
+            io_mode,
+            appender: Mutex::new(Appender {
+                frame,
+                frame_offset: rec.valid_end,
+                inflight: VecDeque::new(),
+                last: commit,
+                last_commit_addr: commit_addr,
+                cells: commit.cells,
+                data_bytes: commit.data_bytes,
+                next_run: max_run + 1,
+                indexed_end: commit.indexed_end,
+                run_head: commit.run_head,
+                pending_snapshots: VecDeque::new(),
+                obsolete_runs: Vec::new(),
+            }),
+            index: RwLock::new(Index {
+                memtable: rec.memtable,
+                runs,
+            }),
+            progress,
+            tx,
+            writer: Mutex::new(handle),
+            windows: RwLock::new(Vec::new()),
+            cache: Mutex::new(CellCache::new(options.cache_bytes)),
+            head: RwLock::new((commit, commit.root)),
+            snapshots: Mutex::new(snapshots),
+            _lock: lock_file,
+            options,
+            dir: dir.clone(),
+        };
+        Ok(store)
+    }
+
+    /// Opens the store read-only at an older commit: its root is that commit's root, read
+    /// through the current index (records are never removed before compaction). O(1) in the
+    /// store's size.
+    pub fn open_snapshot(
+        path: impl AsRef<Path>,
+        seq: u64,
+        options: NativeOptions,
+    ) -> Result<NativeStore, NativeError> {
+        let store = NativeStore::open(path, false, options)?;
+        let snap = store
+            .snapshots()?
+            .into_iter()
+            .find(|s| s.commit.seq == seq)
+            .ok_or(NativeError::NoSnapshot(seq))?;
+        store.head.write().unwrap_or_else(|p| p.into_inner()).1 = snap.commit.root;
+        Ok(store)
+    }
+
+    /// Every commit, oldest first (from the snapshots file, completed by recovery).
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>, NativeError> {
+        let f = lock(&self.snapshots);
+        let mut all = read_snapshots(&f, &self.dir)?;
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner()).0;
+        all.retain(|s| s.commit.seq <= head.seq);
+        Ok(all)
+    }
+
+    /// How the log is being written (io_uring may have fallen back to pwrite).
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode
+    }
+
+    /// `fdatasync` calls of the log so far (fewer than commits when commits coalesce).
+    pub fn sync_count(&self) -> u64 {
+        self.progress.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last durable commit.
+    pub fn head(&self) -> Commit {
+        self.head.read().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Index runs in use (newest first): (number, entries).
+    pub fn runs(&self) -> Vec<(u64, usize)> {
+        let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+        idx.runs.iter().map(|r| (r.number, r.len())).collect()
+    }
+
+    /// Sets the byte budget of the decoded-cell cache.
+    pub fn set_cache_budget(&self, bytes: usize) {
+        lock(&self.cache).set_budget(bytes);
+    }
+
+    fn contains_id(&self, id: &[u8; 32]) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some()
+    }
+
+    fn sender(&self) -> Result<&Sender<WriteRequest>, NativeError> {
+        self.tx.as_ref().ok_or(NativeError::ReadOnly)
+    }
+
+    /// Seals the current DATA frame (if it holds records) and hands it to the I/O thread.
+    fn seal_data(&self, a: &mut Appender) -> Result<(), NativeError> {
+        if a.frame.len() == FRAME_HEADER_BYTES {
+            return Ok(());
+        }
+        let mut frame = std::mem::replace(&mut a.frame, {
+            let mut f = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+            f.resize(FRAME_HEADER_BYTES, 0);
+            f
+        });
+        seal_frame(&mut frame, KIND_DATA);
+        self.send_frame(a, frame)
+    }
+
+    fn send_frame(&self, a: &mut Appender, frame: Vec<u8>) -> Result<(), NativeError> {
+        let offset = a.frame_offset;
+        let bytes = Arc::new(frame);
+        a.frame_offset += bytes.len() as u64;
+        a.inflight.push_back((offset, bytes.clone()));
+        let written = self.progress.written_end.load(Ordering::Acquire);
+        while a
+            .inflight
+            .front()
+            .is_some_and(|(o, b)| o + b.len() as u64 <= written)
+        {
+            a.inflight.pop_front();
+        }
+        self.sender()?
+            .send(WriteRequest::Frame { offset, bytes })
+            .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))
+    }
+
+    /// Appends one record unless the cell is already stored.
+    fn append_cell(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
+        let id = cell.id().0;
+        if self.contains_id(&id) {
+            return Ok(());
+        }
+        let enc = cell.encoding();
+        if enc.len() > RECORD_ENCODING_MAX {
+            return Err(NativeError::Corrupt {
+                path: self.dir.join(LOG_FILE),
+                offset: a.frame_offset,
+                detail: format!(
+                    "a cell encoding of {} bytes is over the record limit",
+                    enc.len()
+                ),
+            });
+        }
+        if a.frame.len() + RECORD_HEADER_BYTES + enc.len() > FRAME_TARGET_BYTES + FRAME_HEADER_BYTES
+        {
+            self.seal_data(a)?;
+        }
+        let addr = a.frame_offset + a.frame.len() as u64;
+        push_record(&mut a.frame, &id, enc);
+        a.cells += 1;
+        a.data_bytes += enc.len() as u64;
+        let n = {
+            let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+            idx.memtable.insert(id, addr);
+            idx.memtable.len()
+        };
+        // Bound the memtable even inside one huge put: its records go to a run now, and the
+        // next commit names it.
+        if n >= self.options.memtable_flush_entries {
+            self.seal_data(a)?;
+            self.flush_memtable(a)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the memtable as a run and merges runs while the newest is at least half the size
+    /// of the next (FORMAT.md §3). Called with the appender locked, after the last DATA frame
+    /// is sealed, so every memtable address is below `a.frame_offset`.
+    fn flush_memtable(&self, a: &mut Appender) -> Result<(), NativeError> {
+        let covers_end = a.frame_offset;
+        let (mut entries, mut runs) = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let e: Vec<([u8; 32], u64)> = idx.memtable.iter().map(|(k, v)| (*k, *v)).collect();
+            (e, idx.runs.clone())
+        };
+        entries.sort_unstable_by_key(|e| e.0);
+        let older = runs.first().map_or(0, |r| r.number);
+        let number = a.next_run;
+        a.next_run += 1;
+        let spec = RunSpec {
+            number,
+            older,
+            covers_end,
+        };
+        let mut head = Arc::new(write_run(
+            &self.dir,
+            &spec,
+            entries.len(),
+            entries.into_iter(),
+        )?);
+        let mut obsolete = Vec::new();
+        while let Some(second) = runs.first() {
+            if head.len() * 2 < second.len() {
+                break;
+            }
+            let third = runs.get(1).map_or(0, |r| r.number);
+            let number = a.next_run;
+            a.next_run += 1;
+            let spec = RunSpec {
+                number,
+                older: third,
+                covers_end,
+            };
+            let merged = merge_runs(&self.dir, &spec, &head, second)?;
+            obsolete.push(head.number);
+            obsolete.push(second.number);
+            head = Arc::new(merged);
+            runs.remove(0);
+        }
+        sync_dir(&self.dir)?;
+        runs.insert(0, head.clone());
+        let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+        idx.runs = runs;
+        idx.memtable.clear();
+        // The runs become obsolete once the commit being built (seq + 1) is durable.
+        let seq = a.last.seq + 1;
+        a.obsolete_runs
+            .extend(obsolete.into_iter().map(|n| (seq, n)));
+        a.indexed_end = covers_end;
+        a.run_head = head.number;
+        Ok(())
+    }
+
+    /// Appends a COMMIT frame naming `root` and waits until it is durable.
+    fn commit_with(&self, root: Option<Option<[u8; 32]>>) -> Result<(), NativeError> {
+        let (reply, seq) = {
+            let mut a = lock(&self.appender);
+            self.seal_data(&mut a)?;
+            let n = self
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .memtable
+                .len();
+            if n >= self.options.memtable_flush_entries {
+                self.flush_memtable(&mut a)?;
+            }
+            let (indexed_end, run_head) = (a.indexed_end, a.run_head);
+            let addr = a.frame_offset;
+            let commit = Commit {
+                seq: a.last.seq + 1,
+                time_ms: now_ms(),
+                root: root.unwrap_or(a.last.root),
+                log_end: addr + format::padded(FRAME_HEADER_BYTES + COMMIT_PAYLOAD_BYTES) as u64,
+                indexed_end,
+                run_head,
+                cells: a.cells,
+                data_bytes: a.data_bytes,
+                prev_commit: a.last_commit_addr,
+            };
+            let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + COMMIT_PAYLOAD_BYTES + 8);
+            frame.resize(FRAME_HEADER_BYTES, 0);
+            frame.extend_from_slice(&commit.encode());
+            seal_frame(&mut frame, KIND_COMMIT);
+            self.send_frame(&mut a, frame)?;
+            debug_assert_eq!(a.frame_offset, commit.log_end);
+            a.last = commit;
+            a.last_commit_addr = addr;
+            a.pending_snapshots.push_back(Snapshot {
+                commit,
+                commit_addr: addr,
+            });
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.sender()?
+                .send(WriteRequest::Sync(tx))
+                .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))?;
+            (rx, commit.seq)
+        };
+        match reply.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(NativeError::WriterFailed(e.to_string())),
+            Err(_) => return Err(NativeError::WriterFailed("the log writer stopped".into())),
+        }
+        self.after_durable(seq)
+    }
+
+    /// Bookkeeping once commit `seq` (and so every earlier one) is durable: the head, the
+    /// snapshot records, obsolete runs.
+    fn after_durable(&self, seq: u64) -> Result<(), NativeError> {
+        let (snaps, dead) = {
+            let mut a = lock(&self.appender);
+            let mut snaps = Vec::new();
+            while a
+                .pending_snapshots
+                .front()
+                .is_some_and(|s| s.commit.seq <= seq)
+            {
+                if let Some(s) = a.pending_snapshots.pop_front() {
+                    snaps.push(s);
+                }
+            }
+            let dead: Vec<u64> = a
+                .obsolete_runs
+                .iter()
+                .filter(|(s, _)| *s <= seq)
+                .map(|(_, n)| *n)
+                .collect();
+            a.obsolete_runs.retain(|(s, _)| *s > seq);
+            (snaps, dead)
+        };
+        if let Some(last) = snaps.last() {
+            let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+            if last.commit.seq > head.0.seq {
+                *head = (last.commit, last.commit.root);
+            }
+        }
+        if !snaps.is_empty() {
+            let mut f = lock(&self.snapshots);
+            let bytes: Vec<u8> = snaps.iter().flat_map(|s| s.encode()).collect();
+            f.write_all(&bytes).map_err(io_at(&self.dir))?;
+            // The list is a hint (the log is the truth): synced only when runs change, which
+            // bounds how far back recovery may have to start.
+            if !dead.is_empty() {
+                f.sync_data().map_err(io_at(&self.dir))?;
+            }
+        }
+        for n in dead {
+            let p = self.dir.join(run::run_file_name(n));
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(NativeError::Io { path: p, source: e });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record bytes at `addr`: (id, encoding).
+    fn read_record(&self, addr: u64) -> Result<Vec<u8>, NativeError> {
+        let corrupt = |detail: String| NativeError::Corrupt {
+            path: self.dir.join(LOG_FILE),
+            offset: addr,
+            detail,
+        };
+        let written = self.progress.written_end.load(Ordering::Acquire);
+        if addr + RECORD_HEADER_BYTES as u64 <= written {
+            let w = self.window(addr / WINDOW_BYTES)?;
+            let at = (addr % WINDOW_BYTES) as usize;
+            let head = w
+                .get(at..at + RECORD_HEADER_BYTES)
+                .ok_or_else(|| corrupt("record header outside the log".into()))?;
+            let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
+            if len == 0
+                || len > RECORD_ENCODING_MAX
+                || addr + (RECORD_HEADER_BYTES + len) as u64 > written
+            {
+                return Err(corrupt(format!("record length {len} out of bounds")));
+            }
+            return w
+                .get(at..at + RECORD_HEADER_BYTES + len)
+                .map(|b| b.to_vec())
+                .ok_or_else(|| corrupt("record outside the log".into()));
+        }
+        // Not written yet: in a sealed frame on its way, or in the frame being filled.
+        let a = lock(&self.appender);
+        let (base, bytes): (u64, &[u8]) = if addr >= a.frame_offset {
+            (a.frame_offset, &a.frame)
+        } else {
+            match a
+                .inflight
+                .iter()
+                .find(|(o, b)| *o <= addr && addr < o + b.len() as u64)
+            {
+                Some((o, b)) => (*o, b.as_slice()),
+                None => {
+                    drop(a);
+                    // Written meanwhile: read it from the file.
+                    if self.progress.written_end.load(Ordering::Acquire) > written {
+                        return self.read_record(addr);
+                    }
+                    return Err(corrupt("record address not in the log".into()));
+                }
+            }
+        };
+        let at = (addr - base) as usize;
+        let head = bytes
+            .get(at..at + RECORD_HEADER_BYTES)
+            .ok_or_else(|| corrupt("record header outside its frame".into()))?;
+        let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
+        bytes
+            .get(at..at + RECORD_HEADER_BYTES + len)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| corrupt("record outside its frame".into()))
+    }
+
+    fn window(&self, k: u64) -> Result<Arc<Mmap>, NativeError> {
+        if let Some(Some(w)) = self
+            .windows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k as usize)
+        {
+            return Ok(w.clone());
+        }
+        let mut ws = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        if ws.len() <= k as usize {
+            ws.resize(k as usize + 1, None);
+        }
+        if let Some(w) = &ws[k as usize] {
+            return Ok(w.clone());
+        }
+        // SAFETY: the log is append-only: bytes below the written end never change while the
+        // store is open, and we only read below it. Pages past the end of the file are mapped
+        // but never touched (reading them would fault).
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(k * WINDOW_BYTES)
+                .len((WINDOW_BYTES + WINDOW_OVERLAP) as usize)
+                .map(self.log.as_ref())
+        }
+        .map_err(io_at(&self.dir))?;
+        let w = Arc::new(map);
+        ws[k as usize] = Some(w.clone());
+        Ok(w)
+    }
+
+    fn get_cell(&self, id: &ValueId) -> Result<Option<Cell>, NativeError> {
+        if let Some(c) = lock(&self.cache).get(id) {
+            return Ok(Some(c));
+        }
+        let Some(addr) = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id.0)
+        else {
+            return Ok(None);
+        };
+        let rec = self.read_record(addr)?;
+        let corrupt = |detail: String| NativeError::Corrupt {
+            path: self.dir.join(LOG_FILE),
+            offset: addr,
+            detail,
+        };
+        if rec[..32] != id.0 {
+            return Err(corrupt(format!(
+                "the index names {id} but the record holds another id"
+            )));
+        }
+        let cell = decode_cell(rec[RECORD_HEADER_BYTES..].to_vec())
+            .map_err(|e| corrupt(format!("record of {id}: {e}")))?;
+        if self.options.verify_reads {
+            if cell.id() != id {
+                return Err(corrupt(format!("record of {id} hashes to {}", cell.id())));
+            }
+        } else {
+            cell.set_known_id(*id);
+        }
+        lock(&self.cache).insert(&cell);
+        Ok(Some(cell))
+    }
+
+    /// Stops the I/O thread after it wrote everything queued (also done on drop).
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for NativeStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), NativeError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+fn max_run_number(dir: &Path) -> Result<u64, NativeError> {
+    let mut max = 0;
+    for e in std::fs::read_dir(dir).map_err(io_at(dir))? {
+        let e = e.map_err(io_at(dir))?;
+        if let Some(n) = e.file_name().to_str().and_then(parse_run_file_name) {
+            max = max.max(n);
+        }
+    }
+    Ok(max)
+}
+
+/// The valid snapshot records, oldest first (stops at the first damaged one).
+fn read_snapshots(f: &File, dir: &Path) -> Result<Vec<Snapshot>, NativeError> {
+    let len = f.metadata().map_err(io_at(dir))?.len();
+    let n = len / SNAPSHOT_RECORD_BYTES as u64;
+    let mut buf = vec![0u8; (n as usize) * SNAPSHOT_RECORD_BYTES];
+    f.read_exact_at(&mut buf, 0).map_err(io_at(dir))?;
+    let mut out: Vec<Snapshot> = Vec::with_capacity(n as usize);
+    for chunk in buf.chunks_exact(SNAPSHOT_RECORD_BYTES) {
+        match Snapshot::decode(chunk) {
+            Some(s) if out.last().is_none_or(|p| p.commit.seq < s.commit.seq) => out.push(s),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Reads frames forward from a trusted start, as FORMAT.md §5 says.
+fn recover(log: &File, dir: &Path, hint: Option<Snapshot>) -> Result<Recovered, NativeError> {
+    let path = dir.join(LOG_FILE);
+    let len = log.metadata().map_err(io_at(dir))?.len();
+    // Trust the hint only if the log holds exactly that commit frame where it says.
+    let hint = hint.filter(|s| {
+        read_frame(log, s.commit_addr, len)
+            .ok()
+            .flatten()
+            .and_then(|(h, p)| {
+                (h.kind == KIND_COMMIT)
+                    .then(|| Commit::decode(&p))
+                    .flatten()
+            })
+            == Some(s.commit)
+    });
+    let mut cur: Option<(Commit, u64)> = hint.map(|s| (s.commit, s.commit_addr));
+    let mut pos = cur.map_or(0, |(c, _)| c.indexed_end);
+    let mut found: Vec<([u8; 32], u64)> = Vec::new();
+    let mut unlisted = Vec::new();
+    loop {
+        let frame = match read_frame(log, pos, len) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(e),
+        };
+        let (h, payload) = frame;
+        let next = pos + h.total() as u64;
+        if h.kind == KIND_DATA {
+            let Some(recs) = records(&payload) else { break };
+            for (off, id, _) in recs {
+                found.push((id, pos + FRAME_HEADER_BYTES as u64 + off as u64));
+            }
+        } else {
+            let Some(c) = Commit::decode(&payload) else {
+                break;
+            };
+            let prev_ok = match cur {
+                Some((p, paddr)) if c.seq <= p.seq => {
+                    // An older commit between indexed_end and the hint: already known.
+                    pos = next;
+                    let _ = paddr;
+                    continue;
+                }
+                Some((p, paddr)) => c.seq == p.seq + 1 && c.prev_commit == paddr,
+                None => c.seq == 1 && c.prev_commit == u64::MAX,
+            };
+            if !prev_ok || c.log_end != next || c.indexed_end > pos {
+                break;
+            }
+            cur = Some((c, pos));
+            unlisted.push(Snapshot {
+                commit: c,
+                commit_addr: pos,
+            });
+        }
+        pos = next;
+    }
+    let _ = path;
+    let (valid_end, memtable) = match cur {
+        Some((c, _)) => {
+            let m: HashMap<[u8; 32], u64> = found
+                .into_iter()
+                .filter(|(_, a)| *a >= c.indexed_end && *a < c.log_end)
+                .collect();
+            (c.log_end, m)
+        }
+        None => (0, HashMap::new()),
+    };
+    Ok(Recovered {
+        commit: cur,
+        memtable,
+        unlisted,
+        valid_end,
+    })
+}
+
+/// The frame at `pos`, checked; `None` where the log ends or the frame is torn or damaged.
+fn read_frame(
+    log: &File,
+    pos: u64,
+    len: u64,
+) -> Result<Option<(format::FrameHeader, Vec<u8>)>, NativeError> {
+    if pos + FRAME_HEADER_BYTES as u64 > len {
+        return Ok(None);
+    }
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    if log.read_exact_at(&mut head, pos).is_err() {
+        return Ok(None);
+    }
+    let Some(h) = parse_frame_header(&head) else {
+        return Ok(None);
+    };
+    if pos + h.total() as u64 > len {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; h.len];
+    if log
+        .read_exact_at(&mut payload, pos + FRAME_HEADER_BYTES as u64)
+        .is_err()
+    {
+        return Ok(None);
+    }
+    if format::frame_crc(&head, &payload) != h.crc {
+        return Ok(None);
+    }
+    Ok(Some((h, payload)))
+}
+
+impl Resolver for NativeStore {
+    fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
+        self.get_cell(id)
+            .map_err(|e| ResolveError::Store(e.to_string()))
+    }
+}
+
+impl From<NativeError> for StoreError {
+    fn from(e: NativeError) -> Self {
+        StoreError::Native(e)
+    }
+}
+
+impl CellStore for NativeStore {
+    fn put(&self, value: &Cell) -> Result<ValueId, StoreError> {
+        if !self.writable {
+            return Err(NativeError::ReadOnly.into());
+        }
+        let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
+        let mut a = lock(&self.appender);
+        walk_new_cells(value, &complete, &mut |cell| {
+            self.append_cell(&mut a, cell).map_err(StoreError::from)
+        })?;
+        Ok(*value.id())
+    }
+
+    fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError> {
+        Ok(self.get_cell(id)?)
+    }
+
+    fn contains(&self, id: &ValueId) -> Result<bool, StoreError> {
+        Ok(self.contains_id(&id.0))
+    }
+
+    fn root(&self) -> Result<Root, StoreError> {
+        let root = self.head.read().unwrap_or_else(|p| p.into_inner()).1;
+        match root {
+            None => Ok(Root::Unset),
+            Some(r) => {
+                let id = ValueId(r);
+                match self.get_cell(&id)? {
+                    Some(c) => Ok(Root::Value(c)),
+                    None => Err(StoreError::Missing(id)),
+                }
+            }
+        }
+    }
+
+    fn set_root(&self, value: &Cell) -> Result<(), StoreError> {
+        self.put(value)?;
+        Ok(self.commit_with(Some(Some(value.id().0)))?)
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        if !self.writable {
+            return Err(NativeError::ReadOnly.into());
+        }
+        Ok(self.commit_with(None)?)
+    }
+
+    fn for_each_id(
+        &self,
+        f: &mut dyn FnMut(ValueId) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (mem, runs) = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let m: Vec<[u8; 32]> = idx.memtable.keys().copied().collect();
+            (m, idx.runs.clone())
+        };
+        for r in &runs {
+            for (id, _) in r.iter() {
+                f(ValueId(id))?;
+            }
+        }
+        for id in mem {
+            f(ValueId(id))?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (cells, encoding_bytes, data_len) = {
+            let a = lock(&self.appender);
+            (a.cells, a.data_bytes, a.frame_offset)
+        };
+        let mut file_len = self
+            .log
+            .metadata()
+            .map_err(io_at(&self.dir))
+            .map_err(StoreError::from)?
+            .len();
+        for r in &self.index.read().unwrap_or_else(|p| p.into_inner()).runs {
+            file_len += r.file_len();
+        }
+        Ok(StoreStats {
+            cells,
+            encoding_bytes,
+            data_len,
+            file_len,
+        })
+    }
+}
