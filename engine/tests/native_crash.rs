@@ -68,7 +68,12 @@ fn killed_native_writers_lose_no_committed_cell() {
     let mut kills_mid_run = 0;
     for round in 0..100u64 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "native_writer_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "native_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ETCH_NATIVE_CRASH_CHILD", &path)
             .env("ETCH_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -102,14 +107,20 @@ fn killed_native_writers_lose_no_committed_cell() {
                     let last = batch(r, b);
                     let newer = batch(r, b + 1);
                     let ok = root == last[last.len() - 1] || root == newer[newer.len() - 1];
-                    assert!(ok, "round {round}: root is neither the last reported nor the next");
+                    assert!(
+                        ok,
+                        "round {round}: root is neither the last reported nor the next"
+                    );
                 }
             }
         }
         // Every cell of the last reported batch of this round is there.
         if let Some(&(r, b)) = printed.last() {
             for c in batch(r, b) {
-                assert!(store.contains(c.id()).unwrap(), "round {round}: lost a cell");
+                assert!(
+                    store.contains(c.id()).unwrap(),
+                    "round {round}: lost a cell"
+                );
             }
         }
         // An unreported batch is all or nothing as far as commits go: if its commit is the
@@ -119,13 +130,23 @@ fn killed_native_writers_lose_no_committed_cell() {
             let next = batch(r, b);
             if root == next[next.len() - 1] {
                 for c in &next {
-                    assert!(store.contains(c.id()).unwrap(), "round {round}: half a commit");
+                    assert!(
+                        store.contains(c.id()).unwrap(),
+                        "round {round}: half a commit"
+                    );
                 }
             }
         }
     }
-    assert!(kills_mid_run >= 90, "the writer must be killed while running");
-    assert!(reported.len() >= 100, "only {} commits reported", reported.len());
+    assert!(
+        kills_mid_run >= 90,
+        "the writer must be killed while running"
+    );
+    assert!(
+        reported.len() >= 100,
+        "only {} commits reported",
+        reported.len()
+    );
     // At the end, every cell of every reported batch, read and checked against its ID.
     let store = NativeStore::open(&path, false, options()).unwrap();
     for &(r, b) in &reported {

@@ -36,6 +36,8 @@ enum Command {
     Info(cmd::store::InfoArgs),
     /// Print a stored value (or one cell's encoding) by Value ID.
     Get(cmd::store::GetArgs),
+    /// List the commits (snapshots) of a native store.
+    Snapshots(cmd::store::SnapshotsArgs),
     /// Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs.
     Put(cmd::store::PutArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),
         Command::Put(args) => cmd::store::put(args),
+        Command::Snapshots(args) => cmd::store::snapshots(args),
     };
     match result {
         Ok(code) => code,

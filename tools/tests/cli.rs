@@ -131,7 +131,7 @@ fn store_commands() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "{\"format\":\"etch\",\"version\":1,\"root\":\"df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd\",\"cells\":23,\"length\":538413,\"file_size\":1114112}\n"
+        "{\"format\":\"cad047\",\"version\":1,\"root\":\"df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd\",\"cells\":23,\"length\":538413,\"file_size\":1114112}\n"
     );
     let root = "df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd";
     let (code, out) = etch(&["get", "--encoding", small, root], "");
@@ -213,7 +213,7 @@ fn eval_expressions_and_stored_values() {
         .join("../tests/vectors/etch/small.etch");
     let small = small.to_str().expect("utf-8 path");
     let root = "0xdf7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd";
-    let q = |e: &str| etch(&["eval", "--store", small, e], "");
+    let q = |e: &str| etch(&["eval", "--read-only", "--store", small, e], "");
     assert_eq!(
         q(&format!("(count (fetch {root}))")),
         (0, "2\n".to_string())
@@ -234,9 +234,57 @@ fn eval_expressions_and_stored_values() {
         q(&format!("(fetch 0x{})", "00".repeat(32))),
         (0, "nil\n".to_string())
     );
-    let (code, _, err) = etch_err(&["eval", "--store", small, "(fetch 0x01)"]);
+    let (code, _, err) = etch_err(&["eval", "--read-only", "--store", small, "(fetch 0x01)"]);
     assert_eq!(
         (code, err.as_str()),
         (1, "Exception: :ARGUMENT Value ID must be a 32-byte Blob\n")
     );
+}
+
+#[test]
+fn native_store_commands_and_snapshots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("n.etch");
+    let path = path.to_str().expect("utf-8 path");
+    let (code, out) = etch(&["put", path], "[1 2 3]\n\"hello\"\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        std::path::Path::new(path).join("FORMAT").exists(),
+        "new stores are native"
+    );
+    assert_eq!(etch(&["eval", "--store", path, "(store [1 2])"], "").0, 0);
+    assert_eq!(etch(&["eval", "--store", path, "(store [3 4])"], "").0, 0);
+    let (code, out) = etch(&["snapshots", "--json", path], "");
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("{\"seq\":1,") && lines[0].contains("\"root\":null"));
+    let at = |seq: &str, e: &str| etch(&["eval", "--store", path, "--snapshot", seq, e], "");
+    assert_eq!(at("1", "(root)"), (0, "#Index {}\n".to_string()));
+    assert_eq!(at("2", "(count (root [:data]))"), (0, "1\n".to_string()));
+    assert_eq!(at("3", "(count (root [:data]))"), (0, "2\n".to_string()));
+    let (code, _, err) = etch_err(&["eval", "--store", path, "--snapshot", "2", "(store 5)"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Exception: :IO "), "{err}");
+    let (code, out) = etch(&["info", path], "");
+    assert_eq!(code, 0);
+    assert!(out.starts_with("format:      Etch native"), "{out}");
+    assert!(out.contains("commits:     3, the last at 20"), "{out}");
+    let (code, out) = etch(&["info", "--json", path], "");
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("{\"format\":\"native\",\"version\":1,"),
+        "{out}"
+    );
+    assert!(out.contains("\"cells\":"), "{out}");
+    // A CAD047 store on request, and no snapshots there.
+    let old = dir.path().join("c.etch");
+    let old = old.to_str().expect("utf-8 path");
+    assert_eq!(etch(&["put", "--format", "cad047", old], "[1]\n").0, 0);
+    let (code, out) = etch(&["info", "--json", old], "");
+    assert_eq!(code, 0);
+    assert!(out.starts_with("{\"format\":\"cad047\","), "{out}");
+    let (code, _, err) = etch_err(&["snapshots", old]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no snapshots"), "{err}");
 }

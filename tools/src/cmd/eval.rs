@@ -1,11 +1,10 @@
 //! `etch eval`: evaluate a query expression (or a script from stdin) and print the result.
 
-use super::shell::open_node;
+use super::shell::{open_node, StoreTarget};
 use etch_engine::query::{eval_text_in, Env, EvalContext};
 use etch_formats::text::print;
 use etch_formats::{NoResolver, Resolver};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `etch eval`.
@@ -23,12 +22,9 @@ only values written in the expression exist and storage functions fail with :STA
 pub struct EvalArgs {
     /// The expression, or `-` to read a script from stdin.
     expr: String,
-    /// The store to run on (created if missing unless --read-only).
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Open the store read-only.
-    #[arg(long, requires = "store")]
-    read_only: bool,
+    /// The store to run on (none: no store).
+    #[command(flatten)]
+    target: StoreTarget,
 }
 
 /// Runs `etch eval`.
@@ -40,8 +36,8 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     } else {
         args.expr
     };
-    let opened = match &args.store {
-        Some(p) => match open_node(p, !args.read_only) {
+    let opened = match &args.target.store {
+        Some(p) => match open_node(p, &args.target) {
             Ok(x) => Some(x),
             Err(e) => {
                 eprintln!("etch: {e}");
@@ -51,7 +47,7 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
         None => None,
     };
     let mut ctx = EvalContext::new(&NoResolver);
-    if let Some((store, node)) = &opened {
+    if let Some((store, node, _)) = &opened {
         ctx.resolver = store.as_ref();
         ctx.node = Some(node.as_ref());
     }

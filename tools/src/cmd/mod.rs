@@ -41,3 +41,57 @@ pub fn per_line(
         ExitCode::SUCCESS
     })
 }
+
+/// The `--format` of a store a command may create.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FormatArg {
+    /// Etch's own append-only log (docs/FORMAT.md): fastest, with snapshots. The default.
+    #[default]
+    Native,
+    /// The Convex-compatible CAD047 Etch file, readable by Convex peers.
+    Cad047,
+}
+
+impl From<FormatArg> for etch_engine::store::StoreFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Native => etch_engine::store::StoreFormat::Native,
+            FormatArg::Cad047 => etch_engine::store::StoreFormat::Cad047,
+        }
+    }
+}
+
+/// Opens the store at `path` in whatever format it has; a writable open creates a store of
+/// `create` when nothing is there. Errors are ready to print.
+pub fn open_any(
+    path: &std::path::Path,
+    writable: bool,
+    create: FormatArg,
+) -> Result<etch_engine::store::AnyStore, String> {
+    let mut options = etch_engine::store::OpenOptions::writable(create.into());
+    options.writable = writable;
+    etch_engine::store::open_store(path, &options).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Formats ms since the epoch as an ISO 8601 UTC time (`2026-11-22T06:33:31.123Z`).
+pub fn iso_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}

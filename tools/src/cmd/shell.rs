@@ -1,7 +1,8 @@
 //! `etch shell` (and `etch` alone): the interactive shell on a store.
 
+use super::{open_any, FormatArg};
 use etch_engine::node::LocalNode;
-use etch_engine::store::{CellStore, EtchStore, StoreError};
+use etch_engine::store::{CellStore, NativeOptions, NativeStore, StoreFormat};
 use etch_shell::{LocalBackend, Shell};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::sync::Arc;
     long_about = "Opens the Etch shell: a read-eval-print loop for the query language \
 (a subset of Convex Lisp plus storage functions) on a store. `etch` with no arguments does the \
 same on the default store.\n\n\
-The default store is `default.etch` in the Etch directory: $ETCH_HOME if set, else \
+The default store is `default.etch` (a native store) in the Etch directory: $ETCH_HOME if set, else \
 $XDG_DATA_HOME/etch, else ~/.local/share/etch. It is created on first use, and the shell's \
 history is kept beside it.\n\n\
 In the shell: .help lists every function with a one-line description; Tab completes names and \
@@ -24,49 +25,73 @@ over 100 entries) with a note; (print-full v) or .full on shows everything. When
 is not a terminal the shell reads it without prompts and prints one result per input."
 )]
 pub struct ShellArgs {
-    /// The store to open (created if missing); default: the per-user default store.
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Open the store read-only: reading works, functions that write fail.
-    #[arg(long)]
-    read_only: bool,
+    /// The store; default: the per-user default store.
+    #[command(flatten)]
+    target: StoreTarget,
 }
 
-/// Opens a store file and the lattice node on it. A writable open creates the file if needed.
+/// Where a shell or query runs: a store, how it is opened.
+#[derive(clap::Args, Default, Clone)]
+pub struct StoreTarget {
+    /// The store to open (either format, detected; created if missing unless --read-only).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Open the store read-only: reading works, functions that write fail.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Open an older commit of a native store, read-only (see `etch snapshots`).
+    #[arg(long, value_name = "SEQ")]
+    pub snapshot: Option<u64>,
+    /// Format of a store created here.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+}
+
+/// An open store, the node on it and a one-line description.
+pub type Opened = (Arc<dyn CellStore>, Arc<LocalNode>, String);
+
+/// Opens a store and the lattice node on it. A writable open creates the store if needed.
+/// Returns the store, the node and a one-line description.
 pub fn open_node(
     path: &Path,
-    writable: bool,
-) -> Result<(Arc<dyn CellStore>, Arc<LocalNode>), String> {
-    let store: Result<EtchStore, StoreError> = if writable {
-        EtchStore::open_or_create(path)
-    } else {
-        EtchStore::open(path, false)
+    target: &StoreTarget,
+) -> Result<Opened, String> {
+    let (store, format): (Arc<dyn CellStore>, StoreFormat) = match target.snapshot {
+        Some(seq) => {
+            let s = NativeStore::open_snapshot(path, seq, NativeOptions::default())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            (Arc::new(s), StoreFormat::Native)
+        }
+        None => {
+            let writable = !target.read_only;
+            let any = open_any(path, writable, target.format)?;
+            (any.cell_store(), any.format())
+        }
     };
-    let store: Arc<dyn CellStore> =
-        Arc::new(store.map_err(|e| format!("{}: {e}", path.display()))?);
     let node =
         LocalNode::open(store.clone(), None).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((store, Arc::new(node)))
+    let mode = match (target.snapshot, target.read_only) {
+        (Some(seq), _) => format!(", snapshot {seq}, read-only"),
+        (None, true) => ", read-only".to_string(),
+        (None, false) => String::new(),
+    };
+    let label = format!("{} ({} store{mode})", path.display(), format.name());
+    Ok((store, Arc::new(node), label))
 }
 
 /// Runs `etch shell`.
 pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
-    let path = match args.store {
-        Some(p) => p,
+    let path = match &args.target.store {
+        Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,
     };
-    let (store, node) = match open_node(&path, !args.read_only) {
+    let (store, node, label) = match open_node(&path, &args.target) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("etch: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let label = format!(
-        "{} (Etch CAD047{})",
-        path.display(),
-        if args.read_only { ", read-only" } else { "" }
-    );
     let backend = LocalBackend::new(store, node, label);
     etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
     Ok(ExitCode::SUCCESS)

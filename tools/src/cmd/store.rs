@@ -1,6 +1,7 @@
 //! `etch info`, `etch get`, `etch put`: a store from the command line.
 
-use etch_engine::store::{CellStore, EtchStore, Root};
+use super::{iso_time, open_any, FormatArg};
+use etch_engine::store::{AnyStore, Root};
 use etch_formats::text::print;
 use etch_formats::text::read::read_one;
 use etch_formats::ValueId;
@@ -16,13 +17,14 @@ fn fail(msg: impl std::fmt::Display) -> io::Result<ExitCode> {
 /// Arguments of `etch info`.
 #[derive(clap::Args)]
 #[command(
-    long_about = "Shows what a store file holds: its format and version, the root Value ID, \
-the number of cell records and the data length. Opening a store to read never changes it.\n\n\
+    long_about = "Shows what a store holds: its format (native or cad047, detected) and \
+version, the root Value ID, the number of cell records and the data length; for a native store \
+also its commits and index runs. Opening a store to read never changes it.\n\n\
 With --json, prints one JSON object with the keys format, version, root (hex or null), cells, \
-length (logical data length) and file_size."
+length (logical data length) and file_size, plus commits and runs for a native store."
 )]
 pub struct InfoArgs {
-    /// The store file.
+    /// The store (either format).
     path: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -31,10 +33,11 @@ pub struct InfoArgs {
 
 /// Runs `etch info`.
 pub fn info(args: InfoArgs) -> io::Result<ExitCode> {
-    let store = match EtchStore::open(&args.path, false) {
+    let any = match open_any(&args.path, false, FormatArg::Native) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let store = any.cell_store();
     let stats = match store.stats() {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -44,19 +47,32 @@ pub fn info(args: InfoArgs) -> io::Result<ExitCode> {
         Ok(Root::Value(c)) => Some(c.id().to_hex()),
         Err(e) => return fail(format!("root: {e}")),
     };
+    let native = match &any {
+        AnyStore::Native(n) => Some((n.head(), n.runs())),
+        AnyStore::Cad047(_) => None,
+    };
     let mut out = io::stdout().lock();
     if args.json {
         let root_json = root
             .as_ref()
             .map(|r| format!("\"{r}\""))
             .unwrap_or_else(|| "null".into());
+        let extra = match &native {
+            Some((head, runs)) => format!(",\"commits\":{},\"runs\":{}", head.seq, runs.len()),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "{{\"format\":\"etch\",\"version\":1,\"root\":{root_json},\"cells\":{},\"length\":{},\"file_size\":{}}}",
+            "{{\"format\":\"{}\",\"version\":1,\"root\":{root_json},\"cells\":{},\"length\":{},\"file_size\":{}{extra}}}",
+            any.format().name(),
             stats.cells, stats.data_len, stats.file_len
         )?;
     } else {
-        writeln!(out, "format:      Etch (CAD047), version 1")?;
+        let format = match any.format() {
+            etch_engine::store::StoreFormat::Native => "Etch native (docs/FORMAT.md), version 1",
+            etch_engine::store::StoreFormat::Cad047 => "Etch CAD047 (Convex-compatible), version 1",
+        };
+        writeln!(out, "format:      {format}")?;
         writeln!(
             out,
             "root:        {}",
@@ -69,9 +85,95 @@ pub fn info(args: InfoArgs) -> io::Result<ExitCode> {
         )?;
         writeln!(
             out,
-            "data length: {} bytes (file {} bytes)",
+            "data length: {} bytes (files {} bytes)",
             stats.data_len, stats.file_len
         )?;
+        if let Some((head, runs)) = &native {
+            let last = if head.seq == 0 {
+                String::new()
+            } else {
+                format!(", the last at {}", iso_time(head.time_ms))
+            };
+            writeln!(
+                out,
+                "commits:     {}{last} (etch snapshots lists them)",
+                head.seq
+            )?;
+            let entries: usize = runs.iter().map(|r| r.1).sum();
+            writeln!(
+                out,
+                "index:       {} runs holding {entries} entries; {} records since",
+                runs.len(),
+                stats.cells.saturating_sub(entries as u64)
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `etch snapshots`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Lists the commits of a native store, oldest first: sequence number, time \
+(UTC), root Value ID, records and bytes of encodings at that commit. Every commit's root stays \
+readable until compaction; `etch eval --store PATH --snapshot N` (or the shell's --snapshot) \
+opens one read-only in constant time.\n\n\
+With --json, prints one JSON object per line with the keys seq, time_ms, root (hex or null), \
+cells and data_bytes."
+)]
+pub struct SnapshotsArgs {
+    /// The store (a native store directory).
+    path: PathBuf,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `etch snapshots`.
+pub fn snapshots(args: SnapshotsArgs) -> io::Result<ExitCode> {
+    let any = match open_any(&args.path, false, FormatArg::Native) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let AnyStore::Native(store) = any else {
+        return fail(format!(
+            "{}: a CAD047 store keeps only its current root (no snapshots)",
+            args.path.display()
+        ));
+    };
+    let list = match store.snapshots() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let mut out = io::stdout().lock();
+    if !args.json {
+        writeln!(
+            out,
+            "{:>6}  {:<24}  {:<64}  {:>10}  {:>12}",
+            "seq", "time (UTC)", "root", "cells", "bytes"
+        )?;
+    }
+    for s in list {
+        let c = s.commit;
+        let root = c.root.map(hex::encode);
+        if args.json {
+            let r = root.map_or("null".to_string(), |r| format!("\"{r}\""));
+            writeln!(
+                out,
+                "{{\"seq\":{},\"time_ms\":{},\"root\":{r},\"cells\":{},\"data_bytes\":{}}}",
+                c.seq, c.time_ms, c.cells, c.data_bytes
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{:>6}  {:<24}  {:<64}  {:>10}  {:>12}",
+                c.seq,
+                iso_time(c.time_ms),
+                root.as_deref().unwrap_or("(none)"),
+                c.cells,
+                c.data_bytes
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -84,7 +186,7 @@ its branch cells from the store. With --encoding, prints `<value-id-hex> <encodi
 one cell instead."
 )]
 pub struct GetArgs {
-    /// The store file.
+    /// The store (either format).
     path: PathBuf,
     /// The Value ID (64 hex digits).
     id: String,
@@ -98,8 +200,8 @@ pub fn get(args: GetArgs) -> io::Result<ExitCode> {
     let Some(id) = ValueId::from_hex(&args.id) else {
         return fail(format!("'{}' is not a Value ID (64 hex digits)", args.id));
     };
-    let store = match EtchStore::open(&args.path, false) {
-        Ok(s) => s,
+    let store = match open_any(&args.path, false, FormatArg::Native) {
+        Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
     let cell = match store.get(&id) {
@@ -111,7 +213,7 @@ pub fn get(args: GetArgs) -> io::Result<ExitCode> {
     if args.encoding {
         writeln!(out, "{} {}", cell.id(), hex::encode(cell.encoding()))?;
     } else {
-        match print(&cell, &store) {
+        match print(&cell, store.as_ref()) {
             Ok(text) => writeln!(out, "{text}")?,
             Err(e) => return fail(e),
         }
@@ -128,14 +230,17 @@ Everything is durable when the command exits 0. A line that cannot be read print
 `error: <kind>: <detail>`; the command goes on and exits 1."
 )]
 pub struct PutArgs {
-    /// The store file (created if missing).
+    /// The store (created if missing).
     path: PathBuf,
+    /// Format of a store created here.
+    #[arg(long, value_enum, default_value_t)]
+    format: FormatArg,
 }
 
 /// Runs `etch put`.
 pub fn put(args: PutArgs) -> io::Result<ExitCode> {
-    let store = match EtchStore::open_or_create(&args.path) {
-        Ok(s) => s,
+    let store = match open_any(&args.path, true, args.format) {
+        Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
     let code = super::per_line(|line, out| {
