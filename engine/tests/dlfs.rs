@@ -809,7 +809,7 @@ fn writes_need_the_owners_key() {
     assert!(q("(mkdrive \"d\")").starts_with("0x"));
     q("(put \"d/f\" \"F\")");
     assert_eq!(q(&format!("(drives \"{did}\")")), "[\"d\"]");
-    assert_eq!(q(&format!("(keys (root [:fs]))")), format!("[\"{did}\"]"));
+    assert_eq!(q("(keys (root [:fs]))"), format!("[\"{did}\"]"));
     assert_eq!(q("(read-file \"d/f\")"), "0x46");
     // Nothing was written for anyone else.
     assert_eq!(q(&format!("(drives {other})")), "[]");
@@ -868,7 +868,7 @@ fn a_node_without_a_key_has_no_default_owner() {
         q("(mkdrive \"home\")"),
         format!(" Exception: :TRUST Not authorised to write drive of owner {k}")
     );
-    assert_eq!(node.publish_node_info(&[]).unwrap(), false);
+    assert!(!node.publish_node_info(&[]).unwrap());
     assert_eq!(q("(root)"), "#Index {}");
 }
 

@@ -14,8 +14,9 @@ pub mod paths;
 
 use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
 use editor::{is_incomplete, Completions, ShellHelper};
+use etch_engine::node::LocalNode;
 use etch_engine::query::{eval_text_in, Env, EvalContext, EvalError, Group, QueryNode, DOCS};
-use etch_engine::store::CellStore;
+use etch_engine::store::{CellStore, EtchStore, StoreError};
 use etch_formats::{Cell, Kind, Resolver};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,27 @@ fn keyword_keys(v: &Cell, r: &dyn Resolver, out: &mut Vec<String>) {
             Ok(())
         })
     };
+}
+
+/// Opens a store file and the lattice node on it, with the node key `key` (the node's identity:
+/// default DLFS owner, signer of its slots). A writable open creates the file if needed.
+/// Publishing the node's NodeInfo is the caller's choice
+/// ([`LocalNode::publish_node_info`]).
+pub fn open_local(
+    path: &std::path::Path,
+    writable: bool,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> Result<(Arc<dyn CellStore>, Arc<LocalNode>), String> {
+    let store: Result<EtchStore, StoreError> = if writable {
+        EtchStore::open_or_create(path)
+    } else {
+        EtchStore::open(path, false)
+    };
+    let store: Arc<dyn CellStore> =
+        Arc::new(store.map_err(|e| format!("{}: {e}", path.display()))?);
+    let node =
+        LocalNode::open(store.clone(), key).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((store, Arc::new(node)))
 }
 
 /// A shell on a store in this process: full (console) rights, a persistent session.

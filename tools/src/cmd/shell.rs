@@ -1,7 +1,7 @@
 //! `etch shell` (and `etch` alone): the interactive shell on a store.
 
 use etch_engine::node::LocalNode;
-use etch_engine::store::{CellStore, EtchStore, StoreError};
+use etch_engine::store::CellStore;
 use etch_shell::{LocalBackend, Shell};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,8 @@ use std::sync::Arc;
 same on the default store.\n\n\
 The default store is `default.etch` in the Etch directory: $ETCH_HOME if set, else \
 $XDG_DATA_HOME/etch, else ~/.local/share/etch. It is created on first use, and the shell's \
-history is kept beside it.\n\n\
+history and the node key (node.key: the node's identity, which signs its DLFS drives) are kept \
+beside it. A writable open publishes the node's NodeInfo under [:p2p :nodes] when it changed.\n\n\
 In the shell: .help lists every function with a one-line description; Tab completes names and \
 keys; input continues over several lines until its brackets balance; Ctrl-C cancels a running \
 query; Ctrl-D quits. Long values are shown shortened (blobs and strings over 1 KiB, collections \
@@ -32,21 +33,23 @@ pub struct ShellArgs {
     read_only: bool,
 }
 
-/// Opens a store file and the lattice node on it. A writable open creates the file if needed.
+/// Opens a store file and the lattice node on it, with the node key of the Etch directory
+/// (`node.key`, created on first use). A writable open creates the store file if needed.
+/// Without an Etch directory (no `ETCH_HOME` or `HOME`) the node runs without a key, with a
+/// warning; a key file that cannot be used is an error.
 pub fn open_node(
     path: &Path,
     writable: bool,
 ) -> Result<(Arc<dyn CellStore>, Arc<LocalNode>), String> {
-    let store: Result<EtchStore, StoreError> = if writable {
-        EtchStore::open_or_create(path)
-    } else {
-        EtchStore::open(path, false)
+    let key = match etch_shell::paths::node_key() {
+        Ok(k) => Some(k),
+        Err(e) if etch_shell::paths::etch_home().is_none() => {
+            eprintln!("etch: {e}; DLFS writes need a node key");
+            None
+        }
+        Err(e) => return Err(format!("node key: {e}")),
     };
-    let store: Arc<dyn CellStore> =
-        Arc::new(store.map_err(|e| format!("{}: {e}", path.display()))?);
-    let node =
-        LocalNode::open(store.clone(), None).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((store, Arc::new(node)))
+    etch_shell::open_local(path, writable, key)
 }
 
 /// Runs `etch shell`.
@@ -62,6 +65,12 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if !args.read_only {
+        // Announce this node in its own root (lattice.md §8.1); only a change is committed.
+        if let Err(e) = node.publish_node_info(&[]) {
+            eprintln!("etch: NodeInfo not published: {e}");
+        }
+    }
     let label = format!(
         "{} (Etch CAD047{})",
         path.display(),
