@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod dlfs;
 pub mod lattice;
 pub mod node;
 pub mod query;

@@ -6,11 +6,27 @@
 //! durable, so an older root can never overwrite a newer one, and every operation that
 //! changes the root returns only after the store's root slot is durable.
 
-use crate::lattice::{merge_at_path, value_at_path, Lattice, MergeContext, MergeError};
-use crate::query::{EvalError, QueryNode};
+use crate::dlfs::{self, kw, DlfsError};
+use crate::lattice::coll::{self, Change, MapKind};
+use crate::lattice::owner::verify_owner;
+use crate::lattice::{
+    merge_at_path, sign, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
+    OwnerPolicy,
+};
+use crate::query::{DriveEdit, EvalError, QueryNode};
 use crate::store::{CellStore, Root, StoreError};
-use etch_formats::{Cell, Kind, ResolveError, ValueId};
+use ed25519_dalek::SigningKey;
+use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The `:version` a node publishes in its NodeInfo: this crate's version.
+pub const NODE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `:type` a node publishes in its NodeInfo (lattice.md §8.1).
+pub const NODE_TYPE: &str = "Convex Lattice Node";
+
+/// A source of wall-clock time in ms since the epoch (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Errors of node operations.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +46,9 @@ pub enum NodeError {
     /// The store's root is not a lattice root (an Index), so nothing can merge into it.
     #[error("the store's root is a {0}, not a lattice root (#Index); set-root! replaces it")]
     RootNotLattice(&'static str),
+    /// A DLFS operation failed (not found, exists, not authorised, ...).
+    #[error(transparent)]
+    Dlfs(#[from] DlfsError),
 }
 
 impl From<NodeError> for EvalError {
@@ -49,6 +68,7 @@ impl From<NodeError> for EvalError {
             NodeError::Merge(m) => EvalError::new("ARGUMENT", m.to_string()),
             NodeError::InvalidRoot => EvalError::new("ARGUMENT", "Invalid root value"),
             NodeError::RootNotLattice(_) => EvalError::new("STATE", e.to_string()),
+            NodeError::Dlfs(d) => d.into(),
         }
     }
 }
@@ -59,7 +79,8 @@ pub struct LocalNode {
     lattice: Lattice,
     /// The committed root; the lock also serialises commits.
     root: Mutex<Cell>,
-    signing_key: Option<ed25519_dalek::SigningKey>,
+    signing_key: Option<SigningKey>,
+    clock: Clock,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -67,7 +88,8 @@ pub fn empty_root() -> Cell {
     Lattice::root().zero()
 }
 
-fn wall_clock_ms() -> i64 {
+/// The wall clock in ms since the epoch.
+pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -89,7 +111,31 @@ impl LocalNode {
             lattice: Lattice::root(),
             root: Mutex::new(root),
             signing_key,
+            clock: Arc::new(wall_clock_ms),
         })
+    }
+
+    /// This node with another clock (the time DLFS writes and NodeInfo are stamped with).
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> LocalNode {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The current time of the node's clock, in ms since the epoch.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The node's own key pair, if it has one.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.signing_key.as_ref()
+    }
+
+    /// The node's own public key (its identity: the default DLFS owner and the NodeInfo owner).
+    pub fn public_key(&self) -> Option<[u8; 32]> {
+        self.signing_key
+            .as_ref()
+            .map(|k| k.verifying_key().to_bytes())
     }
 
     /// The store under this node.
@@ -116,7 +162,7 @@ impl LocalNode {
     /// The context local merges run with: now, the node key, the default owner policy.
     pub fn merge_context(&self) -> MergeContext {
         MergeContext {
-            timestamp: Some(wall_clock_ms()),
+            timestamp: Some(self.now()),
             signing_key: self.signing_key.clone(),
             ..MergeContext::default()
         }
@@ -149,6 +195,169 @@ impl LocalNode {
         *root = value.clone();
         Ok(())
     }
+
+    /// The key that may sign `owner`'s slot: the node key when it passes the owner check
+    /// strictly (a 32-byte key equal to ours, or our `did:key`); Addresses and other DIDs cannot
+    /// be checked locally, so the node never writes for them.
+    fn key_for(&self, owner: &Cell) -> Result<&SigningKey, DlfsError> {
+        match &self.signing_key {
+            Some(k) if verify_owner(owner, &k.verifying_key().to_bytes(), OwnerPolicy::Reject) => {
+                Ok(k)
+            }
+            _ => Err(DlfsError::NotAuthorised(
+                etch_formats::text::print(owner, self.store.as_ref())
+                    .unwrap_or_else(|_| "?".to_string()),
+            )),
+        }
+    }
+
+    /// The names of `owner`'s drives in the committed root, in byte order.
+    pub fn drive_names(&self, owner: &Cell) -> Result<Vec<String>, NodeError> {
+        Ok(dlfs::drive_names(
+            &self.root_value(),
+            owner,
+            self.store.as_ref(),
+        )?)
+    }
+
+    /// The drive `name` of `owner` in the committed root (its root node); nil when absent.
+    pub fn drive(&self, owner: &Cell, name: &str) -> Result<Cell, NodeError> {
+        Ok(dlfs::drive(
+            &self.root_value(),
+            owner,
+            name,
+            self.store.as_ref(),
+        )?)
+    }
+
+    /// Writes drive `name` of `owner` (lattice.md §6.4, §7.7): `edit` gets the drive's current
+    /// value (nil when absent), the clock's time and the store, and returns the new drive value;
+    /// the owner's drives map with it is signed with the node key and written back as the
+    /// owner slot at `[:fs owner]`, and the root is committed. Returns the new drive value.
+    ///
+    /// The slot is replaced, not merged: a local write is authoritative (the reference writes
+    /// through a cursor the same way), so a write in the same millisecond as the previous one
+    /// (equal DLFS times, where a merge would keep own) still takes effect. Everything runs
+    /// under the commit lock, so no concurrent change is lost.
+    ///
+    /// Fails with [`DlfsError::NotAuthorised`] when the node does not hold `owner`'s key.
+    pub fn write_drive<F>(&self, owner: &Cell, name: &str, edit: F) -> Result<Cell, NodeError>
+    where
+        F: FnOnce(&Cell, i64, &dyn Resolver) -> Result<Cell, DlfsError>,
+    {
+        let key = self.key_for(owner)?;
+        let r: &dyn Resolver = self.store.as_ref();
+        let mut root = self.lock();
+        if root.kind() != Kind::Index {
+            return Err(NodeError::RootNotLattice(root.kind().name()));
+        }
+        let fs_key = kw("fs");
+        let fs = value_at_path(&root, std::slice::from_ref(&fs_key), r)?;
+        let fs = if fs.kind() == Kind::Map {
+            fs
+        } else {
+            MapKind::Hash.empty()
+        };
+        let slot = value_at_path(&fs, std::slice::from_ref(owner), r)?;
+        let drives = value_at_path(&slot, &[kw("value")], r)?;
+        let drives = if slot.kind() == Kind::Signed && drives.kind() == Kind::Map {
+            drives
+        } else {
+            MapKind::Hash.empty()
+        };
+        let name_key = Cell::string(name);
+        let current = value_at_path(&drives, std::slice::from_ref(&name_key), r)?;
+        let new_drive = edit(&current, self.now(), r)?;
+        if new_drive == current {
+            return Ok(new_drive);
+        }
+        let set = |key: Cell, had: bool, value: Cell| Change {
+            key,
+            kid: None,
+            had,
+            value: Some(value),
+        };
+        let drives = coll::apply_changes(
+            MapKind::Hash,
+            &drives,
+            vec![set(name_key, !current.is_nil(), new_drive.clone())],
+            r,
+        )?;
+        let new_fs = coll::apply_changes(
+            MapKind::Hash,
+            &fs,
+            vec![set(owner.clone(), !slot.is_nil(), sign(key, drives))],
+            r,
+        )?;
+        let kid = coll::key_id(&fs_key, r)?;
+        let new_root = coll::apply_changes(
+            MapKind::Index,
+            &root,
+            vec![Change {
+                key: fs_key,
+                kid,
+                had: true,
+                value: Some(new_fs),
+            }],
+            r,
+        )?;
+        self.store.set_root(&new_root)?;
+        *root = new_root;
+        Ok(new_drive)
+    }
+
+    /// The NodeInfo this node publishes (lattice.md §8.1).
+    fn node_info(timestamp: i64, transports: &[String]) -> Cell {
+        Cell::map(vec![
+            (kw("timestamp"), Cell::long(timestamp)),
+            (
+                kw("transports"),
+                Cell::vector(transports.iter().map(|t| Cell::string(t)).collect()),
+            ),
+            (kw("type"), Cell::string(NODE_TYPE)),
+            (kw("version"), Cell::string(NODE_VERSION)),
+        ])
+    }
+
+    /// Publishes this node's NodeInfo (lattice.md §8.1): merges
+    /// `{own-key → sign({:timestamp now :transports [...] :type "Convex Lattice Node"
+    /// :version "<crate version>"})}` at `[:p2p :nodes]` and commits, but only when the node's
+    /// entry is absent, not validly signed by it, or differs in anything but `:timestamp` (so
+    /// reopening a node does not commit every time). The timestamp is past the old entry's, so
+    /// the LWW slot takes it. Returns whether it published; a node without a key does nothing.
+    pub fn publish_node_info(&self, transports: &[String]) -> Result<bool, NodeError> {
+        let Some(key) = &self.signing_key else {
+            return Ok(false);
+        };
+        let pk = key.verifying_key().to_bytes();
+        let owner = Cell::blob(&pk);
+        let r: &dyn Resolver = self.store.as_ref();
+        let path = [kw("p2p"), kw("nodes")];
+        let mut at = path.to_vec();
+        at.push(owner.clone());
+        let existing = value_at_path(&self.root_value(), &at, r)?;
+        let mut old_ts = None;
+        if existing.kind() == Kind::Signed
+            && existing.signed_public_key() == Some(pk.as_slice())
+            && signature_valid(&existing)
+        {
+            let info = value_at_path(&existing, &[kw("value")], r)?;
+            let ts = value_at_path(&info, &[kw("timestamp")], r)?.as_long();
+            if let Some(ts) = ts {
+                if Self::node_info(ts, transports) == info {
+                    return Ok(false);
+                }
+            }
+            old_ts = ts;
+        }
+        let ts = match old_ts {
+            Some(old) => self.now().max(old.saturating_add(1)),
+            None => self.now(),
+        };
+        let entry = Cell::map(vec![(owner, sign(key, Self::node_info(ts, transports)))]);
+        self.merge(&path, &entry)?;
+        Ok(true)
+    }
 }
 
 impl QueryNode for LocalNode {
@@ -173,5 +382,18 @@ impl QueryNode for LocalNode {
     fn set_root(&self, value: &Cell) -> Result<ValueId, EvalError> {
         self.replace_root(value)?;
         Ok(*value.id())
+    }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        LocalNode::public_key(self)
+    }
+
+    fn edit_drive(
+        &self,
+        owner: &Cell,
+        drive: &str,
+        edit: &mut DriveEdit<'_>,
+    ) -> Result<Cell, EvalError> {
+        Ok(self.write_drive(owner, drive, |cur, now, r| edit(cur, now, r))?)
     }
 }

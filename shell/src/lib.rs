@@ -14,8 +14,9 @@ pub mod paths;
 
 use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
 use editor::{is_incomplete, Completions, ShellHelper};
+use etch_engine::node::LocalNode;
 use etch_engine::query::{eval_text_in, Env, EvalContext, EvalError, Group, QueryNode, DOCS};
-use etch_engine::store::CellStore;
+use etch_engine::store::{CellStore, StoreFormat};
 use etch_formats::{Cell, Kind, Resolver};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,26 @@ fn keyword_keys(v: &Cell, r: &dyn Resolver, out: &mut Vec<String>) {
             Ok(())
         })
     };
+}
+
+/// Opens a store file and the lattice node on it, with the node key `key` (the node's identity:
+/// default DLFS owner, signer of its slots). A writable open creates a native store if needed;
+/// an existing store of either format is detected.
+/// Publishing the node's NodeInfo is the caller's choice
+/// ([`LocalNode::publish_node_info`]).
+pub fn open_local(
+    path: &std::path::Path,
+    writable: bool,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> Result<(Arc<dyn CellStore>, Arc<LocalNode>), String> {
+    let mut options = etch_engine::store::OpenOptions::writable(StoreFormat::Native);
+    options.writable = writable;
+    let store = etch_engine::store::open_store(path, &options)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .cell_store();
+    let node =
+        LocalNode::open(store.clone(), key).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((store, Arc::new(node)))
 }
 
 /// A shell on a store in this process: full (console) rights, a persistent session.

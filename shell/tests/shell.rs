@@ -19,6 +19,20 @@ fn shell_on(path: &Path) -> Shell {
     shell
 }
 
+/// A shell as `etch shell` opens it: with the node key of the Etch directory `etch_dir`
+/// (created there on first use) and the node's NodeInfo published.
+fn shell_as_node(path: &Path, etch_dir: &Path) -> Shell {
+    let key = etch_shell::paths::node_key_in(etch_dir).unwrap();
+    let (store, node) = etch_shell::open_local(path, true, Some(key)).unwrap();
+    node.publish_node_info(&[]).unwrap();
+    let mut shell = Shell::new(
+        Box::new(LocalBackend::new(store, node, "test store".into())),
+        false,
+    );
+    shell.set_timer(Timer::Off);
+    shell
+}
+
 fn show(shell: &mut Shell, input: &str) -> String {
     match shell.handle(input) {
         Outcome::Show(t) => t,
@@ -70,9 +84,9 @@ fn repl_display_matches_the_spec() {
 
 #[test]
 fn the_example_session_of_the_spec() {
-    // query.md §10, except the DLFS lines (mkdrive, put, ls, read-file: DLFS issue).
+    // query.md §10, every line, on a node with its key and NodeInfo, as `etch shell` opens it.
     let dir = tempfile::tempdir().unwrap();
-    let mut sh = shell_on(&dir.path().join("s.etch"));
+    let mut sh = shell_as_node(&dir.path().join("s.etch"), dir.path());
     let v = "{:name \"report\" :tags #{:a :b}}";
     assert_eq!(
         show(&mut sh, &format!("(def v {v})")),
@@ -91,13 +105,111 @@ fn the_example_session_of_the_spec() {
         "=> 0xd69a280cb0677a24d92966b1c24d5d0bf1afbcd73e1d949d8f2cb8a966cb86b4"
     );
     assert_eq!(
+        show(&mut sh, "(mkdrive \"home\")"),
+        "=> 0xf47736700fba922b0894042814813507028da348458782a2c0d1e4b215e30918"
+    );
+    // The new drive state hash depends on the time of the write: it is the drive's value ID.
+    let put = show(&mut sh, "(put \"home/hello.txt\" \"Hello\")");
+    let key = etch_shell::paths::node_key_in(dir.path()).unwrap();
+    let owner = format!("0x{}", hex_of(&key.verifying_key().to_bytes()));
+    assert_eq!(
+        show(
+            &mut sh,
+            &format!("(value-id (root [:fs {owner} :value \"home\"]))")
+        ),
+        put
+    );
+    assert!(put.starts_with("=> 0x") && put.len() == 3 + 2 + 64, "{put}");
+    assert_eq!(show(&mut sh, "(ls \"home\")"), "=> [\"hello.txt\"]");
+    assert_eq!(
+        show(&mut sh, "(read-file \"home/hello.txt\")"),
+        "=> 0x48656c6c6f"
+    );
+    assert_eq!(
         show(
             &mut sh,
             "(lattice-merge #Index {:data #Index {}} #Index {:zzz 1})"
         ),
         "=> #Index {:data #Index {}}"
     );
-    assert_eq!(show(&mut sh, "(keys (root))"), "=> [:data]");
+    assert_eq!(show(&mut sh, "(keys (root))"), "=> [:data :fs :p2p]");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn dlfs_in_the_shell() {
+    // query.md §6.3 as a person sees it; the node key and drives survive reopening.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.etch");
+    {
+        let mut sh = shell_as_node(&path, dir.path());
+        assert_eq!(show(&mut sh, "(drives)"), "=> []");
+        show(&mut sh, "(mkdrive \"home\")");
+        assert_eq!(
+            show(&mut sh, "(mkdrive \"home\")"),
+            " Exception: :ARGUMENT Already exists: home"
+        );
+        assert!(show(&mut sh, "(mkdir \"home/docs\")").starts_with("=> 0x"));
+        show(&mut sh, "(put \"home/docs/a.txt\" 0x0102)");
+        assert_eq!(
+            show(&mut sh, "(put \"home/nodir/a.txt\" \"x\")"),
+            " Exception: :ARGUMENT No such directory: home/nodir"
+        );
+        assert_eq!(
+            show(&mut sh, "(rm \"home/docs\")"),
+            " Exception: :STATE Directory not empty: home/docs"
+        );
+        assert_eq!(
+            show(&mut sh, "(ls \"home/docs/a.txt\")"),
+            " Exception: :ARGUMENT Not a directory: home/docs/a.txt"
+        );
+        assert_eq!(
+            show(&mut sh, "(read-file \"home/docs\")"),
+            " Exception: :ARGUMENT Is a directory: home/docs"
+        );
+        assert_eq!(
+            show(&mut sh, "(rm \"home\")"),
+            " Exception: :ARGUMENT Cannot delete drive root"
+        );
+        assert_eq!(show(&mut sh, "(:size (stat \"home/docs/a.txt\"))"), "=> 2");
+        let other = format!("0x{}", "11".repeat(32));
+        assert_eq!(
+            show(&mut sh, &format!("(put [{other} \"home/x\"] \"x\")")),
+            format!(" Exception: :TRUST Not authorised to write drive of owner {other}")
+        );
+        assert_eq!(
+            show(&mut sh, &format!("(set-owner! {other})")),
+            format!("=> {other}")
+        );
+        assert_eq!(show(&mut sh, "(drives)"), "=> []");
+    }
+    // A new session: same key (so the same default owner), the drive is there.
+    let mut sh = shell_as_node(&path, dir.path());
+    assert_eq!(show(&mut sh, "(drives)"), "=> [\"home\"]");
+    assert_eq!(show(&mut sh, "(ls \"/home/docs/\")"), "=> [\"a.txt\"]");
+    assert_eq!(
+        show(&mut sh, "(read-file \"home/docs/a.txt\")"),
+        "=> 0x0102"
+    );
+    assert!(show(&mut sh, "(rm \"home/docs/a.txt\")").starts_with("=> 0x"));
+    assert_eq!(show(&mut sh, "(ls \"home/docs\")"), "=> []");
+    assert!(show(&mut sh, ".help").contains("(read-file loc)"));
+}
+
+#[test]
+fn reopening_does_not_republish_node_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.etch");
+    let root = {
+        let mut sh = shell_as_node(&path, dir.path());
+        assert_eq!(show(&mut sh, "(keys (root))"), "=> [:p2p]");
+        show(&mut sh, "(value-id (root))")
+    };
+    let mut sh = shell_as_node(&path, dir.path());
+    assert_eq!(show(&mut sh, "(value-id (root))"), root);
 }
 
 #[test]

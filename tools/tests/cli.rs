@@ -6,8 +6,10 @@ use std::process::{Command, Stdio};
 
 /// Runs `etch` with `args`, feeding `input` on stdin; returns (exit code, stdout).
 fn etch(args: &[&str], input: &str) -> (i32, String) {
+    let home = tempfile::tempdir().expect("temp Etch directory");
     let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
         .args(args)
+        .env("ETCH_HOME", home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -167,11 +169,25 @@ fn store_commands() {
 
 /// Runs `etch` and returns (exit code, stdout, stderr).
 fn etch_err(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_etch"))
+    let home = tempfile::tempdir().expect("temp Etch directory");
+    etch_in(home.path(), args, "")
+}
+
+/// Runs `etch` with its Etch directory in `home`, feeding `input`; returns (exit code, stdout,
+/// stderr).
+fn etch_in(home: &std::path::Path, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run etch");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).expect("utf-8"),
@@ -287,4 +303,50 @@ fn native_store_commands_and_snapshots() {
     let (code, _, err) = etch_err(&["snapshots", old]);
     assert_eq!(code, 1);
     assert!(err.contains("no snapshots"), "{err}");
+}
+
+#[test]
+fn eval_on_a_store_uses_the_node_key_of_the_etch_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("s.etch");
+    let store = store.to_str().unwrap();
+    let run = |e: &str| etch_in(home.path(), &["eval", "--store", store, e], "");
+    let (code, out, err) = run("(mkdrive \"h\")");
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            0,
+            "0xf47736700fba922b0894042814813507028da348458782a2c0d1e4b215e30918\n",
+            ""
+        )
+    );
+    let key_file = home.path().join("node.key");
+    assert_eq!(std::fs::metadata(&key_file).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The next run has the same key, so the same default owner and the same drive; a script
+    // from stdin (no terminal) too.
+    assert_eq!(run("(drives)").1, "[\"h\"]\n");
+    let (code, out, _) = etch_in(
+        home.path(),
+        &["eval", "--store", store, "-"],
+        "(put \"h/a.txt\" \"A\")\n(read-file \"h/a.txt\")\n",
+    );
+    assert_eq!((code, out.as_str()), (0, "0x41\n"));
+    // `etch eval` does not publish NodeInfo; only the drive's owner slot is in the root.
+    assert_eq!(run("(keys (root))").1, "[:fs]\n");
+    // A key file of the wrong size is an error, and is left as it is.
+    std::fs::write(&key_file, b"short").unwrap();
+    let (code, out, err) = run("(drives)");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.starts_with("etch: node key: "), "{err}");
+    assert!(
+        err.contains("a node key is 32 bytes, this file has 5"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&key_file).unwrap(), b"short");
 }

@@ -69,6 +69,9 @@ fn a_session_on_the_default_store() {
     p.send_line("(= (fetch (value-id [1 2 3])) [1 2 3])")
         .unwrap();
     p.exp_string("=> true").unwrap();
+    // The shell published this node's NodeInfo (lattice.md §8.1) with its key from node.key.
+    p.send_line("(keys (root))").unwrap();
+    p.exp_string("=> [:data :p2p]").unwrap();
 
     p.send_line(".help get-in").unwrap();
     p.exp_string("(get-in coll ks not-found?)").unwrap();
@@ -78,6 +81,12 @@ fn a_session_on_the_default_store() {
     p.exp_eof().unwrap();
     assert!(home.path().join("default.etch").exists());
     assert!(home.path().join("history").exists());
+    assert_eq!(
+        std::fs::metadata(home.path().join("node.key"))
+            .unwrap()
+            .len(),
+        32
+    );
 
     // A new session recalls the previous session's history and sees the stored value.
     let mut p = spawn(home.path(), &[], false);

@@ -97,6 +97,15 @@ pub(crate) const BUILTINS: &[&str] = &[
     "merge!",
     "set-root!",
     "lattice-merge",
+    "set-owner!",
+    "drives",
+    "mkdrive",
+    "ls",
+    "read-file",
+    "put",
+    "mkdir",
+    "rm",
+    "stat",
 ];
 
 /// The static name of a built-in function, if `name` is one.
@@ -111,14 +120,14 @@ fn arity_exact(name: &str, n: usize, m: usize) -> EvalError {
     )
 }
 
-fn check_exact(name: &str, n: usize, args: &[Value]) -> Res<()> {
+pub(super) fn check_exact(name: &str, n: usize, args: &[Value]) -> Res<()> {
     if args.len() != n {
         return Err(arity_exact(name, n, args.len()));
     }
     Ok(())
 }
 
-fn check_range(name: &str, min: usize, max: usize, args: &[Value]) -> Res<()> {
+pub(super) fn check_range(name: &str, min: usize, max: usize, args: &[Value]) -> Res<()> {
     let m = args.len();
     if m < min {
         return Err(EvalError::new(
@@ -135,7 +144,7 @@ fn check_range(name: &str, min: usize, max: usize, args: &[Value]) -> Res<()> {
     Ok(())
 }
 
-fn cast_pos(p: usize, v: &Value, to: &str) -> EvalError {
+pub(super) fn cast_pos(p: usize, v: &Value, to: &str) -> EvalError {
     EvalError::new(
         "CAST",
         format!(
@@ -157,7 +166,7 @@ pub(crate) fn bounds(i: i64) -> EvalError {
 }
 
 /// The data cell of argument `p` (1-based); functions are not data (`:CAST` to `to`).
-fn data(args: &[Value], p: usize, to: &str) -> Res<Cell> {
+pub(super) fn data(args: &[Value], p: usize, to: &str) -> Res<Cell> {
     match &args[p - 1] {
         Value::Data(c) => Ok(c.clone()),
         v => Err(cast_pos(p, v, to)),
@@ -521,8 +530,27 @@ fn bool_v(b: bool) -> Res<Value> {
     Ok(Value::Data(Cell::bool(b)))
 }
 
-fn data_v(c: Cell) -> Res<Value> {
+pub(super) fn data_v(c: Cell) -> Res<Value> {
     Ok(Value::Data(c))
+}
+
+/// A step of `(root path)` into SignedData (the owner slots of `:fs`, `:p2p`, `:local`), as
+/// LATTICE_QUERY navigates (protocol.md §7.6): `:value`, `:public-key`, `:signature`; any
+/// other key gives nil.
+fn signed_get(ev: &mut Evaluator, s: &Cell, k: &Cell) -> Res<Cell> {
+    ev.step(1)?;
+    let name = (k.kind() == Kind::Keyword)
+        .then(|| k.name_bytes())
+        .flatten();
+    Ok(match name {
+        Some(b"value") => match s.refs().first() {
+            Some(r) => r.fetch(ev.resolver())?,
+            None => Cell::nil(),
+        },
+        Some(b"public-key") => s.signed_public_key().map_or_else(Cell::nil, Cell::blob),
+        Some(b"signature") => s.signed_signature().map_or_else(Cell::nil, Cell::blob),
+        _ => Cell::nil(),
+    })
 }
 
 /// Calls built-in `name` on evaluated arguments.
@@ -1235,7 +1263,11 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                         if cur.is_nil() {
                             break;
                         }
-                        cur = get(ev, &cur, k, Cell::nil())?;
+                        cur = if cur.kind() == Kind::Signed {
+                            signed_get(ev, &cur, k)?
+                        } else {
+                            get(ev, &cur, k, Cell::nil())?
+                        };
                     }
                     data_v(cur)
                 }
@@ -1280,6 +1312,8 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             let id = ev.node(name)?.set_root(&args[0].to_cell())?;
             data_v(Cell::blob(id.as_bytes()))
         }
+        "set-owner!" | "drives" | "mkdrive" | "ls" | "read-file" | "put" | "mkdir" | "rm"
+        | "stat" => super::dlfs::call(ev, name, &args),
         "not" => {
             check_exact(name, 1, &args)?;
             bool_v(!truthy(&args[0]))

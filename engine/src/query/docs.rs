@@ -31,6 +31,8 @@ pub enum Group {
     Predicates,
     /// §6 storage extensions.
     Storage,
+    /// §6.3 DLFS (drives, files and directories).
+    Dlfs,
 }
 
 impl Group {
@@ -44,11 +46,12 @@ impl Group {
             Group::Numbers => "Numbers and comparison",
             Group::Predicates => "Predicates",
             Group::Storage => "Storage",
+            Group::Dlfs => "DLFS (locations: \"drive/path\" or [owner \"drive/path\"])",
         }
     }
 
     /// Every group, in `.help` order.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::SpecialForm,
         Group::Access,
         Group::Construction,
@@ -56,6 +59,7 @@ impl Group {
         Group::Numbers,
         Group::Predicates,
         Group::Storage,
+        Group::Dlfs,
     ];
 }
 
@@ -377,6 +381,55 @@ pub const DOCS: &[Doc] = &[
         "v",
         "replaces the root (admin), commits; its value ID",
         Storage,
+    ),
+    d(
+        "set-owner!",
+        "owner",
+        "sets the session's default DLFS owner (key Blob, Address or DID)",
+        Dlfs,
+    ),
+    d(
+        "drives",
+        "owner?",
+        "drive names of the default (or given) owner",
+        Dlfs,
+    ),
+    d(
+        "mkdrive",
+        "name",
+        "creates an empty drive, commits; its drive state hash",
+        Dlfs,
+    ),
+    d(
+        "ls",
+        "loc",
+        "live entry names of a directory, in byte order",
+        Dlfs,
+    ),
+    d("read-file", "loc", "contents of a file as a Blob", Dlfs),
+    d(
+        "put",
+        "loc data",
+        "creates or replaces a file (Blob or String), commits; new drive state hash",
+        Dlfs,
+    ),
+    d(
+        "mkdir",
+        "loc",
+        "creates a directory, commits; new drive state hash",
+        Dlfs,
+    ),
+    d(
+        "rm",
+        "loc",
+        "deletes a file or empty directory (tombstone), commits; new drive state hash",
+        Dlfs,
+    ),
+    d(
+        "stat",
+        "loc",
+        "{:type :size :utime :hash :metadata} of a file or directory",
+        Dlfs,
     ),
 ];
 

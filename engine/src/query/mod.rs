@@ -7,6 +7,7 @@
 //! `count` reads a header, `nth` descends one path.
 
 mod core;
+mod dlfs;
 mod docs;
 
 pub use docs::{doc, Doc, Group, DOCS};
@@ -112,11 +113,13 @@ impl Value {
 /// Local bindings (innermost last).
 type Locals = Vec<(String, Value)>;
 
-/// A session environment: the symbols `def` has bound.
+/// A session environment: the symbols `def` has bound, and the DLFS default owner
+/// `set-owner!` chose.
 #[derive(Debug, Default, Clone)]
 pub struct Env {
     defs: HashMap<String, Value>,
     print_full: bool,
+    owner: Option<Cell>,
 }
 
 impl Env {
@@ -147,6 +150,16 @@ impl Env {
     pub fn define(&mut self, name: &str, value: Cell) {
         self.defs.insert(name.to_string(), Value::Data(value));
     }
+
+    /// The DLFS default owner `set-owner!` chose (`None`: the node's own key).
+    pub fn owner(&self) -> Option<&Cell> {
+        self.owner.as_ref()
+    }
+
+    /// Sets (or, with `None`, resets to the node's own key) the DLFS default owner.
+    pub fn set_owner(&mut self, owner: Option<Cell>) {
+        self.owner = owner;
+    }
 }
 
 /// Who is asking (query.md §6.5): the console and verified admin keys may do everything;
@@ -174,6 +187,32 @@ pub trait QueryNode: Sync {
     fn merge_at(&self, path: &[Cell], value: &Cell) -> Result<Cell, EvalError>;
     /// `(set-root! v)`: replaces the root, commits, returns its value ID.
     fn set_root(&self, value: &Cell) -> Result<ValueId, EvalError>;
+    /// The node's own public key: the default owner of DLFS locations (query.md §6.3);
+    /// `None` for a node without a key.
+    fn public_key(&self) -> Option<[u8; 32]>;
+    /// Writes drive `drive` of `owner` (the DLFS writes of query.md §6.3): `edit` gets the
+    /// drive's current value (nil when absent), the node's time in ms and a resolver, and
+    /// returns the new drive value, which the node signs into the owner's slot and commits.
+    /// Returns the new drive value. `:TRUST` when the node does not hold the owner's key.
+    fn edit_drive(
+        &self,
+        owner: &Cell,
+        drive: &str,
+        edit: &mut DriveEdit<'_>,
+    ) -> Result<Cell, EvalError>;
+}
+
+/// The edit of a drive write (see [`QueryNode::edit_drive`]).
+pub type DriveEdit<'a> =
+    dyn FnMut(&Cell, i64, &dyn Resolver) -> Result<Cell, crate::dlfs::DlfsError> + 'a;
+
+impl From<crate::dlfs::DlfsError> for EvalError {
+    fn from(e: crate::dlfs::DlfsError) -> Self {
+        match e {
+            crate::dlfs::DlfsError::Resolve(r) => r.into(),
+            e => EvalError::new(e.code(), e.to_string()),
+        }
+    }
 }
 
 /// Everything an evaluation runs with besides its environment.

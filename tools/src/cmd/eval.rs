@@ -15,8 +15,9 @@ see the query spec) and prints the result as Convex-Lisp text, exiting 0. On an 
 `Exception: :CODE message` to stderr and exits 1. With EXPR `-`, the script is read from stdin \
 (several forms are evaluated in order, as `(do ...)`).\n\n\
 With --store, the query runs on that store with the shell's full rights: stored values are read \
-lazily (so `(count ...)` of a huge stored value is instant) and `store`, `merge!` and \
-`set-root!` commit to it (use --read-only to forbid writes). Without --store no store is opened: \
+lazily (so `(count ...)` of a huge stored value is instant) and `store`, `merge!`, \
+`set-root!` and the DLFS writes commit to it (use --read-only to forbid writes). The node key is \
+the shell's (node.key in the Etch directory), so DLFS locations name the same drives. Without --store no store is opened: \
 only values written in the expression exist and storage functions fail with :STATE."
 )]
 pub struct EvalArgs {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 same on the default store.\n\n\
 The default store is `default.etch` (a native store) in the Etch directory: $ETCH_HOME if set, else \
 $XDG_DATA_HOME/etch, else ~/.local/share/etch. It is created on first use, and the shell's \
-history is kept beside it.\n\n\
+history and the node key (node.key: the node's identity, which signs its DLFS drives) are kept \
+beside it. A writable open publishes the node's NodeInfo under [:p2p :nodes] when it changed.\n\n\
 In the shell: .help lists every function with a one-line description; Tab completes names and \
 keys; input continues over several lines until its brackets balance; Ctrl-C cancels a running \
 query; Ctrl-D quits. Long values are shown shortened (blobs and strings over 1 KiB, collections \
@@ -50,12 +51,11 @@ pub struct StoreTarget {
 /// An open store, the node on it and a one-line description.
 pub type Opened = (Arc<dyn CellStore>, Arc<LocalNode>, String);
 
-/// Opens a store and the lattice node on it. A writable open creates the store if needed.
-/// Returns the store, the node and a one-line description.
-pub fn open_node(
-    path: &Path,
-    target: &StoreTarget,
-) -> Result<Opened, String> {
+/// Opens a store and the lattice node on it, with the node key of the Etch directory
+/// (`node.key`, created on first use). A writable open creates the store if needed. Without an
+/// Etch directory (no `ETCH_HOME` or `HOME`) the node runs without a key, with a warning; a key
+/// file that cannot be used is an error. Returns the store, the node and a one-line description.
+pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
     let (store, format): (Arc<dyn CellStore>, StoreFormat) = match target.snapshot {
         Some(seq) => {
             let s = NativeStore::open_snapshot(path, seq, NativeOptions::default())
@@ -68,8 +68,16 @@ pub fn open_node(
             (any.cell_store(), any.format())
         }
     };
+    let key = match etch_shell::paths::node_key() {
+        Ok(k) => Some(k),
+        Err(e) if etch_shell::paths::etch_home().is_none() => {
+            eprintln!("etch: {e}; DLFS writes need a node key");
+            None
+        }
+        Err(e) => return Err(format!("node key: {e}")),
+    };
     let node =
-        LocalNode::open(store.clone(), None).map_err(|e| format!("{}: {e}", path.display()))?;
+        LocalNode::open(store.clone(), key).map_err(|e| format!("{}: {e}", path.display()))?;
     let mode = match (target.snapshot, target.read_only) {
         (Some(seq), _) => format!(", snapshot {seq}, read-only"),
         (None, true) => ", read-only".to_string(),
@@ -92,6 +100,12 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if !args.target.read_only && args.target.snapshot.is_none() {
+        // Announce this node in its own root (lattice.md §8.1); only a change is committed.
+        if let Err(e) = node.publish_node_info(&[]) {
+            eprintln!("etch: NodeInfo not published: {e}");
+        }
+    }
     let backend = LocalBackend::new(store, node, label);
     etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
     Ok(ExitCode::SUCCESS)
