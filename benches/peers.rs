@@ -22,7 +22,7 @@
 //! (read side, after a reopen) plus one arm in [`create_writer`] and one in [`open_reader`]; any
 //! [`CellStore`] already works through [`CellStoreWriter`] and [`CellStoreRead`].
 
-use etch_engine::store::{CellStore, EtchStore};
+use etch_engine::store::{CellStore, EtchStore, NativeOptions, NativeStore};
 use etch_formats::gen::SplitMix64;
 use etch_formats::{branches_preorder, decode_cell, Cell, NoResolver, ValueId};
 use serde_json::{json, Map, Value};
@@ -35,7 +35,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Every store the harness knows, in table order (the first is the reference for ratios).
-const STORES: &[&str] = &["etch-cad047", "redb", "fjall", "lmdb", "raw"];
+const STORES: &[&str] = &["etch-native", "etch-cad047", "redb", "fjall", "lmdb", "raw"];
 /// Every workload, in run order (W3 reads the store W1 wrote).
 const WORKLOADS: &[&str] = &["w1", "w1nosync", "w2", "w3"];
 /// Cells per commit in W1 (and per write batch elsewhere).
@@ -103,6 +103,10 @@ pub trait ReadSession {
 /// Opens a fresh, empty store of kind `store` in the (existing, empty) directory `dir`.
 fn create_writer(store: &str, dir: &Path, mode: SyncMode) -> Box<dyn BenchWriter> {
     match store {
+        "etch-native" => Box::new(NativeWriter(
+            NativeStore::create(dir.join("store.native"), NativeOptions::default())
+                .expect("create NativeStore"),
+        )),
         "etch-cad047" => Box::new(CellStoreWriter(
             EtchStore::create(dir.join("store.etch")).expect("create EtchStore"),
         )),
@@ -117,6 +121,10 @@ fn create_writer(store: &str, dir: &Path, mode: SyncMode) -> Box<dyn BenchWriter
 /// Reopens the store of kind `store` written in `dir`, for reading.
 fn open_reader(store: &str, dir: &Path) -> Box<dyn BenchRead> {
     match store {
+        "etch-native" => Box::new(CellStoreRead(
+            NativeStore::open(dir.join("store.native"), false, NativeOptions::default())
+                .expect("open NativeStore"),
+        )),
         "etch-cad047" => Box::new(CellStoreRead(
             EtchStore::open(dir.join("store.etch"), false).expect("open EtchStore"),
         )),
@@ -153,6 +161,32 @@ impl<S: CellStore> BenchWriter for CellStoreWriter<S> {
             self.0.set_root(root).expect("CellStore::set_root");
         } else {
             self.0.put(root).expect("CellStore::put of the root");
+        }
+    }
+}
+
+/// The native store: like [`CellStoreWriter`], but a non-durable commit really sets the root
+/// (a COMMIT frame without waiting for its sync), as W1-nosync asks.
+pub struct NativeWriter(pub NativeStore);
+
+impl BenchWriter for NativeWriter {
+    fn put_cells(&mut self, cells: &[Cell]) {
+        for c in cells {
+            self.0.put(c).expect("NativeStore::put");
+        }
+    }
+
+    fn put_tree(&mut self, root: &Cell) {
+        self.0.put(root).expect("NativeStore::put of a tree");
+    }
+
+    fn commit(&mut self, root: &Cell, durable: bool) {
+        if durable {
+            self.0.set_root(root).expect("NativeStore::set_root");
+        } else {
+            self.0
+                .set_root_unsynced(root)
+                .expect("NativeStore::set_root_unsynced");
         }
     }
 }

@@ -592,9 +592,38 @@ impl NativeStore {
         Ok(())
     }
 
+    /// Persists `value` and appends a commit naming it as the root, without waiting for it to
+    /// be durable: it becomes durable with the next durable commit (or is lost, with everything
+    /// after the last durable commit, in a crash). For bulk loads that need a consistent root
+    /// every so often but durability only at the end (W1-nosync).
+    pub fn set_root_unsynced(&self, value: &Cell) -> Result<(), StoreError> {
+        self.put(value)?;
+        self.append_commit(Some(Some(value.id().0)), false)?;
+        Ok(())
+    }
+
     /// Appends a COMMIT frame naming `root` and waits until it is durable.
     fn commit_with(&self, root: Option<Option<[u8; 32]>>) -> Result<(), NativeError> {
-        let (reply, seq) = {
+        let Some((reply, seq)) = self.append_commit(root, true)? else {
+            return Ok(());
+        };
+        match reply.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(NativeError::WriterFailed(e.to_string())),
+            Err(_) => return Err(NativeError::WriterFailed("the log writer stopped".into())),
+        }
+        self.after_durable(seq)
+    }
+
+    /// Appends a COMMIT frame naming `root` (None: the previous root); with `sync`, queues a
+    /// sync request behind it and returns its reply channel and the commit's number.
+    #[allow(clippy::type_complexity)]
+    fn append_commit(
+        &self,
+        root: Option<Option<[u8; 32]>>,
+        sync: bool,
+    ) -> Result<Option<(crossbeam_channel::Receiver<io::Result<()>>, u64)>, NativeError> {
+        {
             let mut a = lock(&self.appender);
             self.seal_data(&mut a)?;
             let n = self
@@ -631,18 +660,15 @@ impl NativeStore {
                 commit,
                 commit_addr: addr,
             });
+            if !sync {
+                return Ok(None);
+            }
             let (tx, rx) = crossbeam_channel::bounded(1);
             self.sender()?
                 .send(WriteRequest::Sync(tx))
                 .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))?;
-            (rx, commit.seq)
-        };
-        match reply.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(NativeError::WriterFailed(e.to_string())),
-            Err(_) => return Err(NativeError::WriterFailed("the log writer stopped".into())),
+            Ok(Some((rx, commit.seq)))
         }
-        self.after_durable(seq)
     }
 
     /// Bookkeeping once commit `seq` (and so every earlier one) is durable: the head, the
