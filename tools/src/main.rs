@@ -36,6 +36,8 @@ enum Command {
     Info(cmd::store::InfoArgs),
     /// Print a stored value (or one cell's encoding) by Value ID.
     Get(cmd::store::GetArgs),
+    /// Measure the engine on this machine: `etch bench ingest` (W1, W2), `etch bench read` (W3).
+    Bench(cmd::bench::BenchArgs),
     /// List the commits (snapshots) of a native store.
     Snapshots(cmd::store::SnapshotsArgs),
     /// Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Get(args) => cmd::store::get(args),
         Command::Put(args) => cmd::store::put(args),
         Command::Snapshots(args) => cmd::store::snapshots(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,
