@@ -67,6 +67,13 @@ pub trait CellStore: Resolver + Send + Sync {
     /// complete are skipped) and the top cell itself. Returns its Value ID. Durable only after
     /// [`CellStore::commit`] or [`CellStore::set_root`].
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError>;
+    /// Persists several values, as `put` on each; a backend may hash them in parallel first.
+    fn put_many(&self, values: &[Cell]) -> Result<(), StoreError> {
+        for v in values {
+            self.put(v)?;
+        }
+        Ok(())
+    }
     /// The cell with this ID, decoded, with child refs that resolve lazily from the store.
     fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError>;
     /// True if a record for this ID exists.

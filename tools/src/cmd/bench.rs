@@ -193,11 +193,11 @@ fn ingest_w1(store: &dyn CellStore, cells: usize) -> Result<(), String> {
     let mut last = None;
     for first in (0..cells).step_by(W1_BATCH) {
         let end = (first + W1_BATCH).min(cells);
-        for i in first..end {
-            let c = Cell::blob(&data[i * W1_DATA..(i + 1) * W1_DATA]);
-            store.put(&c).map_err(|e| e.to_string())?;
-            last = Some(c);
-        }
+        let batch: Vec<Cell> = (first..end)
+            .map(|i| Cell::blob(&data[i * W1_DATA..(i + 1) * W1_DATA]))
+            .collect();
+        store.put_many(&batch).map_err(|e| e.to_string())?;
+        last = batch.last().cloned();
         let root = last.as_ref().ok_or("no cell")?;
         let t = Instant::now();
         store.set_root(root).map_err(|e| e.to_string())?;

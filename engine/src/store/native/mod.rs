@@ -29,6 +29,11 @@ use writer::{Progress, WriteRequest};
 
 /// Records the memtable holds before a commit writes them out as an index run.
 pub const MEMTABLE_FLUSH_ENTRIES: usize = 1 << 20;
+/// Initial capacity of a DATA frame buffer: small commits (W1: ~140 KB per 1,000 cells) should
+/// not pay for zeroing a full 4 MiB frame each; bigger frames grow by doubling.
+const FRAME_INITIAL_BYTES: usize = 256 << 10;
+/// Batches smaller than this are hashed on the calling thread (rayon's hand-off costs more).
+const PARALLEL_HASH_MIN: usize = 64;
 /// Shards of the decoded-cell cache.
 const CACHE_SHARDS: usize = 16;
 /// Most runs a commit's run list may hold (far above what merging leaves).
@@ -360,7 +365,7 @@ impl NativeStore {
         } else {
             (None, options.io, None)
         };
-        let mut frame = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+        let mut frame = Vec::with_capacity(FRAME_INITIAL_BYTES);
         frame.resize(FRAME_HEADER_BYTES, 0);
         let store = NativeStore {
             log,
@@ -482,7 +487,7 @@ impl NativeStore {
             return Ok(());
         }
         let mut frame = std::mem::replace(&mut a.frame, {
-            let mut f = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+            let mut f = Vec::with_capacity(FRAME_INITIAL_BYTES);
             f.resize(FRAME_HEADER_BYTES, 0);
             f
         });
@@ -510,10 +515,29 @@ impl NativeStore {
 
     /// Appends one record unless the cell is already stored.
     fn append_cell(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
-        let id = cell.id().0;
-        if self.contains_id(&id) {
+        if self.contains_id(&cell.id().0) {
             return Ok(());
         }
+        self.append_record(a, cell)
+    }
+
+    /// Appends one record of a cell known to be absent from the runs, unless the memtable
+    /// already has it.
+    fn append_new(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
+        let known = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .memtable
+            .contains_key(&cell.id().0);
+        if known {
+            return Ok(());
+        }
+        self.append_record(a, cell)
+    }
+
+    fn append_record(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
+        let id = cell.id().0;
         let enc = cell.encoding();
         if enc.len() > RECORD_ENCODING_MAX {
             return Err(NativeError::Corrupt {
@@ -1042,6 +1066,44 @@ impl CellStore for NativeStore {
             self.append_cell(&mut a, cell).map_err(StoreError::from)
         })?;
         Ok(*value.id())
+    }
+
+    /// Hashes the values on every core first (their IDs are cached in the cells), then appends
+    /// them in order under one lock: the hashing of a batch no longer waits for one core.
+    fn put_many(&self, values: &[Cell]) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        if !self.writable {
+            return Err(NativeError::ReadOnly.into());
+        }
+        // Held throughout: runs change only under this lock, so a cell found absent below
+        // stays absent from the runs until it is appended.
+        let mut a = lock(&self.appender);
+        let absent: Vec<bool> = if values.len() >= PARALLEL_HASH_MIN {
+            values
+                .par_iter()
+                .map(|v| !self.contains_id(&v.id().0))
+                .collect()
+        } else {
+            values
+                .iter()
+                .map(|v| !self.contains_id(&v.id().0))
+                .collect()
+        };
+        let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
+        for (v, absent) in values.iter().zip(absent) {
+            if !absent {
+                continue;
+            }
+            if v.refs().is_empty() {
+                // A leaf: one record; only this batch can have added it meanwhile.
+                self.append_new(&mut a, v)?;
+            } else {
+                walk_new_cells(v, &complete, &mut |cell| {
+                    self.append_cell(&mut a, cell).map_err(StoreError::from)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError> {
