@@ -3,7 +3,7 @@
 //! append-only file as the floor), each (store, workload) in a fresh child process so that each
 //! gets its own peak RSS and I/O counters.
 //!
-//! Run: `cargo bench -p etch-benches --bench peers -- [--workloads w1,w1nosync,w2,w3]
+//! Run: `cargo bench -p etch-benches --bench peers -- [--workloads w1,w1nosync,w2,w3,w4]
 //! [--stores etch-cad047,redb,fjall,lmdb,raw] [--cells N] [--w2-mib M] [--dir D] [--json FILE]
 //! [--repeat R] [--keep]`. With `--repeat`, every (store, workload) runs R times in interleaved
 //! rounds and the tables show medians (the JSON keeps every run, medians, minima and maxima).
@@ -17,6 +17,8 @@
 //! - W3: the W1 store of the same store reopened (page cache warm), every key read once in
 //!   insertion order, then `--cells` random reads by Value ID per thread, with 1 thread and with
 //!   all threads; every read returns a decoded [`Cell`].
+//! - W4: the W2 store reopened, every cell of the W2 tree walked from the root (depth first,
+//!   each cell read by Value ID and decoded, its branch children followed).
 //!
 //! A new backend plugs in with [`BenchWriter`] (write side) and [`BenchRead`] / [`ReadSession`]
 //! (read side, after a reopen) plus one arm in [`create_writer`] and one in [`open_reader`]; any
@@ -37,7 +39,7 @@ use std::time::Instant;
 /// Every store the harness knows, in table order (the first is the reference for ratios).
 const STORES: &[&str] = &["etch-native", "etch-cad047", "redb", "fjall", "lmdb", "raw"];
 /// Every workload, in run order (W3 reads the store W1 wrote).
-const WORKLOADS: &[&str] = &["w1", "w1nosync", "w2", "w3"];
+const WORKLOADS: &[&str] = &["w1", "w1nosync", "w2", "w3", "w4"];
 /// Cells per commit in W1 (and per write batch elsewhere).
 const BATCH: usize = 1000;
 /// Bytes of data of one W1 Blob (encoding: `31 61` + data = 99 bytes).
@@ -932,6 +934,46 @@ fn run_w3(store: &str, w1_dir: &Path, p: &Params) -> Figures {
     f
 }
 
+/// W4: reopen the store W2 wrote and walk every cell of its tree from the root, depth first,
+/// reading each cell by Value ID and decoding it (the reader holds only its stack).
+fn run_w4(store: &str, w2_dir: &Path, p: &Params) -> Figures {
+    let root_id = *Cell::blob(&SplitMix64(2).bytes(p.w2_mib << 20)).id();
+    let rss_base = status_kib("VmRSS:");
+    let t_open = Instant::now();
+    let read = open_reader(store, w2_dir);
+    let open_s = t_open.elapsed().as_secs_f64();
+    let mut session = read.session();
+    let start = Instant::now();
+    let mut stack = vec![root_id];
+    let (mut cells, mut bytes) = (0u64, 0u64);
+    while let Some(id) = stack.pop() {
+        let c = session.get(&id).expect("W2 cell present");
+        cells += 1;
+        bytes += c.len() as u64;
+        for r in c.refs().iter().rev() {
+            if r.is_branch() {
+                stack.push(r.id());
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if p.w2_mib == 1024 {
+        assert_eq!(
+            cells as usize, W2_CELLS,
+            "W4 visits every cell of the W2 tree"
+        );
+    }
+    let mut f = Figures::new();
+    f.insert("cells".into(), json!(cells));
+    f.insert("open_s".into(), json!(open_s));
+    f.insert("wall_s".into(), json!(secs));
+    f.insert("cells_per_s".into(), json!(cells as f64 / secs));
+    f.insert("mb_per_s".into(), json!(bytes as f64 / secs / 1e6));
+    f.insert("rss_base_kib".into(), json!(rss_base));
+    f.insert("peak_rss_kib".into(), json!(status_kib("VmHWM:")));
+    f
+}
+
 /// The 1-minute load average (how busy the shared machine was).
 fn load_1min() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -949,6 +991,7 @@ fn child(store: &str, workload: &str, dir: &Path, p: &Params) {
         "w1nosync" => run_w1(store, &dir.join(store).join("w1nosync"), p, true),
         "w2" => run_w2(store, &dir.join(store).join("w2"), p),
         "w3" => run_w3(store, &dir.join(store).join("w1"), p),
+        "w4" => run_w4(store, &dir.join(store).join("w2"), p),
         other => panic!("unknown workload {other}"),
     };
     figures.insert("load_1min_start".into(), json!(load_start));
@@ -1171,6 +1214,11 @@ fn main() {
     if workloads.iter().any(|w| w == "w3") && !workloads.iter().any(|w| w == "w1") {
         workloads.insert(0, "w1".into());
     }
+    // W4 walks the store W2 wrote.
+    if workloads.iter().any(|w| w == "w4") && !workloads.iter().any(|w| w == "w2") {
+        let at = workloads.iter().position(|w| w == "w4").unwrap_or(0);
+        workloads.insert(at, "w2".into());
+    }
     eprintln!(
         "peers: stores {:?}, workloads {:?}, {} W1 cells, W2 {} MiB, in {} ({fs})",
         args.stores,
@@ -1186,7 +1234,7 @@ fn main() {
         for w in &workloads {
             for s in &args.stores {
                 eprint!("  round {} {w:<9} {s:<12} ", round + 1);
-                if w != "w3" {
+                if w != "w3" && w != "w4" {
                     let _ = std::fs::remove_dir_all(dir.join(s).join(w));
                 }
                 let t = Instant::now();
@@ -1195,7 +1243,8 @@ fn main() {
                     Ok(_) => eprintln!("done in {:.1} s", t.elapsed().as_secs_f64()),
                     Err(e) => eprintln!("FAILED: {e}"),
                 }
-                if w != "w1" && w != "w3" && !args.keep {
+                let keep_for_w4 = w == "w2" && workloads.iter().any(|x| x == "w4");
+                if w != "w1" && w != "w3" && !keep_for_w4 && !args.keep {
                     let _ = std::fs::remove_dir_all(dir.join(s).join(w));
                 }
                 runs.push((round, w.clone(), s.clone(), r));
@@ -1334,6 +1383,11 @@ fn print_tables(args: &Args, workloads: &[String], results: &[(String, String, O
             "w3",
             "reads_per_s_n",
             format!("W3 reads/s, {threads} threads"),
+        ),
+        (
+            "w4",
+            "cells_per_s",
+            "W4 walk of the W2 tree, cells/s".into(),
         ),
     ];
     for (w, key, label) in &rows {

@@ -2,7 +2,7 @@
 //! this machine's disk, for people judging a machine for a store. The side-by-side comparison
 //! with other stores is `cargo bench -p etch-benches --bench peers`.
 
-use super::FormatArg;
+use super::{FormatArg, IoArg};
 use etch_engine::store::{open_store, CellStore, OpenOptions, Root};
 use etch_formats::gen::SplitMix64;
 use etch_formats::{Cell, ValueId};
@@ -64,6 +64,9 @@ struct IngestArgs {
     /// Store format.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
+    /// How a native store writes its log.
+    #[arg(long, value_enum, default_value_t)]
+    io: IoArg,
     /// Keep the store afterwards (for `etch bench read`).
     #[arg(long)]
     keep: bool,
@@ -192,8 +195,7 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("store");
-    let any = open_store(&path, &OpenOptions::writable(a.format.into()))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let any = super::open_any_with(&path, true, a.format, a.io)?;
     let store = any.cell_store();
     let io_mode = match &any {
         etch_engine::store::AnyStore::Native(n) => format!("{:?}", n.io_mode()).to_lowercase(),

@@ -62,6 +62,26 @@ impl From<FormatArg> for etch_engine::store::StoreFormat {
     }
 }
 
+/// How a native store writes its log (`--io`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoArg {
+    /// io_uring with registered buffers; falls back to pwrite (with a note) where the kernel
+    /// or a container refuses io_uring.
+    #[default]
+    Uring,
+    /// Plain pwrite + fdatasync.
+    Pwrite,
+}
+
+impl From<IoArg> for etch_engine::store::native::IoMode {
+    fn from(i: IoArg) -> Self {
+        match i {
+            IoArg::Uring => etch_engine::store::native::IoMode::Uring,
+            IoArg::Pwrite => etch_engine::store::native::IoMode::Pwrite,
+        }
+    }
+}
+
 /// Opens the store at `path` in whatever format it has; a writable open creates a store of
 /// `create` when nothing is there. Errors are ready to print.
 pub fn open_any(
@@ -69,8 +89,19 @@ pub fn open_any(
     writable: bool,
     create: FormatArg,
 ) -> Result<etch_engine::store::AnyStore, String> {
+    open_any_with(path, writable, create, IoArg::default())
+}
+
+/// [`open_any`] with a chosen way of writing a native store's log.
+pub fn open_any_with(
+    path: &std::path::Path,
+    writable: bool,
+    create: FormatArg,
+    io: IoArg,
+) -> Result<etch_engine::store::AnyStore, String> {
     let mut options = etch_engine::store::OpenOptions::writable(create.into());
     options.writable = writable;
+    options.native.io = io.into();
     etch_engine::store::open_store(path, &options).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -1,6 +1,6 @@
 //! `etch shell` (and `etch` alone): the interactive shell on a store.
 
-use super::{open_any, FormatArg};
+use super::{open_any_with, FormatArg, IoArg};
 use etch_engine::node::LocalNode;
 use etch_engine::store::{CellStore, NativeOptions, NativeStore, StoreFormat};
 use etch_shell::{LocalBackend, Shell};
@@ -46,6 +46,9 @@ pub struct StoreTarget {
     /// Format of a store created here.
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
+    /// How a native store writes its log.
+    #[arg(long, value_enum, default_value_t)]
+    pub io: IoArg,
 }
 
 /// An open store, the node on it and a one-line description.
@@ -64,7 +67,7 @@ pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
         }
         None => {
             let writable = !target.read_only;
-            let any = open_any(path, writable, target.format)?;
+            let any = open_any_with(path, writable, target.format, target.io)?;
             (any.cell_store(), any.format())
         }
     };
