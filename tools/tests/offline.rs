@@ -53,7 +53,7 @@ fn value(seed: u64, scale: usize) -> Cell {
 
 fn small_native_options() -> NativeOptions {
     NativeOptions {
-        memtable_flush_entries: 40,
+        memtable_flush_entries: 10,
         ..NativeOptions::default()
     }
 }
@@ -720,3 +720,4 @@ fn bench_disk_profiles_and_draws() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+

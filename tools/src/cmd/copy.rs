@@ -129,8 +129,8 @@ const CAD_STAGE_BYTES: u64 = 64 << 20;
 
 /// A store being written record by record.
 pub enum Sink {
-    /// A native store.
-    Native(NativeStore),
+    /// A native store, and whether records were written since its last commit.
+    Native(NativeStore, bool),
     /// A CAD047 file and the bytes staged since its last commit.
     Cad(EtchFile, u64),
 }
@@ -166,7 +166,7 @@ impl Sink {
         }
         match format {
             StoreFormat::Native => NativeStore::create(path, NativeOptions::default())
-                .map(Sink::Native)
+                .map(|s| Sink::Native(s, false))
                 .map_err(|e| e.to_string()),
             StoreFormat::Cad047 => EtchFile::create(path)
                 .map(|f| Sink::Cad(f, 0))
@@ -180,7 +180,7 @@ impl Sink {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         match detect(path) {
             Some(StoreFormat::Native) => NativeStore::open(path, true, NativeOptions::default())
-                .map(Sink::Native)
+                .map(|s| Sink::Native(s, false))
                 .map_err(|e| e.to_string()),
             Some(StoreFormat::Cad047) => EtchFile::open(path, true)
                 .map(|f| Sink::Cad(f, 0))
@@ -202,7 +202,7 @@ impl Sink {
     /// True when the store holds this cell.
     pub fn contains(&self, id: &ValueId) -> bool {
         match self {
-            Sink::Native(s) => etch_engine::store::CellStore::contains(s, id).unwrap_or(false),
+            Sink::Native(s, _) => etch_engine::store::CellStore::contains(s, id).unwrap_or(false),
             Sink::Cad(f, _) => f.lookup(&id.0).ok().flatten().is_some(),
         }
     }
@@ -212,7 +212,13 @@ impl Sink {
     /// `source_flags` says so); otherwise STORED. Returns false when it was there already.
     pub fn put(&mut self, cell: &Cell, complete: bool, source_flags: Option<u8>) -> Result<bool, String> {
         match self {
-            Sink::Native(s) => s.put_record(cell.id(), cell.encoding()).map_err(|e| e.to_string()),
+            Sink::Native(s, dirty) => {
+                let new = s
+                    .put_record(cell.id(), cell.encoding())
+                    .map_err(|e| e.to_string())?;
+                *dirty |= new;
+                Ok(new)
+            }
             Sink::Cad(f, staged) => {
                 let existed = f.lookup(&cell.id().0).map_err(|e| e.to_string())?.is_some();
                 let mem = if complete {
@@ -251,11 +257,12 @@ impl Sink {
     pub fn commit_root(&mut self, root: Option<ValueId>) -> Result<(), String> {
         let nil = *Cell::nil().id();
         match self {
-            Sink::Native(s) => {
+            Sink::Native(s, dirty) => {
                 if root == Some(nil) {
                     s.put_record(&nil, Cell::nil().encoding())
                         .map_err(|e| e.to_string())?;
                 }
+                *dirty = false;
                 s.set_root_id(root).map_err(|e| e.to_string())
             }
             Sink::Cad(f, staged) => {
@@ -270,7 +277,10 @@ impl Sink {
     /// Makes everything written durable and closes the store.
     pub fn finish(self) -> Result<(), String> {
         match self {
-            Sink::Native(s) => etch_engine::store::CellStore::commit(&s).map_err(|e| e.to_string()),
+            Sink::Native(s, true) => {
+                etch_engine::store::CellStore::commit(&s).map_err(|e| e.to_string())
+            }
+            Sink::Native(_, false) => Ok(()),
             Sink::Cad(mut f, _) => f.commit().map_err(|e| e.to_string()),
         }
     }
