@@ -41,7 +41,11 @@ fn vectors() -> PathBuf {
 fn value(seed: u64, scale: usize) -> Cell {
     let mut rng = SplitMix64(seed);
     let blob = Cell::blob(&rng.bytes(20_000 * scale));
-    let longs = Cell::vector((0..300 * scale as i64).map(|i| Cell::long(i * seed as i64)).collect());
+    let longs = Cell::vector(
+        (0..300 * scale as i64)
+            .map(|i| Cell::long(i * seed as i64))
+            .collect(),
+    );
     let text = Cell::string(&"etch ".repeat(200 * scale));
     let map = Cell::map(
         (0..100 * scale as i64)
@@ -157,7 +161,12 @@ fn sound_stores_verify() {
     native_store(&n);
     let c = dir.path().join("c.etch");
     cad_store(&c);
-    for s in [n.as_path(), c.as_path(), &vectors().join("small.etch"), &vectors().join("mixed.etch")] {
+    for s in [
+        n.as_path(),
+        c.as_path(),
+        &vectors().join("small.etch"),
+        &vectors().join("mixed.etch"),
+    ] {
         let (code, v) = verify(s);
         assert_eq!(code, 0, "{}: {v}", s.display());
         assert_eq!(v["ok"], true);
@@ -256,7 +265,10 @@ fn verify_finds_native_damage() {
     }
     let (code, v) = verify(&d);
     assert_eq!(code, 1);
-    assert!(has(&v, "log", None, "missing", Some(&victim.id().to_hex())), "{v}");
+    assert!(
+        has(&v, "log", None, "missing", Some(&victim.id().to_hex())),
+        "{v}"
+    );
 }
 
 /// Offsets in small.etch (from its cells.tsv): the record of V and its root slot.
@@ -334,7 +346,10 @@ fn verify_finds_cad047_damage() {
     assert_eq!(code, 1);
     let root = "df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd";
     let root_off = small_record_offset(root);
-    assert!(has(&v, "deleted.etch", Some(root_off), "missing", Some(V_ID)), "{v}");
+    assert!(
+        has(&v, "deleted.etch", Some(root_off), "missing", Some(V_ID)),
+        "{v}"
+    );
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -389,7 +404,10 @@ fn compact_reclaims_garbage() {
     let (code, _, err) = etch(&["compact", p(&n), "--keep-snapshots", "1"]);
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = etch(&["snapshots", p(&n), "--json"]);
-    let listed: Vec<String> = out.lines().map(|l| json(l)["root"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = out
+        .lines()
+        .map(|l| json(l)["root"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed, vec![roots[1].to_hex(), roots[2].to_hex()]);
     assert_eq!(verify(&n).0, 0);
 }
@@ -434,7 +452,9 @@ fn compact_survives_kill_9() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_micros(rng.next_u64() % (took + 1)));
+        std::thread::sleep(std::time::Duration::from_micros(
+            rng.next_u64() % (took + 1),
+        ));
         // SAFETY: signalling our own child by its pid.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
@@ -472,7 +492,15 @@ fn export_import_round_trip() {
     assert_eq!(bytes, std::fs::read(&e2).unwrap(), "two exports differ");
     for format in ["native", "cad047"] {
         let t = dir.path().join(format!("t-{format}"));
-        let (code, out, err) = etch(&["import", p(&e1), "--store", p(&t), "--format", format, "--json"]);
+        let (code, out, err) = etch(&[
+            "import",
+            p(&e1),
+            "--store",
+            p(&t),
+            "--format",
+            format,
+            "--json",
+        ]);
         assert_eq!(code, 0, "{err}");
         assert_eq!(json(&out)["root"], roots[2].to_hex());
         assert_eq!(root_of(&t).unwrap(), roots[2].to_hex());
@@ -484,13 +512,26 @@ fn export_import_round_trip() {
     }
     // An older root, by --root.
     let e4 = dir.path().join("old.export");
-    assert_eq!(etch(&["export", p(&n), "--root", &roots[0].to_hex(), "-o", p(&e4)]).0, 0);
+    assert_eq!(
+        etch(&["export", p(&n), "--root", &roots[0].to_hex(), "-o", p(&e4)]).0,
+        0
+    );
     // Damaged copies import nothing and say where.
     let target = dir.path().join("target");
     let (code, _, err) = etch(&["import", p(&e4), "--store", p(&target)]);
     assert_eq!(code, 0, "{err}");
     let mut rng = SplitMix64(5);
-    let mut spots: Vec<usize> = vec![3, 20, 62, 64, 66, 80, bytes.len() / 2, bytes.len() - 30, bytes.len() - 6];
+    let mut spots: Vec<usize> = vec![
+        3,
+        20,
+        62,
+        64,
+        66,
+        80,
+        bytes.len() / 2,
+        bytes.len() - 30,
+        bytes.len() - 6,
+    ];
     for _ in 0..6 {
         spots.push((rng.next_u64() % bytes.len() as u64) as usize);
     }
@@ -537,8 +578,14 @@ fn convert_keeps_roots_and_cells() {
     for r in &roots {
         let a = dir.path().join("a.x");
         let b = dir.path().join("b.x");
-        assert_eq!(etch(&["export", p(&n), "--root", &r.to_hex(), "-o", p(&a)]).0, 0);
-        assert_eq!(etch(&["export", p(&n2), "--root", &r.to_hex(), "-o", p(&b)]).0, 0);
+        assert_eq!(
+            etch(&["export", p(&n), "--root", &r.to_hex(), "-o", p(&a)]).0,
+            0
+        );
+        assert_eq!(
+            etch(&["export", p(&n2), "--root", &r.to_hex(), "-o", p(&b)]).0,
+            0
+        );
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     }
     // Native to native keeps the commits as snapshots.
@@ -612,7 +659,10 @@ fn recover_salvages() {
     let (code, out, err) = etch(&["recover", p(&f), "-o", p(&out3), "--json"]);
     assert_eq!(code, 1, "{err}");
     let v = json(&out);
-    assert_eq!(v["root"], "df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd");
+    assert_eq!(
+        v["root"],
+        "df7c7e21435b0a1804e8f4e952c74fa6519998b33c188915081a6b5cea43fecd"
+    );
     assert_eq!(verify(&out3).0, 0);
     assert_eq!(ids(&out3), ids(&vectors().join("small.etch")));
 }
@@ -680,8 +730,12 @@ fn well_formed_xml(s: &str) -> Result<usize, String> {
         elements += 1;
         let self_closing = tag.ends_with('/');
         let body = tag.trim_end_matches('/');
-        let name = body.split_whitespace().next().ok_or("empty tag")?.to_string();
-        if body.matches('"').count() % 2 != 0 {
+        let name = body
+            .split_whitespace()
+            .next()
+            .ok_or("empty tag")?
+            .to_string();
+        if !body.matches('"').count().is_multiple_of(2) {
             return Err(format!("unbalanced quotes in <{body}>"));
         }
         if !self_closing {
@@ -699,8 +753,18 @@ fn bench_disk_profiles_and_draws() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let (code, stdout, err) = etch(&[
-        "bench", "disk", "--dir", p(dir.path()), "--size", "8", "--seconds", "0.2", "--cells", "3000",
-        "--out", p(&out),
+        "bench",
+        "disk",
+        "--dir",
+        p(dir.path()),
+        "--size",
+        "8",
+        "--seconds",
+        "0.2",
+        "--cells",
+        "3000",
+        "--out",
+        p(&out),
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("fdatasync"), "{stdout}");
@@ -720,4 +784,3 @@ fn bench_disk_profiles_and_draws() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
-

@@ -24,13 +24,15 @@ const W2_ROOT: &str = "3c56fad6bd06d27a668608111f7fa96b669323994ea25a0183bc3aa68
 
 /// Arguments of `etch bench`.
 #[derive(clap::Args)]
-#[command(long_about = "Measures the engine on this machine's disk with the workloads of the \
+#[command(
+    long_about = "Measures the engine on this machine's disk with the workloads of the \
 bench README: `ingest` runs W1 (small cells, a durable commit per 1,000) or W2 (a 1 GiB blob in \
 one durable commit) into a new store; `read` runs W3 (random reads by Value ID on all threads) \
 on a store W1 wrote. Data is generated before the clock starts; building cells, hashing, writing \
 and syncing are timed. Prints cells/s, MB/s, commit latency and peak memory.\n\n\
 Examples:\n  etch bench ingest --dir /mnt/nvme/etch-bench\n  etch bench ingest --workload w2\n  \
-etch bench read --dir /mnt/nvme/etch-bench --threads 16")]
+etch bench read --dir /mnt/nvme/etch-bench --threads 16"
+)]
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchCommand,
@@ -106,9 +108,11 @@ fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with(key)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
@@ -147,7 +151,10 @@ fn w1_data(cells: usize) -> Vec<u8> {
 fn ingest(a: IngestArgs) -> Result<(), String> {
     let (dir, remove) = match &a.dir {
         Some(d) => (d.clone(), false),
-        None => (PathBuf::from(format!("etch-bench-{}", std::process::id())), !a.keep),
+        None => (
+            PathBuf::from(format!("etch-bench-{}", std::process::id())),
+            !a.keep,
+        ),
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("store");
@@ -260,7 +267,10 @@ fn read(a: ReadArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let store: Arc<dyn CellStore> = any.cell_store();
     if !matches!(store.root(), Ok(Root::Value(_))) {
-        return Err(format!("{}: no root: run `etch bench ingest --keep` first", path.display()));
+        return Err(format!(
+            "{}: no root: run `etch bench ingest --keep` first",
+            path.display()
+        ));
     }
     let data = w1_data(a.cells);
     let ids: Arc<Vec<ValueId>> = Arc::new(

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 /// Arguments of `etch compact`.
 #[derive(clap::Args)]
-#[command(long_about = "Rewrites a store keeping only what is reachable from its root (and, for \
+#[command(
+    long_about = "Rewrites a store keeping only what is reachable from its root (and, for \
 a native store, from its N newest earlier commits), parents next to their children, and \
 replaces the original atomically. Cells reachable from no kept root are dropped: other \
 applications that keep unrooted data in the store lose it.\n\n\
@@ -24,7 +25,8 @@ original or the complete copy. The store is locked against writers throughout.\n
 A native copy keeps the kept commits as its commits 1, 2, … (new numbers and times). Prints the \
 bytes before and after and what was reclaimed; --json prints one object with the keys path, \
 format, bytes_before, bytes_after, reclaimed, cells, cell_bytes, roots, seconds. Exit status 0, \
-or 2 on an error (a store with missing cells cannot be compacted: see etch verify / recover).")]
+or 2 on an error (a store with missing cells cannot be compacted: see etch verify / recover)."
+)]
 pub struct CompactArgs {
     /// The store (either format).
     path: PathBuf,

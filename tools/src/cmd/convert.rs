@@ -13,7 +13,8 @@ use std::time::Instant;
 
 /// Arguments of `etch convert`.
 #[derive(clap::Args)]
-#[command(long_about = "Copies a store into a new store of the other format (or the format \
+#[command(
+    long_about = "Copies a store into a new store of the other format (or the format \
 --to names): every cell, and the root. Trees reachable from roots are written first, children \
 before parents (a CAD047 target labels them PERSISTED with their memory sizes, keeping \
 ANNOUNCED), then every other record in the source (labelled STORED). From a native store, \
@@ -21,7 +22,8 @@ every commit's root is carried: a native target gets one commit per distinct roo
 first, so its snapshots still open; a CAD047 target keeps only the current root, but every \
 cell of every snapshot. Reads check every cell's hash. DST must not exist.\n\n\
 Exit status 0, or 2 on an error. --json prints one object with the keys src, dst, from, to, \
-root, roots, cells, bytes, seconds.")]
+root, roots, cells, bytes, seconds."
+)]
 pub struct ConvertArgs {
     /// The store to read (either format).
     src: PathBuf,

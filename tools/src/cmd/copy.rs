@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// A store opened for reading cells.
+#[allow(clippy::large_enum_variant)] // one per command
 pub enum Source {
     /// A native store.
     Native(NativeStore),
@@ -25,13 +26,17 @@ impl Source {
         let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         etch_engine::store::swap::recover_replace(path).map_err(|e| at(&e))?;
         match detect(path) {
-            Some(StoreFormat::Native) => NativeStore::open(path, writable, NativeOptions::default())
-                .map(Source::Native)
-                .map_err(|e| e.to_string()),
+            Some(StoreFormat::Native) => {
+                NativeStore::open(path, writable, NativeOptions::default())
+                    .map(Source::Native)
+                    .map_err(|e| e.to_string())
+            }
             Some(StoreFormat::Cad047) => EtchFile::open(path, writable)
                 .map(Source::Cad)
                 .map_err(|e| e.to_string()),
-            None => Err(at(&"not a store (neither a native store directory nor a CAD047 file)")),
+            None => Err(at(
+                &"not a store (neither a native store directory nor a CAD047 file)",
+            )),
         }
     }
 
@@ -104,7 +109,9 @@ impl Resolver for Source {
         match self {
             Source::Native(s) => etch_engine::store::CellStore::get(s, id).map_err(Into::into),
             Source::Cad(f) => {
-                let Some(rec) = f.get(&id.0).map_err(|e| ResolveError::Store(e.to_string()))?
+                let Some(rec) = f
+                    .get(&id.0)
+                    .map_err(|e| ResolveError::Store(e.to_string()))?
                 else {
                     return Ok(None);
                 };
@@ -128,6 +135,7 @@ impl Resolver for Source {
 const CAD_STAGE_BYTES: u64 = 64 << 20;
 
 /// A store being written record by record.
+#[allow(clippy::large_enum_variant)] // one per command
 pub enum Sink {
     /// A native store, and whether records were written since its last commit.
     Native(NativeStore, bool),
@@ -137,7 +145,11 @@ pub enum Sink {
 
 /// The memory size (encoding.md §10) of `cell`, given those of the branch cells it refers to;
 /// `None` if one is not known. `meta`: the cell is a Syntax's metadata map (always inline).
-pub fn memory_size(cell: &Cell, meta: bool, branch: &dyn Fn(&ValueId) -> Option<u64>) -> Option<u64> {
+pub fn memory_size(
+    cell: &Cell,
+    meta: bool,
+    branch: &dyn Fn(&ValueId) -> Option<u64>,
+) -> Option<u64> {
     let mut total: u64 = 0;
     for (i, r) in cell.refs().iter().enumerate() {
         let m = match r {
@@ -210,7 +222,12 @@ impl Sink {
     /// Writes `cell`'s record. `complete`: every branch beneath it is already stored complete
     /// (a CAD047 target then labels it PERSISTED with its memory size, or keeps ANNOUNCED when
     /// `source_flags` says so); otherwise STORED. Returns false when it was there already.
-    pub fn put(&mut self, cell: &Cell, complete: bool, source_flags: Option<u8>) -> Result<bool, String> {
+    pub fn put(
+        &mut self,
+        cell: &Cell,
+        complete: bool,
+        source_flags: Option<u8>,
+    ) -> Result<bool, String> {
         match self {
             Sink::Native(s, dirty) => {
                 let new = s
@@ -240,7 +257,12 @@ impl Sink {
                         .unwrap_or(cad047::status::PERSISTED),
                     None => cad047::status::STORED,
                 };
-                let flags = status | if cell.is_embedded() { 0 } else { FLAG_NON_EMBEDDED };
+                let flags = status
+                    | if cell.is_embedded() {
+                        0
+                    } else {
+                        FLAG_NON_EMBEDDED
+                    };
                 f.write(&cell.id().0, cell.encoding(), flags, mem.unwrap_or(0))
                     .map_err(|e| e.to_string())?;
                 *staged += cell.len() as u64 + cad047::RECORD_HEADER_BYTES;
@@ -302,7 +324,9 @@ pub fn post_order(
         let c = src
             .resolve(id)
             .map_err(|e| format!("cell {id}: {e}"))?
-            .ok_or_else(|| format!("missing cell {id}: the store is damaged (see etch verify, etch recover)"))?;
+            .ok_or_else(|| {
+                format!("missing cell {id}: the store is damaged (see etch verify, etch recover)")
+            })?;
         let mut kids = Vec::new();
         branch_children(&c, &mut kids);
         Ok((c, kids))

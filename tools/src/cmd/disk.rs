@@ -18,7 +18,8 @@ use std::time::Instant;
 
 /// Arguments of `etch bench disk`.
 #[derive(clap::Args)]
-#[command(long_about = "Profiles the disk under --dir the way the engine uses it, for judging \
+#[command(
+    long_about = "Profiles the disk under --dir the way the engine uses it, for judging \
 a drive (e.g. an NVMe for a storage provider):\n\n\
 - sequential appends of --size MiB to a new file, by pwrite (4 KiB to 4 MiB blocks) and by \
 io_uring (64 KiB to 4 MiB blocks, 1 to 16 writes in flight), each ended by fdatasync and timed \
@@ -32,7 +33,8 @@ the file's cache where O_DIRECT is refused): pread at 1 in flight and io_uring a
 (the W1 workload of `etch bench ingest`).\n\n\
 Prints a table, and writes disk-profile.json and disk-profile.svg (throughput and latency \
 charts) into --out. Files are removed afterwards. With the defaults it takes well under two \
-minutes on a drive of 200 MB/s or more.")]
+minutes on a drive of 200 MB/s or more."
+)]
 pub struct DiskArgs {
     /// Directory on the disk to profile (a scratch directory is made inside it).
     #[arg(long, default_value = ".")]
@@ -311,20 +313,21 @@ fn random_uring(path: &Path, blocks: u64, secs: f64, qd: usize) -> io::Result<Re
     let mut done = 0u64;
     loop {
         let running = start.elapsed().as_secs_f64() < secs && us.len() < 4_000_000;
-        while running {
-            let Some(b) = free.pop() else { break };
-            let off = (rng.next_u64() % blocks) * 4096;
-            let e = opcode::Read::new(fd, a.ptr(b), 4096)
-                .offset(off)
-                .build()
-                .user_data(b as u64);
-            // SAFETY: the buffer slot `b` is not reused until its completion is reaped.
-            if unsafe { ring.submission().push(&e) }.is_err() {
-                free.push(b);
-                break;
+        if running {
+            while let Some(b) = free.pop() {
+                let off = (rng.next_u64() % blocks) * 4096;
+                let e = opcode::Read::new(fd, a.ptr(b), 4096)
+                    .offset(off)
+                    .build()
+                    .user_data(b as u64);
+                // SAFETY: the buffer slot `b` is not reused until its completion is reaped.
+                if unsafe { ring.submission().push(&e) }.is_err() {
+                    free.push(b);
+                    break;
+                }
+                sent[b] = Instant::now();
+                inflight += 1;
             }
-            sent[b] = Instant::now();
-            inflight += 1;
         }
         if inflight == 0 {
             break;
@@ -376,11 +379,21 @@ pub fn ingest_w1(dir: &Path, cells: usize) -> Result<(f64, Vec<f64>), String> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A horizontal bar chart panel: (label, value) rows, the value axis from 0 to the maximum.
-fn panel(svg: &mut String, x: f64, y: f64, w: f64, title: &str, unit: &str, rows: &[(String, f64)]) -> f64 {
+fn panel(
+    svg: &mut String,
+    x: f64,
+    y: f64,
+    w: f64,
+    title: &str,
+    unit: &str,
+    rows: &[(String, f64)],
+) -> f64 {
     let row_h = 22.0;
     let label_w = 150.0;
     let max = rows.iter().map(|r| r.1).fold(0.0f64, f64::max).max(1e-9);
@@ -437,10 +450,16 @@ fn svg_chart(
     let mut y = 40.0;
     let mut tp: Vec<(String, f64)> = seq.iter().map(|s| (s.label(), s.mb_s())).collect();
     for r in reads {
-        tp.push((format!("rand 4K {} qd{}", r.method, r.qd), r.iops * 4096.0 / 1e6));
+        tp.push((
+            format!("rand 4K {} qd{}", r.method, r.qd),
+            r.iops * 4096.0 / 1e6,
+        ));
     }
     if let Some(i) = ingest {
-        tp.push(("engine ingest (W1)".into(), i.cells as f64 * 99.0 / i.secs / 1e6));
+        tp.push((
+            "engine ingest (W1)".into(),
+            i.cells as f64 * 99.0 / i.secs / 1e6,
+        ));
     }
     y += panel(&mut body, 20.0, y, w - 40.0, "Throughput", "MB/s", &tp);
     let mut lat: Vec<(String, f64)> = vec![
@@ -510,41 +529,96 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let jpath = args.out.join("disk-profile.json");
     let spath = args.out.join("disk-profile.svg");
-    std::fs::write(&jpath, format!("{json:#}\n")).map_err(|e| format!("{}: {e}", jpath.display()))?;
-    let title = format!("etch bench disk: {} ({} MiB per test)", args.dir.display(), args.size);
-    std::fs::write(&spath, svg_chart(&title, &seq, &sync, &reads, ingest.as_ref()))
-        .map_err(|e| format!("{}: {e}", spath.display()))?;
+    std::fs::write(&jpath, format!("{json:#}\n"))
+        .map_err(|e| format!("{}: {e}", jpath.display()))?;
+    let title = format!(
+        "etch bench disk: {} ({} MiB per test)",
+        args.dir.display(),
+        args.size
+    );
+    std::fs::write(
+        &spath,
+        svg_chart(&title, &seq, &sync, &reads, ingest.as_ref()),
+    )
+    .map_err(|e| format!("{}: {e}", spath.display()))?;
     let mut out = io::stdout().lock();
     let w = |out: &mut io::StdoutLock, s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
     if args.json {
         return w(&mut out, json.to_string());
     }
-    w(&mut out, format!("disk profile of {} ({} MiB per sequential test)", args.dir.display(), args.size))?;
-    w(&mut out, format!("\n{:<24} {:>10} {:>10} {:>10}", "sequential append", "MB/s", "write s", "fdatasync s"))?;
+    w(
+        &mut out,
+        format!(
+            "disk profile of {} ({} MiB per sequential test)",
+            args.dir.display(),
+            args.size
+        ),
+    )?;
+    w(
+        &mut out,
+        format!(
+            "\n{:<24} {:>10} {:>10} {:>10}",
+            "sequential append", "MB/s", "write s", "fdatasync s"
+        ),
+    )?;
     for s in &seq {
-        w(&mut out, format!("{:<24} {:>10.0} {:>10.3} {:>10.3}", s.label(), s.mb_s(), s.write_s, s.sync_s))?;
+        w(
+            &mut out,
+            format!(
+                "{:<24} {:>10.0} {:>10.3} {:>10.3}",
+                s.label(),
+                s.mb_s(),
+                s.write_s,
+                s.sync_s
+            ),
+        )?;
     }
-    w(&mut out, format!("\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>10}", "latency (µs)", "count", "p50", "p99", "p99.9", "max"))?;
-    w(&mut out, format!(
-        "{:<24} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
-        "4 KiB append+fdatasync", sync.count, sync.p50, sync.p99, sync.p999, sync.max
-    ))?;
-    for r in &reads {
-        w(&mut out, format!(
+    w(
+        &mut out,
+        format!(
+            "\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "latency (µs)", "count", "p50", "p99", "p99.9", "max"
+        ),
+    )?;
+    w(
+        &mut out,
+        format!(
             "{:<24} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
-            format!("rand 4K {} qd{}", r.method, r.qd),
-            r.lat.count, r.lat.p50, r.lat.p99, r.lat.p999, r.lat.max
-        ))?;
-    }
-    w(&mut out, format!("\n{:<24} {:>10} {:>10} {:>10}", "random 4 KiB reads", "IOPS", "MB/s", "cache"))?;
+            "4 KiB append+fdatasync", sync.count, sync.p50, sync.p99, sync.p999, sync.max
+        ),
+    )?;
     for r in &reads {
-        w(&mut out, format!(
-            "{:<24} {:>10.0} {:>10.1} {:>10}",
-            format!("{} qd{}", r.method, r.qd),
-            r.iops,
-            r.iops * 4096.0 / 1e6,
-            if r.direct { "bypassed" } else { "dropped" }
-        ))?;
+        w(
+            &mut out,
+            format!(
+                "{:<24} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
+                format!("rand 4K {} qd{}", r.method, r.qd),
+                r.lat.count,
+                r.lat.p50,
+                r.lat.p99,
+                r.lat.p999,
+                r.lat.max
+            ),
+        )?;
+    }
+    w(
+        &mut out,
+        format!(
+            "\n{:<24} {:>10} {:>10} {:>10}",
+            "random 4 KiB reads", "IOPS", "MB/s", "cache"
+        ),
+    )?;
+    for r in &reads {
+        w(
+            &mut out,
+            format!(
+                "{:<24} {:>10.0} {:>10.1} {:>10}",
+                format!("{} qd{}", r.method, r.qd),
+                r.iops,
+                r.iops * 4096.0 / 1e6,
+                if r.direct { "bypassed" } else { "dropped" }
+            ),
+        )?;
     }
     if let Some(i) = &ingest {
         w(&mut out, format!(
@@ -556,7 +630,14 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             i.commit_ms.p99
         ))?;
     }
-    w(&mut out, format!("\nwrote {} and {} in {total:.1} s", jpath.display(), spath.display()))
+    w(
+        &mut out,
+        format!(
+            "\nwrote {} and {} in {total:.1} s",
+            jpath.display(),
+            spath.display()
+        ),
+    )
 }
 
 #[allow(clippy::type_complexity)]
@@ -574,7 +655,14 @@ fn profile_in(
         pb.inc(1);
     }
     let mut uring_ok = true;
-    for (block, qd) in [(64 << 10, 1), (64 << 10, 16), (1 << 20, 1), (1 << 20, 4), (1 << 20, 16), (4 << 20, 4)] {
+    for (block, qd) in [
+        (64 << 10, 1),
+        (64 << 10, 16),
+        (1 << 20, 1),
+        (1 << 20, 4),
+        (1 << 20, 16),
+        (4 << 20, 4),
+    ] {
         if !uring_ok {
             break;
         }
@@ -600,7 +688,8 @@ fn profile_in(
     }
     pb.inc(1);
     let _ = std::fs::remove_file(&file);
-    let sync = fsync_latency(&scratch.join("sync"), secs).map_err(|e| format!("fdatasync test: {e}"))?;
+    let sync =
+        fsync_latency(&scratch.join("sync"), secs).map_err(|e| format!("fdatasync test: {e}"))?;
     pb.inc(1);
     let ingest = if args.cells > 0 {
         let (secs, ms) = ingest_w1(&scratch.join("store"), args.cells)?;

@@ -24,13 +24,15 @@ pub const CELL_HEADER_BYTES: usize = 36;
 
 /// Arguments of `etch export`.
 #[derive(clap::Args)]
-#[command(long_about = "Writes every cell reachable from a root into one streamable, checksummed \
+#[command(
+    long_about = "Writes every cell reachable from a root into one streamable, checksummed \
 file (docs/EXPORT.md): a 64-byte header naming the root, then each cell once as length, Value ID \
 and encoding, children before parents in a fixed order (the root last), then an end marker, the \
 counts and a CRC-32C of everything before it. Exporting the same root gives the same bytes every \
 time, from either store format. `etch import` loads it into any store.\n\n\
 The root is the store's root unless --root names another stored cell. -o - writes to stdout. \
-Exit status 0, or 2 on an error (missing cells included: see etch verify).")]
+Exit status 0, or 2 on an error (missing cells included: see etch verify)."
+)]
 pub struct ExportArgs {
     /// The store (either format).
     path: PathBuf,
@@ -47,7 +49,8 @@ pub struct ExportArgs {
 
 /// Arguments of `etch import`.
 #[derive(clap::Args)]
-#[command(long_about = "Loads an export file (docs/EXPORT.md) into a store, creating the store \
+#[command(
+    long_about = "Loads an export file (docs/EXPORT.md) into a store, creating the store \
 if there is none (--format), and makes the file's root the store's root. The file is read \
 twice: the first pass checks everything — header, every cell's length, Value ID (SHA3-256 of its \
 encoding) and canonical encoding, that every cell's children come before it, the end marker, \
@@ -56,7 +59,8 @@ command names the byte offset of the first problem and exits 1. Cells the store 
 are skipped.\n\n\
 Exit status 0 imported, 1 the file is damaged (nothing imported), 2 usage or I/O error. --json \
 prints one object with the keys file, store, root, cells, new_cells, bytes, seconds (or ok false \
-and error, offset).")]
+and error, offset)."
+)]
 pub struct ImportArgs {
     /// The export file.
     file: PathBuf,
@@ -121,7 +125,12 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
         },
         None => match src.root() {
             Some(r) => r,
-            None => return error_exit(format!("{}: the store has no root (use --root)", args.path.display())),
+            None => {
+                return error_exit(format!(
+                    "{}: the store has no root (use --root)",
+                    args.path.display()
+                ))
+            }
         },
     };
     let to_stdout = args.output.as_os_str() == "-";
@@ -141,7 +150,8 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
     let pb = bar(0, "export", false);
     let (mut cells, mut enc_bytes) = (0u64, 0u64);
     let result = (|| -> Result<(), String> {
-        w.write_all(&header(Some(&root))).map_err(|e| e.to_string())?;
+        w.write_all(&header(Some(&root)))
+            .map_err(|e| e.to_string())?;
         let nil = *Cell::nil().id();
         let nil_without_record = root == nil && src.resolve(&root).ok().flatten().is_none();
         if !nil_without_record {
@@ -158,12 +168,19 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
                 Ok(())
             })?;
         }
-        w.write_all(&0u32.to_le_bytes()).map_err(|e| e.to_string())?;
-        w.write_all(&cells.to_le_bytes()).map_err(|e| e.to_string())?;
-        w.write_all(&enc_bytes.to_le_bytes()).map_err(|e| e.to_string())?;
+        w.write_all(&0u32.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.write_all(&cells.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.write_all(&enc_bytes.to_le_bytes())
+            .map_err(|e| e.to_string())?;
         let crc = w.crc;
-        w.inner.write_all(&crc.to_le_bytes()).map_err(|e| e.to_string())?;
-        w.inner.write_all(&0u32.to_le_bytes()).map_err(|e| e.to_string())?;
+        w.inner
+            .write_all(&crc.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.inner
+            .write_all(&0u32.to_le_bytes())
+            .map_err(|e| e.to_string())?;
         w.inner.flush().map_err(|e| e.to_string())
     })();
     pb.finish_and_clear();
@@ -253,9 +270,12 @@ const BATCH_CELLS: usize = 4096;
 
 /// Streams the cells of an export file in batches, each cell's hash and canonical encoding
 /// checked (in parallel), and the framing, order, counts and checksum checked as it goes.
+/// What `read_export` hands each batch of checked cells to: (offset, cell) pairs.
+type OnBatch<'a> = &'a mut dyn FnMut(&[(u64, Cell)]) -> Result<(), String>;
+
 fn read_export(
     path: &Path,
-    on_batch: &mut dyn FnMut(&[(u64, Cell)]) -> Result<(), String>,
+    on_batch: OnBatch<'_>,
     progress: &indicatif::ProgressBar,
 ) -> Result<ReadSummary, ReadError> {
     let f = File::open(path).map_err(|e| ReadError::Io(format!("{}: {e}", path.display())))?;
@@ -316,7 +336,10 @@ fn read_export(
             if let Some(k) = kids.iter().find(|k| !seen.contains(k)) {
                 return Err(damaged(
                     off,
-                    format!("cell {} refers to {k}, which does not come before it", cell.id()),
+                    format!(
+                        "cell {} refers to {k}, which does not come before it",
+                        cell.id()
+                    ),
                 ));
             }
             if !seen.insert(*cell.id()) {
@@ -335,7 +358,10 @@ fn read_export(
             break;
         }
         if len > ENCODING_BYTES_MAX {
-            return Err(damaged(at, format!("cell length {len} is over {ENCODING_BYTES_MAX}")));
+            return Err(damaged(
+                at,
+                format!("cell length {len} is over {ENCODING_BYTES_MAX}"),
+            ));
         }
         let mut id = [0u8; 32];
         r.exact(&mut id, "a cell's Value ID")?;
@@ -378,10 +404,16 @@ fn read_export(
     let nil = *Cell::nil().id();
     match root {
         Some(rt) if cells == 0 && rt != nil => {
-            return Err(damaged(16, format!("the header names root {rt} but the file holds no cell")));
+            return Err(damaged(
+                16,
+                format!("the header names root {rt} but the file holds no cell"),
+            ));
         }
         Some(rt) if cells > 0 && last != Some(rt) => {
-            return Err(damaged(16, format!("the header names root {rt} but the last cell is another")));
+            return Err(damaged(
+                16,
+                format!("the header names root {rt} but the last cell is another"),
+            ));
         }
         None if cells > 0 => {
             return Err(damaged(12, "cells without a root".into()));
@@ -481,7 +513,11 @@ pub fn import(args: ImportArgs) -> io::Result<ExitCode> {
             summary.bytes,
             args.store.display(),
             root.as_deref().unwrap_or("(none)"),
-            if args.no_set_root { " not set (--no-set-root)" } else { "" }
+            if args.no_set_root {
+                " not set (--no-set-root)"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::from(EXIT_OK))

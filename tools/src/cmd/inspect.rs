@@ -11,7 +11,8 @@ use std::time::Instant;
 
 /// Arguments of `etch stats`.
 #[derive(clap::Args)]
-#[command(long_about = "Figures about a store's contents: records by cell type (count and \
+#[command(
+    long_about = "Figures about a store's contents: records by cell type (count and \
 bytes), a histogram of encoding sizes, and for the tree under the current root its distinct \
 cells, depth (branch cells on the longest path) and dedup ratio (bytes of the tree written out \
 with every shared subtree repeated, over the bytes stored once); also what is reachable from \
@@ -20,7 +21,8 @@ and checked on every core; damaged ones are counted apart.\n\n\
 --json prints one object with the keys path, format, file_bytes, records, record_bytes, \
 damaged, types (name → {count, bytes}), sizes ([upper bound, count]), root, tree (cells, bytes, \
 depth, logical_cells, logical_bytes, dedup_ratio), live_cells, live_bytes, garbage_cells, \
-garbage_bytes.")]
+garbage_bytes."
+)]
 pub struct StatsArgs {
     /// The store (either format).
     path: PathBuf,
@@ -31,12 +33,14 @@ pub struct StatsArgs {
 
 /// Arguments of `etch dump`.
 #[derive(clap::Args)]
-#[command(long_about = "Lists the records of a store in file order: byte offset, Value ID, \
+#[command(
+    long_about = "Lists the records of a store in file order: byte offset, Value ID, \
 encoding length and cell type (CAD047: also the flags byte; native: commits appear as lines \
 `commit <seq> root <id>`). Records are found as `etch verify` finds them (through the index for \
 CAD047, frame by frame for native) but not hashed: use verify for that.\n\n\
 --json prints one object per line: offset, id, length, type (and flags), or offset, commit, \
-root.")]
+root."
+)]
 pub struct DumpArgs {
     /// The store (either format).
     path: PathBuf,
@@ -75,7 +79,9 @@ pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
         let t = types.entry(type_name(scan.encoding(r))).or_default();
         t.0 += 1;
         t.1 += r.len as u64;
-        *sizes.entry((r.len as u64).next_power_of_two().max(16)).or_default() += 1;
+        *sizes
+            .entry((r.len as u64).next_power_of_two().max(16))
+            .or_default() += 1;
     }
     let res = scan.resolver();
     let root = scan
@@ -168,11 +174,15 @@ pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
     writeln!(
         out,
         "records: {records} ({record_bytes} bytes of encodings){}",
-        if damaged > 0 { format!(", {damaged} damaged (etch verify)") } else { String::new() }
+        if damaged > 0 {
+            format!(", {damaged} damaged (etch verify)")
+        } else {
+            String::new()
+        }
     )?;
     writeln!(out, "\nby type:")?;
     let mut by: Vec<_> = types.iter().collect();
-    by.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    by.sort_by_key(|x| std::cmp::Reverse(x.1 .1));
     for (k, (c, b)) in by {
         writeln!(out, "  {k:<12} {c:>12} cells {b:>15} bytes")?;
     }
@@ -198,7 +208,11 @@ pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
     writeln!(
         out,
         "live (reachable from {}): {live} cells ({live_bytes} bytes); garbage: {} cells ({} bytes)",
-        if scan.format == Format::Native { "any commit" } else { "the root" },
+        if scan.format == Format::Native {
+            "any commit"
+        } else {
+            "the root"
+        },
         records.saturating_sub(live),
         record_bytes.saturating_sub(live_bytes)
     )?;
@@ -217,7 +231,11 @@ pub fn dump(args: DumpArgs) -> io::Result<ExitCode> {
     scan.sort_by_offset();
     let mut out = BufWriter::new(io::stdout().lock());
     let limit = args.limit.unwrap_or(usize::MAX);
-    let mut commits = scan.roots.iter().filter(|_| scan.format == Format::Native).peekable();
+    let mut commits = scan
+        .roots
+        .iter()
+        .filter(|_| scan.format == Format::Native)
+        .peekable();
     let mut lines = 0usize;
     let commit_line = |out: &mut dyn Write, r: &super::scan::RootRef| -> io::Result<()> {
         let root = r.id.map(hex::encode);
@@ -256,9 +274,24 @@ pub fn dump(args: DumpArgs) -> io::Result<ExitCode> {
             }
             writeln!(out, "{v}")?;
         } else if scan.format == Format::Cad047 {
-            writeln!(out, "{:>12}  {}  {:>5}  {:<10}  flags {:02x}", r.offset, hex::encode(r.id), r.len, ty, r.flags)?;
+            writeln!(
+                out,
+                "{:>12}  {}  {:>5}  {:<10}  flags {:02x}",
+                r.offset,
+                hex::encode(r.id),
+                r.len,
+                ty,
+                r.flags
+            )?;
         } else {
-            writeln!(out, "{:>12}  {}  {:>5}  {}", r.offset, hex::encode(r.id), r.len, ty)?;
+            writeln!(
+                out,
+                "{:>12}  {}  {:>5}  {}",
+                r.offset,
+                hex::encode(r.id),
+                r.len,
+                ty
+            )?;
         }
         lines += 1;
     }

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 /// Arguments of `etch recover`.
 #[derive(clap::Args)]
-#[command(long_about = "Salvages a damaged store into a new one: every record whose encoding \
+#[command(
+    long_about = "Salvages a damaged store into a new one: every record whose encoding \
 still hashes to its Value ID and decodes is copied, and the new store's root is the newest root \
 whose whole tree survived — for a native store, the commits are tried newest first (also commits \
 past the damage, which opening the store would lose); for a CAD047 file, the header's root, else \
@@ -25,7 +26,8 @@ frames record by record; a CAD047 file is read through its index, and also byte 
 Reports what was lost: damaged records (offset, Value ID), the newer roots whose trees are \
 incomplete and a missing cell of each. The source is only read. Exit status 0 when nothing was \
 lost, 1 when something was, 2 on an error. --json prints one object with the keys path, output, \
-format, records, good, damaged, root, root_seq, lost_roots, cells, seconds.")]
+format, records, good, damaged, root, root_seq, lost_roots, cells, seconds."
+)]
 pub struct RecoverArgs {
     /// The damaged store (either format).
     path: PathBuf,
@@ -45,7 +47,11 @@ pub struct RecoverArgs {
 
 /// Checks that the whole tree of `root` is among the good records; `Err(first missing id)`.
 /// Subtrees found complete go into `complete` and are not walked again.
-fn tree_complete(scan: &Scan, root: &[u8; 32], complete: &mut HashSet<[u8; 32]>) -> Result<(), [u8; 32]> {
+fn tree_complete(
+    scan: &Scan,
+    root: &[u8; 32],
+    complete: &mut HashSet<[u8; 32]>,
+) -> Result<(), [u8; 32]> {
     let mut visited: Vec<[u8; 32]> = Vec::new();
     let mut local: HashSet<[u8; 32]> = HashSet::new();
     let mut stack = vec![*root];
@@ -78,10 +84,12 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
         Err(e) => return error_exit(e),
     };
     scan.check_records(show);
-    let index_damaged = scan
-        .problems
-        .iter()
-        .any(|p| matches!(p.kind, Kind::Index | Kind::Record | Kind::Header | Kind::Truncated));
+    let index_damaged = scan.problems.iter().any(|p| {
+        matches!(
+            p.kind,
+            Kind::Index | Kind::Record | Kind::Header | Kind::Truncated
+        )
+    });
     if scan.format == Format::Cad047 && (args.deep || index_damaged) {
         let known: HashSet<u64> = scan.recs.iter().map(|r| r.offset).collect();
         let len = scan.map.bytes().len() as u64;
@@ -237,7 +245,11 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             writeln!(out, "lost: damaged record at offset {o}, id {}", hexs(id))?;
         }
         if damaged.len() > 20 {
-            writeln!(out, "lost: … and {} more damaged records", damaged.len() - 20)?;
+            writeln!(
+                out,
+                "lost: … and {} more damaged records",
+                damaged.len() - 20
+            )?;
         }
         for (s, r, m) in lost.iter().take(20) {
             let which = if scan.format == Format::Native {
@@ -252,7 +264,11 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
                 out,
                 "root: {}{}",
                 hexs(&r),
-                if scan.format == Format::Native { format!(" (commit {seq})") } else { String::new() }
+                if scan.format == Format::Native {
+                    format!(" (commit {seq})")
+                } else {
+                    String::new()
+                }
             )?,
             Some((_, None)) => writeln!(out, "root: none was set")?,
             None => writeln!(out, "root: none survived: the new store has no root")?,

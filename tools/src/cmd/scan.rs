@@ -300,7 +300,8 @@ impl Scan {
 
     /// Sorts the records by id (for lookups); reports keys that appear twice.
     pub fn sort_by_id(&mut self) {
-        self.recs.par_sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.offset.cmp(&b.offset)));
+        self.recs
+            .par_sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.offset.cmp(&b.offset)));
         self.sorted = true;
     }
 
@@ -496,7 +497,9 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
     }
     let file = scan.rec_file.clone();
     while !frontier.is_empty() {
-        let results: Vec<(Option<(u64, u64)>, Vec<Problem>, Vec<ValueId>)> = frontier
+        // Per cell: (offset and length of its record, if stored), problems, children.
+        type Visit = (Option<(u64, u64)>, Vec<Problem>, Vec<ValueId>);
+        let results: Vec<Visit> = frontier
             .par_iter()
             .map(|(id, from, parent)| {
                 let mut probs = Vec::new();
@@ -506,7 +509,10 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
                     let detail = match (parent, damaged) {
                         (_, Some(at)) => format!("reachable, but its record at {at} is damaged"),
                         (Some(p), None) => {
-                            format!("reachable (referenced by {}) but not stored", hex::encode(p))
+                            format!(
+                                "reachable (referenced by {}) but not stored",
+                                hex::encode(p)
+                            )
                         }
                         (None, None) => "a root, but not stored".to_string(),
                     };
@@ -517,7 +523,9 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
                 branch_children(&cell, &mut kids);
                 let all_there = kids.iter().all(|k| scan.good(&k.0).is_some());
                 if all_there {
-                    if let Err(e) = etch_formats::structure::check_structure(&cell, Some(&res as &dyn Resolver)) {
+                    if let Err(e) =
+                        etch_formats::structure::check_structure(&cell, Some(&res as &dyn Resolver))
+                    {
                         probs.push(
                             Problem::new(
                                 &file,
@@ -686,7 +694,10 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                 LOG,
                 pos as u64,
                 Kind::Frame,
-                format!("{} bytes at the end, less than a frame header", log.len() - pos),
+                format!(
+                    "{} bytes at the end, less than a frame header",
+                    log.len() - pos
+                ),
             ));
             first_damage.get_or_insert(pos as u64);
             break;
@@ -711,7 +722,7 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
             pos = next;
             continue;
         };
-        let end = pos.checked_add(h.total()).unwrap_or(usize::MAX);
+        let end = pos.saturating_add(h.total());
         if end > log.len() {
             damage.push(Problem::new(
                 LOG,
@@ -725,9 +736,10 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
             ));
             first_damage.get_or_insert(pos as u64);
             if h.kind == KIND_DATA {
-                for (o, id, len) in
-                    deep_native_records(&log[pos + FRAME_HEADER_BYTES..], (pos + FRAME_HEADER_BYTES) as u64)
-                {
+                for (o, id, len) in deep_native_records(
+                    &log[pos + FRAME_HEADER_BYTES..],
+                    (pos + FRAME_HEADER_BYTES) as u64,
+                ) {
                     push_rec(&mut recs, o, id, len);
                 }
             }
@@ -779,7 +791,9 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                 Some(c) => {
                     let ok = match commits.last() {
                         None => c.seq == 1 && c.prev_commit == u64::MAX,
-                        Some((p, paddr)) => p.seq.checked_add(1) == Some(c.seq) && c.prev_commit == *paddr,
+                        Some((p, paddr)) => {
+                            p.seq.checked_add(1) == Some(c.seq) && c.prev_commit == *paddr
+                        }
                     };
                     let mut why = Vec::new();
                     if !ok {
@@ -791,7 +805,10 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                         ));
                     }
                     if c.log_end != end as u64 {
-                        why.push(format!("log_end {} is not the frame's end {end}", c.log_end));
+                        why.push(format!(
+                            "log_end {} is not the frame's end {end}",
+                            c.log_end
+                        ));
                     }
                     if c.indexed_end > pos as u64 {
                         why.push(format!("indexed_end {} is past the commit", c.indexed_end));
@@ -881,7 +898,9 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                 }
             }
             if b.len() % SNAPSHOT_RECORD_BYTES != 0 {
-                notes.push("snapshots: a partial record at the end (a writable open drops it)".into());
+                notes.push(
+                    "snapshots: a partial record at the end (a writable open drops it)".into(),
+                );
             }
         }
     }
@@ -913,7 +932,8 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
             reachable: before_damage(*a),
         })
         .collect();
-    let lost_commit = first_damage.and_then(|d| commits.iter().find(|(_, a)| *a > d).map(|c| (d, c)));
+    let lost_commit =
+        first_damage.and_then(|d| commits.iter().find(|(_, a)| *a > d).map(|c| (d, c)));
     if let Some((d, lost)) = lost_commit {
         if lost.1 < keep_end {
             problems.push(Problem::new(
@@ -943,14 +963,24 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
         while next != 0 {
             let name = run_file_name(next);
             if live_runs.contains(&next) || live_runs.len() >= RUNS_MAX {
-                problems.push(Problem::new(&name, 16, Kind::Index, "the run list loops or is too long"));
+                problems.push(Problem::new(
+                    &name,
+                    16,
+                    Kind::Index,
+                    "the run list loops or is too long",
+                ));
                 break;
             }
             live_runs.push(next);
             index_units += 1;
             match Run::open(dir, next, false) {
                 Err(RunError::Io { source, .. }) => {
-                    problems.push(Problem::new(&name, 0, Kind::Index, format!("cannot open: {source}")));
+                    problems.push(Problem::new(
+                        &name,
+                        0,
+                        Kind::Index,
+                        format!("cannot open: {source}"),
+                    ));
                     break;
                 }
                 Err(RunError::Corrupt { detail, .. }) => {
@@ -977,7 +1007,10 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                             LOG,
                             log_len,
                             Kind::Truncated,
-                            format!("the log ends at {log_len} but {name} indexes it up to {}", run.covers_end),
+                            format!(
+                                "the log ends at {log_len} but {name} indexes it up to {}",
+                                run.covers_end
+                            ),
                         ));
                     }
                     covers_prev = Some(run.covers_end);
@@ -1011,8 +1044,13 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
                 .filter(|r| r.offset < h.indexed_end)
                 .filter(|r| !runs.iter().any(|run| run.get(&r.id).is_some()))
                 .map(|r| {
-                    Problem::new(LOG, r.offset, Kind::Index, "the record is not in the index runs")
-                        .with_id(r.id)
+                    Problem::new(
+                        LOG,
+                        r.offset,
+                        Kind::Index,
+                        "the record is not in the index runs",
+                    )
+                    .with_id(r.id)
                 })
                 .collect();
             problems.extend(missing);
@@ -1049,12 +1087,22 @@ fn runs_checked_entries(
             match by_offset.get(addr) {
                 Some(rid) if rid == id => None,
                 Some(_) => Some(
-                    Problem::new(name, at, Kind::Index, format!("entry {i} points at {addr}, a record of another id"))
-                        .with_id(*id),
+                    Problem::new(
+                        name,
+                        at,
+                        Kind::Index,
+                        format!("entry {i} points at {addr}, a record of another id"),
+                    )
+                    .with_id(*id),
                 ),
                 None => Some(
-                    Problem::new(name, at, Kind::Index, format!("entry {i} points at {addr}, where no record starts"))
-                        .with_id(*id),
+                    Problem::new(
+                        name,
+                        at,
+                        Kind::Index,
+                        format!("entry {i} points at {addr}, where no record starts"),
+                    )
+                    .with_id(*id),
                 ),
             }
         })
@@ -1069,9 +1117,10 @@ const TYPE_SHIFT: u32 = 62;
 const PTR_MASK: u64 = (1 << 62) - 1;
 
 fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
-    let name = path
-        .file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let map = Mapped::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let b = map.bytes();
     let mut problems = Vec::new();
@@ -1093,7 +1142,11 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
         problems.push(Problem::new(
             &name,
             0,
-            if phys < 44 { Kind::Header } else { Kind::Truncated },
+            if phys < 44 {
+                Kind::Header
+            } else {
+                Kind::Truncated
+            },
             format!("{phys} bytes: shorter than the header and root index block ({DATA_START})"),
         ));
         scan.problems = problems;
@@ -1101,11 +1154,21 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
         return Ok(scan);
     }
     if b[0..2] != cad047::MAGIC {
-        problems.push(Problem::new(&name, 0, Kind::Header, format!("bad magic {}", hex::encode(&b[0..2]))));
+        problems.push(Problem::new(
+            &name,
+            0,
+            Kind::Header,
+            format!("bad magic {}", hex::encode(&b[0..2])),
+        ));
     }
     let version = u16::from_be_bytes([b[2], b[3]]);
     if version != cad047::VERSION {
-        problems.push(Problem::new(&name, 2, Kind::Header, format!("version {version}, not 1")));
+        problems.push(Problem::new(
+            &name,
+            2,
+            Kind::Header,
+            format!("version {version}, not 1"),
+        ));
     }
     let stated = be_u64(b, 4) as i64;
     let len = if stated < DATA_START as i64 {
@@ -1167,7 +1230,12 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
             }
             if ty == 1 {
                 if level >= LEVEL_MAX {
-                    problems.push(Problem::new(&name, soff, Kind::Index, "an index block below level 59 (§8.3)"));
+                    problems.push(Problem::new(
+                        &name,
+                        soff,
+                        Kind::Index,
+                        "an index block below level 59 (§8.3)",
+                    ));
                     continue;
                 }
                 let size = 8 * level_slots(level + 1) as u64;
@@ -1181,7 +1249,12 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
                     continue;
                 }
                 if !blocks_seen.insert(p) {
-                    problems.push(Problem::new(&name, soff, Kind::Index, format!("index block at {p} is referenced twice")));
+                    problems.push(Problem::new(
+                        &name,
+                        soff,
+                        Kind::Index,
+                        format!("index block at {p} is referenced twice"),
+                    ));
                     continue;
                 }
                 let mut pd = path_digits.clone();
@@ -1191,7 +1264,12 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
             }
             // A record.
             if p + cad047::RECORD_HEADER_BYTES > len {
-                problems.push(Problem::new(&name, p, Kind::Record, format!("record header runs past the data length {len}")));
+                problems.push(Problem::new(
+                    &name,
+                    p,
+                    Kind::Record,
+                    format!("record header runs past the data length {len}"),
+                ));
                 continue;
             }
             let pu = p as usize;
@@ -1199,15 +1277,25 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
             let n_enc = i16::from_be_bytes([b[pu + 41], b[pu + 42]]);
             if n_enc < 1 || n_enc as usize > ENCODING_BYTES_MAX {
                 problems.push(
-                    Problem::new(&name, p + 41, Kind::Record, format!("record length {n_enc} outside 1..=16383 (§8.6)"))
-                        .with_id(key),
+                    Problem::new(
+                        &name,
+                        p + 41,
+                        Kind::Record,
+                        format!("record length {n_enc} outside 1..=16383 (§8.6)"),
+                    )
+                    .with_id(key),
                 );
                 continue;
             }
             if p + cad047::RECORD_HEADER_BYTES + n_enc as u64 > len {
                 problems.push(
-                    Problem::new(&name, p, Kind::Record, format!("a record of {n_enc} bytes runs past the data length {len}"))
-                        .with_id(key),
+                    Problem::new(
+                        &name,
+                        p,
+                        Kind::Record,
+                        format!("a record of {n_enc} bytes runs past the data length {len}"),
+                    )
+                    .with_id(key),
                 );
                 continue;
             }
@@ -1238,7 +1326,15 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
                         }
                     }
                     if found.is_none() {
-                        problems.push(Problem::new(&name, soff, Kind::Index, "a CHAIN slot with no START before it (§8.5)").with_id(key));
+                        problems.push(
+                            Problem::new(
+                                &name,
+                                soff,
+                                Kind::Index,
+                                "a CHAIN slot with no START before it (§8.5)",
+                            )
+                            .with_id(key),
+                        );
                     }
                     found
                 }
@@ -1247,7 +1343,15 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
             if ty == 2 {
                 let nx = slot_at(block, (d + 1) % n);
                 if nx == 0 || nx >> TYPE_SHIFT != 3 {
-                    problems.push(Problem::new(&name, soff, Kind::Index, "a START slot not followed by a CHAIN slot (§8.5)").with_id(key));
+                    problems.push(
+                        Problem::new(
+                            &name,
+                            soff,
+                            Kind::Index,
+                            "a START slot not followed by a CHAIN slot (§8.5)",
+                        )
+                        .with_id(key),
+                    );
                 }
             }
             if bad_path || slot_digit.is_some_and(|sd| sd != own) {
@@ -1262,7 +1366,15 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
                 );
             }
             if !recs_seen.insert(p) {
-                problems.push(Problem::new(&name, soff, Kind::Index, format!("record at {p} is referenced by two slots")).with_id(key));
+                problems.push(
+                    Problem::new(
+                        &name,
+                        soff,
+                        Kind::Index,
+                        format!("record at {p} is referenced by two slots"),
+                    )
+                    .with_id(key),
+                );
                 continue;
             }
             scan.recs.push(Rec {

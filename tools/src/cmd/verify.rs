@@ -12,7 +12,8 @@ use std::time::Instant;
 
 /// Arguments of `etch verify`.
 #[derive(clap::Args)]
-#[command(long_about = "Checks a store of either format (a directory is taken as a native \
+#[command(
+    long_about = "Checks a store of either format (a directory is taken as a native \
 store, a file as a CAD047 file, whatever their magic says) and reports every problem with its \
 file, byte offset, Value ID and kind:\n\n\
 1. structure: native — the FORMAT file, every frame's magic, length and CRC, the commit chain, \
@@ -29,7 +30,8 @@ native log is reported as a note (a writable open cuts it off), not a problem.\n
 Kinds: header, frame, commit, snapshot, index, record, hash, encoding, missing, structure, \
 truncated. Exit status: 0 sound, 1 problems found, 2 usage or I/O error. --json prints one \
 object: path, format, ok, records, record_bytes, file_bytes, roots, reachable_cells, \
-reachable_bytes, seconds, problems (file, offset, id, kind, detail), notes.")]
+reachable_bytes, seconds, problems (file, offset, id, kind, detail), notes."
+)]
 pub struct VerifyArgs {
     /// The store (either format).
     path: PathBuf,
@@ -184,7 +186,11 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
             writeln!(out, "problem: {}", p.line())?;
         }
         if problems.len() > args.max_problems {
-            writeln!(out, "… and {} more problems", problems.len() - args.max_problems)?;
+            writeln!(
+                out,
+                "… and {} more problems",
+                problems.len() - args.max_problems
+            )?;
         }
         if problems.is_empty() {
             writeln!(out, "OK: no problems found")?;
@@ -197,7 +203,12 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
                 }
             }
             let summary: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            writeln!(out, "DAMAGED: {} problems ({})", problems.len(), summary.join(", "))?;
+            writeln!(
+                out,
+                "DAMAGED: {} problems ({})",
+                problems.len(),
+                summary.join(", ")
+            )?;
         }
     }
     Ok(ExitCode::from(if problems.is_empty() {
