@@ -776,6 +776,16 @@ fn bench_disk_profiles_and_draws() {
     assert!(svg.contains("<svg") && svg.contains("</svg>"));
     let n = well_formed_xml(&svg).unwrap_or_else(|e| panic!("SVG not well-formed: {e}"));
     assert!(n > 20);
+    // Where an SVG renderer is installed, it must render it too.
+    if let Ok(st) = Command::new("rsvg-convert")
+        .arg(out.join("disk-profile.svg"))
+        .arg("-o")
+        .arg(out.join("disk-profile.png"))
+        .stderr(Stdio::null())
+        .status()
+    {
+        assert!(st.success(), "rsvg-convert refused the SVG");
+    }
     // The scratch directory is gone.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -384,7 +384,9 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A horizontal bar chart panel: (label, value) rows, the value axis from 0 to the maximum.
+/// A horizontal bar chart panel: (label, value) rows, the value axis from 0 to the maximum
+/// (`log`: from 1 to the maximum on a log scale, for latencies spanning decades).
+#[allow(clippy::too_many_arguments)]
 fn panel(
     svg: &mut String,
     x: f64,
@@ -392,20 +394,27 @@ fn panel(
     w: f64,
     title: &str,
     unit: &str,
+    log: bool,
     rows: &[(String, f64)],
 ) -> f64 {
     let row_h = 22.0;
     let label_w = 150.0;
     let max = rows.iter().map(|r| r.1).fold(0.0f64, f64::max).max(1e-9);
+    let scale = if log { " (log scale)" } else { "" };
     svg.push_str(&format!(
-        "<text x=\"{x}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        "<text x=\"{x}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\">{}{scale}</text>\n",
         y + 14.0,
         esc(title)
     ));
     let bar_w = w - label_w - 90.0;
     for (i, (label, v)) in rows.iter().enumerate() {
         let ry = y + 24.0 + i as f64 * row_h;
-        let bw = (v / max * bar_w).max(1.0);
+        let frac = if log {
+            (v.max(1.0).log10() / max.max(10.0).log10()).clamp(0.0, 1.0)
+        } else {
+            v / max
+        };
+        let bw = (frac * bar_w).max(1.0);
         svg.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n",
             x + label_w - 6.0,
@@ -461,7 +470,16 @@ fn svg_chart(
             i.cells as f64 * 99.0 / i.secs / 1e6,
         ));
     }
-    y += panel(&mut body, 20.0, y, w - 40.0, "Throughput", "MB/s", &tp);
+    y += panel(
+        &mut body,
+        20.0,
+        y,
+        w - 40.0,
+        "Throughput",
+        "MB/s",
+        false,
+        &tp,
+    );
     let mut lat: Vec<(String, f64)> = vec![
         ("fdatasync p50".into(), sync.p50),
         ("fdatasync p99".into(), sync.p99),
@@ -475,7 +493,7 @@ fn svg_chart(
         lat.push(("commit p50".into(), i.commit_ms.p50 * 1000.0));
         lat.push(("commit p99".into(), i.commit_ms.p99 * 1000.0));
     }
-    y += panel(&mut body, 20.0, y, w - 40.0, "Latency", "µs", &lat);
+    y += panel(&mut body, 20.0, y, w - 40.0, "Latency", "µs", true, &lat);
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{y:.0}\" viewBox=\"0 0 {w} {y:.0}\" font-family=\"sans-serif\">\n\
@@ -531,9 +549,10 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     let spath = args.out.join("disk-profile.svg");
     std::fs::write(&jpath, format!("{json:#}\n"))
         .map_err(|e| format!("{}: {e}", jpath.display()))?;
+    let shown = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     let title = format!(
         "etch bench disk: {} ({} MiB per test)",
-        args.dir.display(),
+        shown.display(),
         args.size
     );
     std::fs::write(
