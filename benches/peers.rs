@@ -146,9 +146,7 @@ pub struct CellStoreWriter<S: CellStore>(pub S);
 
 impl<S: CellStore> BenchWriter for CellStoreWriter<S> {
     fn put_cells(&mut self, cells: &[Cell]) {
-        for c in cells {
-            self.0.put(c).expect("CellStore::put");
-        }
+        self.0.put_many(cells).expect("CellStore::put_many");
     }
 
     /// `put` walks the whole tree itself (one lookup per cell).
@@ -171,9 +169,7 @@ pub struct NativeWriter(pub NativeStore);
 
 impl BenchWriter for NativeWriter {
     fn put_cells(&mut self, cells: &[Cell]) {
-        for c in cells {
-            self.0.put(c).expect("NativeStore::put");
-        }
+        self.0.put_many(cells).expect("NativeStore::put_many");
     }
 
     fn put_tree(&mut self, root: &Cell) {

@@ -190,3 +190,43 @@ fn concurrent_readers_and_writers() {
         assert_eq!(store.stats().unwrap().cells, all.len() as u64, "{f:?}");
     }
 }
+
+#[test]
+fn put_many_stores_each_cell_once() {
+    for f in FORMATS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("pm"), f);
+        let leaves: Vec<Cell> = (0..300)
+            .map(|i| Cell::blob(&etch_formats::gen::SplitMix64(i).bytes(120)))
+            .collect();
+        let tree = Cell::vector(leaves[..50].to_vec());
+        store.put(&leaves[0]).unwrap();
+        // Duplicates inside the batch, a cell stored before, and a tree of stored leaves.
+        let mut batch = leaves.clone();
+        batch.extend_from_slice(&leaves[..10]);
+        batch.push(tree.clone());
+        store.put_many(&batch).unwrap();
+        store.set_root(&tree).unwrap();
+        let mut n = 0u64;
+        store
+            .for_each_id(&mut |_| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        // The same as putting each value alone, in a fresh store.
+        let dir2 = tempfile::tempdir().unwrap();
+        let one_by_one = create(&dir2.path().join("pm"), f);
+        for v in &batch {
+            one_by_one.put(v).unwrap();
+        }
+        one_by_one.commit().unwrap();
+        let expected = one_by_one.stats().unwrap().cells;
+        assert!(expected > 300, "{f:?}: the tree adds its inner nodes");
+        assert_eq!(n, expected, "{f:?}");
+        assert_eq!(store.stats().unwrap().cells, expected, "{f:?}");
+        for c in leaves.iter().chain(std::iter::once(&tree)) {
+            assert_eq!(store.get(c.id()).unwrap().as_ref(), Some(c), "{f:?}");
+        }
+    }
+}

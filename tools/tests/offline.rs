@@ -4,6 +4,9 @@
 //! salvages, `stats`/`dump` describe, `bench disk` profiles.
 
 use etch_engine::store::native::NativeOptions;
+
+/// Bytes of a native record before its encoding.
+const HEADER: u64 = etch_engine::store::native::format::RECORD_HEADER_BYTES as u64;
 use etch_engine::store::{CellStore, EtchStore, NativeStore};
 use etch_formats::gen::SplitMix64;
 use etch_formats::{Cell, ValueId};
@@ -201,10 +204,11 @@ fn verify_finds_native_damage() {
     // A flipped byte inside a record's encoding: the frame's CRC and the record's hash.
     let (off, id, len, _) = recs.iter().find(|r| r.2 > 200).unwrap().clone();
     let d = fresh("record");
-    flip(&d.join("log"), off + 36 + len / 2);
+    flip(&d.join("log"), off + HEADER + len / 2);
     let (code, v) = verify(&d);
     assert_eq!(code, 1);
     assert!(has(&v, "log", Some(off), "hash", Some(&id)), "{v}");
+    assert!(has(&v, "log", Some(off + 36), "record", Some(&id)), "{v}");
     assert!(has(&v, "log", None, "frame", None), "{v}");
 
     // A flipped byte in an index run's entries.
@@ -634,7 +638,7 @@ fn recover_salvages() {
         .find(|r| only_new.contains(&r.1) && r.1 != roots[2].to_hex())
         .unwrap()
         .clone();
-    flip(&n.join("log"), off + 36 + len / 2);
+    flip(&n.join("log"), off + HEADER + len / 2);
     let out2 = dir.path().join("r2");
     let (code, out, err) = etch(&["recover", p(&n), "-o", p(&out2), "--json"]);
     assert_eq!(code, 1, "{err}");

@@ -67,6 +67,13 @@ pub trait CellStore: Resolver + Send + Sync {
     /// complete are skipped) and the top cell itself. Returns its Value ID. Durable only after
     /// [`CellStore::commit`] or [`CellStore::set_root`].
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError>;
+    /// Persists several values, as `put` on each; a backend may hash them in parallel first.
+    fn put_many(&self, values: &[Cell]) -> Result<(), StoreError> {
+        for v in values {
+            self.put(v)?;
+        }
+        Ok(())
+    }
     /// The cell with this ID, decoded, with child refs that resolve lazily from the store.
     fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError>;
     /// True if a record for this ID exists.
@@ -85,6 +92,29 @@ pub trait CellStore: Resolver + Send + Sync {
     /// Figures about the store.
     fn stats(&self) -> Result<StoreStats, StoreError>;
 }
+
+/// A hasher for maps keyed by Value IDs (or their bytes): the keys are already uniform SHA3
+/// output, so their first 8 bytes are a perfect hash; SipHash would only cost time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Arrays hash their length first (a usize write), then the bytes: take the first 8
+        // bytes of the id, mixed with whatever came before.
+        let mut w = [0u8; 8];
+        let n = bytes.len().min(8);
+        w[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(w);
+    }
+}
+
+/// `BuildHasher` of [`IdHasher`].
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Calls `emit` on every cell of `value`'s tree that a store must write, children before
 /// parents (so a stored record never precedes the cells beneath it): the top cell always (a
@@ -138,7 +168,7 @@ const CACHE_ENTRY_OVERHEAD_BYTES: usize = 160;
 pub(crate) struct CellCache {
     budget_bytes: usize,
     used_bytes: usize,
-    cells: HashMap<ValueId, Cell>,
+    cells: HashMap<ValueId, Cell, IdHash>,
     order: VecDeque<ValueId>,
 }
 
@@ -147,7 +177,7 @@ impl CellCache {
         CellCache {
             budget_bytes,
             used_bytes: 0,
-            cells: HashMap::new(),
+            cells: HashMap::default(),
             order: VecDeque::new(),
         }
     }

@@ -27,7 +27,12 @@ impl Source {
         etch_engine::store::swap::recover_replace(path).map_err(|e| at(&e))?;
         match detect(path) {
             Some(StoreFormat::Native) => {
-                NativeStore::open(path, writable, NativeOptions::default())
+                // Offline tools check every cell's hash as they read it.
+                let options = NativeOptions {
+                    verify_hashes: true,
+                    ..NativeOptions::default()
+                };
+                NativeStore::open(path, writable, options)
                     .map(Source::Native)
                     .map_err(|e| e.to_string())
             }

@@ -8,9 +8,9 @@
 
 use etch_engine::store::cad047::{self, digit, level_slots, DATA_START, LEVEL_MAX};
 use etch_engine::store::native::format::{
-    frame_crc, parse_frame_header, records, Commit, Snapshot, FORMAT_MAGIC, FRAME_HEADER_BYTES,
-    FRAME_MAGIC, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX, RECORD_HEADER_BYTES,
-    SNAPSHOT_RECORD_BYTES,
+    frame_crc, parse_frame_header, record_crc, records, Commit, Snapshot, FORMAT_MAGIC,
+    FRAME_HEADER_BYTES, FRAME_MAGIC, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX,
+    RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
 };
 use etch_engine::store::native::run::{parse_run_file_name, run_file_name, Run, RunError};
 use etch_engine::store::native::RUNS_MAX;
@@ -346,6 +346,22 @@ impl Scan {
             .map(|r| {
                 let enc = &map[r.enc_at as usize..r.enc_at as usize + r.len as usize];
                 let mut out = Vec::new();
+                if !cad {
+                    // The record's own CRC-32C (id, length, encoding).
+                    let at = r.offset as usize;
+                    let stored = le_u32(map, at + 36);
+                    if record_crc(&map[at..at + 32], &map[at + 32..at + 36], enc) != stored {
+                        out.push(
+                            Problem::new(
+                                &file,
+                                r.offset + 36,
+                                Kind::Record,
+                                "record checksum mismatch",
+                            )
+                            .with_id(r.id),
+                        );
+                    }
+                }
                 if ValueId::of(enc).0 != r.id {
                     out.push(
                         Problem::new(
@@ -620,6 +636,11 @@ pub fn deep_native_records(bytes: &[u8], base: u64) -> Vec<(u64, [u8; 32], u32)>
             && len <= ENCODING_BYTES_MAX
             && bytes.len() - start >= len
             && etch_formats::Kind::of_tag(bytes[start]).is_some()
+            && record_crc(
+                &bytes[at..at + 32],
+                &bytes[at + 32..at + 36],
+                &bytes[start..start + len],
+            ) == le_u32(bytes, at + 36)
             && ValueId::of(&bytes[start..start + len]).0 == id_at(bytes, at)
         {
             out.push((base + at as u64, id_at(bytes, at), len as u32));

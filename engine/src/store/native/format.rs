@@ -13,8 +13,8 @@ pub const FRAME_PAYLOAD_MAX: usize = 16 << 20;
 pub const FRAME_TARGET_BYTES: usize = 4 << 20;
 /// Largest cell encoding a record may hold.
 pub const RECORD_ENCODING_MAX: usize = 1 << 20;
-/// Bytes of a record before its encoding: id (32) and length (4).
-pub const RECORD_HEADER_BYTES: usize = 36;
+/// Bytes of a record before its encoding: id (32), length (4), CRC (4).
+pub const RECORD_HEADER_BYTES: usize = 40;
 /// Frame kind of cell records.
 pub const KIND_DATA: u8 = 1;
 /// Frame kind of a commit.
@@ -103,11 +103,39 @@ pub fn parse_frame_header(b: &[u8]) -> Option<FrameHeader> {
     })
 }
 
-/// Appends a record (id, length, encoding) to a DATA frame payload.
+/// The CRC of a record: CRC-32C over its id, length and encoding.
+pub fn record_crc(id: &[u8], len: &[u8], encoding: &[u8]) -> u32 {
+    let c = crc32c::crc32c(id);
+    let c = crc32c::crc32c_append(c, len);
+    crc32c::crc32c_append(c, encoding)
+}
+
+/// Appends a record (id, length, CRC, encoding) to a DATA frame payload.
 pub fn push_record(frame: &mut Vec<u8>, id: &[u8; 32], encoding: &[u8]) {
+    let len = (encoding.len() as u32).to_le_bytes();
     frame.extend_from_slice(id);
-    frame.extend_from_slice(&(encoding.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&len);
+    frame.extend_from_slice(&record_crc(id, &len, encoding).to_le_bytes());
     frame.extend_from_slice(encoding);
+}
+
+/// Checks one record's bytes (header and encoding): its CRC and that its id is `id`.
+/// Returns the encoding.
+pub fn check_record<'a>(rec: &'a [u8], id: &[u8; 32]) -> Result<&'a [u8], String> {
+    if rec.len() < RECORD_HEADER_BYTES {
+        return Err("record shorter than its header".into());
+    }
+    let len = u32_at(rec, 32) as usize;
+    let enc = rec
+        .get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len)
+        .ok_or("record shorter than its length")?;
+    if &rec[..32] != id {
+        return Err("the record holds another id".into());
+    }
+    if record_crc(&rec[..32], &rec[32..36], enc) != u32_at(rec, 36) {
+        return Err("record checksum mismatch".into());
+    }
+    Ok(enc)
 }
 
 /// A record inside a DATA payload: (offset within the payload, id, encoding).
@@ -288,8 +316,19 @@ mod tests {
         assert_eq!(f.len() % 8, 0);
         let h = parse_frame_header(&f).unwrap();
         assert_eq!(h.kind, KIND_DATA);
-        assert_eq!(h.len, 40);
+        assert_eq!(h.len, 44);
         let payload = &f[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + h.len];
+        assert_eq!(check_record(payload, &[7u8; 32]), Ok(&b"\x31\x02ab"[..]));
+        let mut bad = payload.to_vec();
+        bad[42] ^= 1;
+        assert_eq!(
+            check_record(&bad, &[7u8; 32]),
+            Err("record checksum mismatch".to_string())
+        );
+        assert_eq!(
+            check_record(payload, &[8u8; 32]),
+            Err("the record holds another id".to_string())
+        );
         assert_eq!(frame_crc(&f, payload), h.crc);
         let recs = records(payload).unwrap();
         assert_eq!(recs.len(), 1);

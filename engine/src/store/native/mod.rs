@@ -5,7 +5,7 @@ pub mod format;
 pub mod run;
 pub mod writer;
 
-use super::cell_store::{walk_new_cells, CellCache, CACHE_BYTES_DEFAULT};
+use super::cell_store::{walk_new_cells, CellCache, IdHash, CACHE_BYTES_DEFAULT};
 use super::{CellStore, Root, StoreError, StoreStats};
 use crossbeam_channel::Sender;
 use etch_formats::cell::ResolveError;
@@ -29,6 +29,13 @@ use writer::{Progress, WriteRequest};
 
 /// Records the memtable holds before a commit writes them out as an index run.
 pub const MEMTABLE_FLUSH_ENTRIES: usize = 1 << 20;
+/// Initial capacity of a DATA frame buffer: small commits (W1: ~140 KB per 1,000 cells) should
+/// not pay for zeroing a full 4 MiB frame each; bigger frames grow by doubling.
+const FRAME_INITIAL_BYTES: usize = 256 << 10;
+/// Batches smaller than this are hashed on the calling thread (rayon's hand-off costs more).
+const PARALLEL_HASH_MIN: usize = 64;
+/// Shards of the decoded-cell cache.
+const CACHE_SHARDS: usize = 16;
 /// Most runs a commit's run list may hold (far above what merging leaves).
 pub const RUNS_MAX: usize = 64;
 /// Bytes of log each read-only map window covers (plus [`WINDOW_OVERLAP`]).
@@ -97,9 +104,10 @@ pub struct NativeOptions {
     pub io: IoMode,
     /// Byte budget of the decoded-cell cache.
     pub cache_bytes: usize,
-    /// Check each record read against its Value ID (SHA3-256). On by default: a flipped bit
-    /// in a record is then an error, never a wrong value.
-    pub verify_reads: bool,
+    /// Also hash each record read and compare with its Value ID (SHA3-256). Off by default:
+    /// every read already checks the record's CRC-32C, its id and its decoding, so a damaged
+    /// record is an error, never a wrong value; the hash costs more than the rest of a read.
+    pub verify_hashes: bool,
     /// Records the memtable holds before a commit writes an index run.
     pub memtable_flush_entries: usize,
 }
@@ -109,7 +117,7 @@ impl Default for NativeOptions {
         NativeOptions {
             io: IoMode::Uring,
             cache_bytes: CACHE_BYTES_DEFAULT,
-            verify_reads: true,
+            verify_hashes: false,
             memtable_flush_entries: MEMTABLE_FLUSH_ENTRIES,
         }
     }
@@ -117,7 +125,7 @@ impl Default for NativeOptions {
 
 /// The in-memory part of the index plus the runs, newest first.
 struct Index {
-    memtable: HashMap<[u8; 32], u64>,
+    memtable: HashMap<[u8; 32], u64, IdHash>,
     runs: Vec<Arc<Run>>,
 }
 
@@ -170,7 +178,9 @@ pub struct NativeStore {
     tx: Option<Sender<WriteRequest>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     windows: RwLock<Vec<Option<Arc<Mmap>>>>,
-    cache: Mutex<CellCache>,
+    /// The decoded-cell cache, in shards by the first byte of the id so that reader threads
+    /// rarely wait for each other.
+    caches: Vec<Mutex<CellCache>>,
     /// The last durable commit, and the root readers see.
     head: RwLock<(Commit, Option<[u8; 32]>)>,
     snapshots: Mutex<File>,
@@ -197,7 +207,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What recovery found in a log.
 struct Recovered {
     commit: Option<(Commit, u64)>,
-    memtable: HashMap<[u8; 32], u64>,
+    memtable: HashMap<[u8; 32], u64, IdHash>,
     /// Commits found in the log that the snapshots file lacks, in order.
     unlisted: Vec<Snapshot>,
     /// Length of the log's valid prefix (the last commit's end).
@@ -355,7 +365,7 @@ impl NativeStore {
         } else {
             (None, options.io, None)
         };
-        let mut frame = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+        let mut frame = Vec::with_capacity(FRAME_INITIAL_BYTES);
         frame.resize(FRAME_HEADER_BYTES, 0);
         let store = NativeStore {
             log,
@@ -383,7 +393,9 @@ impl NativeStore {
             tx,
             writer: Mutex::new(handle),
             windows: RwLock::new(Vec::new()),
-            cache: Mutex::new(CellCache::new(options.cache_bytes)),
+            caches: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(CellCache::new(options.cache_bytes / CACHE_SHARDS)))
+                .collect(),
             head: RwLock::new((commit, commit.root)),
             snapshots: Mutex::new(snapshots),
             _lock: lock_file,
@@ -448,7 +460,13 @@ impl NativeStore {
 
     /// Sets the byte budget of the decoded-cell cache.
     pub fn set_cache_budget(&self, bytes: usize) {
-        lock(&self.cache).set_budget(bytes);
+        for c in &self.caches {
+            lock(c).set_budget(bytes / CACHE_SHARDS);
+        }
+    }
+
+    fn cache(&self, id: &ValueId) -> &Mutex<CellCache> {
+        &self.caches[id.0[0] as usize % CACHE_SHARDS]
     }
 
     fn contains_id(&self, id: &[u8; 32]) -> bool {
@@ -469,7 +487,7 @@ impl NativeStore {
             return Ok(());
         }
         let mut frame = std::mem::replace(&mut a.frame, {
-            let mut f = Vec::with_capacity(FRAME_TARGET_BYTES + RECORD_ENCODING_MAX);
+            let mut f = Vec::with_capacity(FRAME_INITIAL_BYTES);
             f.resize(FRAME_HEADER_BYTES, 0);
             f
         });
@@ -525,11 +543,29 @@ impl NativeStore {
 
     /// Appends one record unless the cell is already stored.
     fn append_cell(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
-        let id = cell.id().0;
-        if self.contains_id(&id) {
+        if self.contains_id(&cell.id().0) {
             return Ok(());
         }
-        self.append_encoding(a, &id, cell.encoding())
+        self.append_record(a, cell)
+    }
+
+    /// Appends one record of a cell known to be absent from the runs, unless the memtable
+    /// already has it.
+    fn append_new(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
+        let known = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .memtable
+            .contains_key(&cell.id().0);
+        if known {
+            return Ok(());
+        }
+        self.append_record(a, cell)
+    }
+
+    fn append_record(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
+        self.append_encoding(a, &cell.id().0, cell.encoding())
     }
 
     /// Appends the record `(id, enc)` to the frame being filled.
@@ -850,7 +886,7 @@ impl NativeStore {
     }
 
     fn get_cell(&self, id: &ValueId) -> Result<Option<Cell>, NativeError> {
-        if let Some(c) = lock(&self.cache).get(id) {
+        if let Some(c) = lock(self.cache(id)).get(id) {
             return Ok(Some(c));
         }
         let Some(addr) = self
@@ -867,21 +903,22 @@ impl NativeStore {
             offset: addr,
             detail,
         };
-        if rec[..32] != id.0 {
-            return Err(corrupt(format!(
-                "the index names {id} but the record holds another id"
-            )));
-        }
-        let cell = decode_cell(rec[RECORD_HEADER_BYTES..].to_vec())
+        let enc = format::check_record(&rec, &id.0)
             .map_err(|e| corrupt(format!("record of {id}: {e}")))?;
-        if self.options.verify_reads {
+        let cell =
+            decode_cell(enc.to_vec()).map_err(|e| corrupt(format!("record of {id}: {e}")))?;
+        if self.options.verify_hashes {
             if cell.id() != id {
                 return Err(corrupt(format!("record of {id} hashes to {}", cell.id())));
             }
         } else {
             cell.set_known_id(*id);
         }
-        lock(&self.cache).insert(&cell);
+        // Cache cells with children (tree nodes, read again on every walk through them);
+        // decoding a leaf again costs less than caching it.
+        if cell.refs().iter().any(|r| r.is_branch()) {
+            lock(self.cache(id)).insert(&cell);
+        }
         Ok(Some(cell))
     }
 
@@ -994,13 +1031,13 @@ fn recover(log: &File, dir: &Path, hint: Option<Snapshot>) -> Result<Recovered, 
     let _ = path;
     let (valid_end, memtable) = match cur {
         Some((c, _)) => {
-            let m: HashMap<[u8; 32], u64> = found
+            let m: HashMap<[u8; 32], u64, IdHash> = found
                 .into_iter()
                 .filter(|(_, a)| *a >= c.indexed_end && *a < c.log_end)
                 .collect();
             (c.log_end, m)
         }
-        None => (0, HashMap::new()),
+        None => (0, HashMap::default()),
     };
     Ok(Recovered {
         commit: cur,
@@ -1066,6 +1103,44 @@ impl CellStore for NativeStore {
             self.append_cell(&mut a, cell).map_err(StoreError::from)
         })?;
         Ok(*value.id())
+    }
+
+    /// Hashes the values on every core first (their IDs are cached in the cells), then appends
+    /// them in order under one lock: the hashing of a batch no longer waits for one core.
+    fn put_many(&self, values: &[Cell]) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        if !self.writable {
+            return Err(NativeError::ReadOnly.into());
+        }
+        // Held throughout: runs change only under this lock, so a cell found absent below
+        // stays absent from the runs until it is appended.
+        let mut a = lock(&self.appender);
+        let absent: Vec<bool> = if values.len() >= PARALLEL_HASH_MIN {
+            values
+                .par_iter()
+                .map(|v| !self.contains_id(&v.id().0))
+                .collect()
+        } else {
+            values
+                .iter()
+                .map(|v| !self.contains_id(&v.id().0))
+                .collect()
+        };
+        let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
+        for (v, absent) in values.iter().zip(absent) {
+            if !absent {
+                continue;
+            }
+            if v.refs().is_empty() {
+                // A leaf: one record; only this batch can have added it meanwhile.
+                self.append_new(&mut a, v)?;
+            } else {
+                walk_new_cells(v, &complete, &mut |cell| {
+                    self.append_cell(&mut a, cell).map_err(StoreError::from)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, id: &ValueId) -> Result<Option<Cell>, StoreError> {
