@@ -798,3 +798,56 @@ fn bench_disk_profiles_and_draws() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn random_damage_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = dir.path().join("n");
+    native_store(&n);
+    let mut rng = SplitMix64(99);
+    let targets: Vec<PathBuf> = vec![n.join("log"), vectors().join("mixed.etch")];
+    for (t, target) in targets.iter().enumerate() {
+        let good = std::fs::read(target).unwrap();
+        for round in 0..20 {
+            let mut b = good.clone();
+            // A few flipped bytes, sometimes a burst, sometimes a cut.
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let at = (rng.next_u64() % b.len() as u64) as usize;
+                let burst = if rng.next_u64() % 3 == 0 { 64 } else { 1 };
+                for x in b.iter_mut().skip(at).take(burst) {
+                    *x = rng.next_u64() as u8;
+                }
+            }
+            if rng.next_u64() % 4 == 0 {
+                b.truncate((rng.next_u64() % b.len() as u64) as usize);
+            }
+            let store = if t == 0 {
+                let d = dir.path().join(format!("n{round}"));
+                copy_dir(&n, &d);
+                std::fs::write(d.join("log"), &b).unwrap();
+                d
+            } else {
+                let f = dir.path().join(format!("m{round}.etch"));
+                std::fs::write(&f, &b).unwrap();
+                f
+            };
+            for cmd in [&["verify"][..], &["dump"], &["stats"]] {
+                let mut args: Vec<&str> = cmd.to_vec();
+                args.push(p(&store));
+                let (code, _, err) = etch(&args);
+                assert!(
+                    (0..=2).contains(&code) && !err.contains("panicked"),
+                    "{args:?} exit {code}: {err}"
+                );
+            }
+            let out = dir.path().join(format!("r{t}-{round}"));
+            let (code, _, err) = etch(&["recover", p(&store), "-o", p(&out)]);
+            assert!(code == 0 || code == 1, "recover exit {code}: {err}");
+            assert_eq!(
+                verify(&out).0,
+                0,
+                "the recovered store of round {round} verifies"
+            );
+        }
+    }
+}
