@@ -24,7 +24,8 @@ deleted. Opening the store completes a swap a crash interrupted, so PATH always 
 original or the complete copy. The store is locked against writers throughout.\n\n\
 A native copy keeps the kept commits as its commits 1, 2, … (new numbers and times). Prints the \
 bytes before and after and what was reclaimed; --json prints one object with the keys path, \
-format, bytes_before, bytes_after, reclaimed, cells, cell_bytes, roots, seconds. Exit status 0, \
+format, bytes_before, bytes_after, reclaimed, cells, cell_bytes, dropped (records no kept root \
+reaches), roots, seconds. Exit status 0, \
 or 2 on an error (a store with missing cells cannot be compacted: see etch verify / recover)."
 )]
 pub struct CompactArgs {
@@ -66,6 +67,7 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
     let tmp = tmp_path(path);
     remove_any(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let before = disk_bytes(path);
+    let records_before = src.record_count()?;
     // The roots to keep, oldest first; each becomes a commit of the copy.
     let mut roots: Vec<Option<ValueId>> = Vec::new();
     if args.keep_snapshots > 0 {
@@ -76,7 +78,7 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
     }
     roots.push(src.root());
     let mut sink = Sink::create(&tmp, format)?;
-    let pb = bar(0, "copy", false);
+    let pb = bar(records_before, "copy", false);
     let (mut cells, mut bytes) = (0u64, 0u64);
     let mut seen: HashSet<ValueId> = HashSet::new();
     let nil = *Cell::nil().id();
@@ -137,6 +139,7 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
             "reclaimed": reclaimed,
             "cells": cells,
             "cell_bytes": bytes,
+            "dropped": records_before.saturating_sub(cells),
             "roots": roots.len(),
             "seconds": secs,
         });
@@ -156,6 +159,16 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
                 "before {before} bytes, after {after} bytes, reclaimed {reclaimed} bytes ({:.1}%) in {secs:.2} s ({:.0} MB/s read)",
                 if before > 0 { reclaimed as f64 * 100.0 / before as f64 } else { 0.0 },
                 before as f64 / secs / 1e6
+            )
+        })
+        .and_then(|_| {
+            let dropped = records_before.saturating_sub(cells);
+            if dropped == 0 {
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "dropped {dropped} records that no kept root reaches (data stored without a root is gone)"
             )
         })
     };

@@ -85,6 +85,17 @@ impl Source {
         }
     }
 
+    /// Records in the store.
+    pub fn record_count(&self) -> Result<u64, String> {
+        match self {
+            Source::Native(s) => Ok(s.head().cells),
+            Source::Cad(f) => f
+                .record_offsets()
+                .map(|o| o.len() as u64)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// The Value ID of every record.
     pub fn all_ids(&self) -> Result<Vec<ValueId>, String> {
         match self {

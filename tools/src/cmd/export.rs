@@ -147,7 +147,8 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
         crc: 0,
         bytes: 0,
     };
-    let pb = bar(0, "export", false);
+    // At most every record (the tree is usually most of the store).
+    let pb = bar(src.record_count().unwrap_or(0), "export", false);
     let (mut cells, mut enc_bytes) = (0u64, 0u64);
     let result = (|| -> Result<(), String> {
         w.write_all(&header(Some(&root)))
