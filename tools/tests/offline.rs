@@ -813,12 +813,16 @@ fn random_damage_never_panics() {
             // A few flipped bytes, sometimes a burst, sometimes a cut.
             for _ in 0..1 + rng.next_u64() % 4 {
                 let at = (rng.next_u64() % b.len() as u64) as usize;
-                let burst = if rng.next_u64() % 3 == 0 { 64 } else { 1 };
+                let burst = if rng.next_u64().is_multiple_of(3) {
+                    64
+                } else {
+                    1
+                };
                 for x in b.iter_mut().skip(at).take(burst) {
                     *x = rng.next_u64() as u8;
                 }
             }
-            if rng.next_u64() % 4 == 0 {
+            if rng.next_u64().is_multiple_of(4) {
                 b.truncate((rng.next_u64() % b.len() as u64) as usize);
             }
             let store = if t == 0 {
