@@ -943,6 +943,9 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
         ));
     }
     recs.retain(|r| r.offset < committed_end);
+    // Salvage after damage may meet a record twice (a damaged length spanning later frames).
+    recs.sort_by_key(|r| r.offset);
+    recs.dedup_by_key(|r| r.offset);
     let before_damage = |a: u64| first_damage.is_none_or(|d| a < d);
     let roots: Vec<RootRef> = commits
         .iter()
