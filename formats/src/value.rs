@@ -197,7 +197,12 @@ pub fn memory_size(cell: &Cell, r: &dyn Resolver) -> Res<u64> {
     // Stack of (cell, is the Syntax metadata map, children pushed?).
     let mut stack: Vec<(Cell, bool, bool)> = vec![(cell.clone(), false, false)];
     while let Some((c, meta, expanded)) = stack.pop() {
-        if c.memory_size_cache().get().is_some() {
+        if let Some(v) = c.memory_size_cache().get() {
+            // A fetched child may come back already sized (a store's cache hands out the same
+            // cell again): its parent reads the size from the memo.
+            if !c.is_embedded() {
+                memo.insert(*c.id(), *v);
+            }
             continue;
         }
         if !expanded {

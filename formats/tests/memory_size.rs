@@ -25,3 +25,38 @@ fn spec_examples() {
     let syn = Cell::syntax(Cell::long(1), meta).unwrap();
     assert_eq!(memory_size(&syn, &NoResolver).unwrap(), 267);
 }
+
+/// A resolver that hands out the same cell objects every time (as a store's cache does), so a
+/// child may come back with its memory size already computed.
+struct SameCells(std::collections::HashMap<etch_formats::ValueId, etch_formats::Cell>);
+
+impl etch_formats::Resolver for SameCells {
+    fn resolve(
+        &self,
+        id: &etch_formats::ValueId,
+    ) -> Result<Option<etch_formats::Cell>, etch_formats::ResolveError> {
+        Ok(self.0.get(id).cloned())
+    }
+}
+
+#[test]
+fn presized_children_from_a_resolver_count() {
+    use etch_formats::value::memory_size;
+    use etch_formats::{decode_cell, Cell, Ref};
+    let kids: Vec<Cell> = (0..4u8).map(|i| Cell::blob(&[i; 500])).collect();
+    let parent = Cell::vector(kids.clone());
+    let want = memory_size(&parent, &etch_formats::NoResolver).unwrap();
+    // The same parent decoded from its bytes (refs unattached), its children served as cells
+    // whose sizes are already cached.
+    let mut map = std::collections::HashMap::new();
+    for k in &kids {
+        memory_size(k, &etch_formats::NoResolver).unwrap();
+        map.insert(*k.id(), k.clone());
+    }
+    let bare = decode_cell(parent.encoding().to_vec()).unwrap();
+    assert!(bare
+        .refs()
+        .iter()
+        .all(|r| matches!(r, Ref::Branch(_)) && r.cell().is_none()));
+    assert_eq!(memory_size(&bare, &SameCells(map)).unwrap(), want);
+}

@@ -42,6 +42,22 @@ enum Command {
     Snapshots(cmd::store::SnapshotsArgs),
     /// Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs.
     Put(cmd::store::PutArgs),
+    /// Check a store: structure, every record's hash and encoding, every tree (exit 1 if damaged).
+    Verify(cmd::verify::VerifyArgs),
+    /// Rewrite a store keeping only what is reachable, and swap it in atomically.
+    Compact(cmd::compact::CompactArgs),
+    /// Write a root's tree to a checksummed, streamable snapshot file (docs/EXPORT.md).
+    Export(cmd::export::ExportArgs),
+    /// Load an export file into a store (nothing is written if the file is damaged).
+    Import(cmd::export::ImportArgs),
+    /// Copy a store into a new one of the other format: every cell and the roots.
+    Convert(cmd::convert::ConvertArgs),
+    /// Salvage the intact cells of a damaged store into a new one, with the newest whole root.
+    Recover(cmd::recover::RecoverArgs),
+    /// Cells by type, sizes, tree depth, dedup ratio, garbage.
+    Stats(cmd::inspect::StatsArgs),
+    /// List a store's records in file order: offset, Value ID, length, type.
+    Dump(cmd::inspect::DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +72,14 @@ fn main() -> ExitCode {
         Command::Put(args) => cmd::store::put(args),
         Command::Snapshots(args) => cmd::store::snapshots(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
+        Command::Export(args) => cmd::export::export(args),
+        Command::Import(args) => cmd::export::import(args),
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Recover(args) => cmd::recover::run(args),
+        Command::Stats(args) => cmd::inspect::stats(args),
+        Command::Dump(args) => cmd::inspect::dump(args),
     };
     match result {
         Ok(code) => code,

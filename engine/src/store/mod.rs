@@ -4,6 +4,7 @@ pub mod cad047;
 pub mod cell_store;
 pub mod native;
 pub mod open;
+pub mod swap;
 
 pub use cell_store::{CellStore, EtchStore, Root, StoreError, StoreStats};
 pub use native::{NativeError, NativeOptions, NativeStore};

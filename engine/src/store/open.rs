@@ -103,7 +103,15 @@ impl AnyStore {
 }
 
 /// Opens the store at `path` in whatever format it has, or creates one as `options` say.
+/// A replacement by compaction that a crash interrupted is completed first
+/// ([`super::swap::recover_replace`]), so the path holds the old store or the complete new one.
 pub fn open_store(path: &Path, options: &OpenOptions) -> Result<AnyStore, StoreError> {
+    super::swap::recover_replace(path).map_err(|source| {
+        StoreError::Native(super::native::NativeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
     let not_found = || {
         StoreError::Native(super::native::NativeError::NotNative {
             path: path.to_path_buf(),

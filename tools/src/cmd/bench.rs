@@ -44,6 +44,8 @@ enum BenchCommand {
     Ingest(IngestArgs),
     /// Random reads by Value ID from a store `ingest --workload w1` wrote.
     Read(ReadArgs),
+    /// Profile the disk as the engine uses it (appends, fdatasync, random reads, ingest).
+    Disk(super::disk::DiskArgs),
 }
 
 #[derive(clap::Args)]
@@ -93,6 +95,7 @@ pub fn run(args: BenchArgs) -> io::Result<ExitCode> {
     let r = match args.what {
         BenchCommand::Ingest(a) => ingest(a),
         BenchCommand::Read(a) => read(a),
+        BenchCommand::Disk(a) => return super::disk::run(a),
     };
     match r {
         Ok(()) => Ok(ExitCode::SUCCESS),

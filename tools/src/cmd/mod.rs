@@ -1,11 +1,20 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod compact;
+pub mod convert;
+pub mod copy;
 pub mod decode;
+pub mod disk;
 pub mod encode;
 pub mod eval;
+pub mod export;
+pub mod inspect;
+pub mod recover;
+pub mod scan;
 pub mod shell;
 pub mod store;
+pub mod verify;
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;

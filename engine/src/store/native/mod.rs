@@ -513,6 +513,34 @@ impl NativeStore {
             .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))
     }
 
+    /// Appends a record for one cell given by its Value ID and canonical encoding, without
+    /// looking at the cells it references: for tools that copy a store record by record
+    /// (compaction, conversion, import, recovery), which write children before parents or
+    /// salvage partial trees on purpose. The caller has checked that `SHA3-256(encoding) = id`.
+    /// Returns false when the store already holds the cell. Durable with the next commit.
+    pub fn put_record(&self, id: &ValueId, encoding: &[u8]) -> Result<bool, NativeError> {
+        if !self.writable {
+            return Err(NativeError::ReadOnly);
+        }
+        debug_assert_eq!(ValueId::of(encoding), *id);
+        let mut a = lock(&self.appender);
+        if self.contains_id(&id.0) {
+            return Ok(false);
+        }
+        self.append_encoding(&mut a, &id.0, encoding)?;
+        Ok(true)
+    }
+
+    /// Commits with `root` as the root (`None`: no root) and waits until the commit is
+    /// durable. Unlike [`CellStore::set_root`] it writes no cells: the root's record (and its
+    /// tree, if readers are to find it) must already be stored, e.g. by [`Self::put_record`].
+    pub fn set_root_id(&self, root: Option<ValueId>) -> Result<(), NativeError> {
+        if !self.writable {
+            return Err(NativeError::ReadOnly);
+        }
+        self.commit_with(Some(root.map(|r| r.0)))
+    }
+
     /// Appends one record unless the cell is already stored.
     fn append_cell(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
         if self.contains_id(&cell.id().0) {
@@ -537,14 +565,23 @@ impl NativeStore {
     }
 
     fn append_record(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
-        let id = cell.id().0;
-        let enc = cell.encoding();
-        if enc.len() > RECORD_ENCODING_MAX {
+        self.append_encoding(a, &cell.id().0, cell.encoding())
+    }
+
+    /// Appends the record `(id, enc)` to the frame being filled.
+    fn append_encoding(
+        &self,
+        a: &mut Appender,
+        id: &[u8; 32],
+        enc: &[u8],
+    ) -> Result<(), NativeError> {
+        let id = *id;
+        if enc.is_empty() || enc.len() > RECORD_ENCODING_MAX {
             return Err(NativeError::Corrupt {
                 path: self.dir.join(LOG_FILE),
                 offset: a.frame_offset,
                 detail: format!(
-                    "a cell encoding of {} bytes is over the record limit",
+                    "a cell encoding of {} bytes is outside the record limits",
                     enc.len()
                 ),
             });

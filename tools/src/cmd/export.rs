@@ -1,0 +1,525 @@
+//! `etch export` and `etch import`: the snapshot file of docs/EXPORT.md.
+
+use super::copy::{post_order, Sink, Source};
+use super::scan::{bar, branch_children, error_exit, EXIT_OK, EXIT_PROBLEMS};
+use super::FormatArg;
+use etch_formats::cell::ENCODING_BYTES_MAX;
+use etch_formats::{decode_cell, Cell, Resolver, ValueId};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// First bytes of an export file.
+pub const MAGIC: &[u8; 8] = b"ETCHEXP1";
+/// The format version.
+pub const VERSION: u32 = 1;
+/// Bytes of the header.
+pub const HEADER_BYTES: usize = 64;
+/// Bytes of a cell's length and id.
+pub const CELL_HEADER_BYTES: usize = 36;
+
+/// Arguments of `etch export`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Writes every cell reachable from a root into one streamable, checksummed \
+file (docs/EXPORT.md): a 64-byte header naming the root, then each cell once as length, Value ID \
+and encoding, children before parents in a fixed order (the root last), then an end marker, the \
+counts and a CRC-32C of everything before it. Exporting the same root gives the same bytes every \
+time, from either store format. `etch import` loads it into any store.\n\n\
+The root is the store's root unless --root names another stored cell. -o - writes to stdout. \
+Exit status 0, or 2 on an error (missing cells included: see etch verify)."
+)]
+pub struct ExportArgs {
+    /// The store (either format).
+    path: PathBuf,
+    /// Export this cell's tree (a Value ID, 64 hex digits) instead of the root's.
+    #[arg(long)]
+    root: Option<String>,
+    /// The file to write (`-`: stdout).
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// Print the summary as one JSON object (keys file, root, cells, bytes, seconds).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `etch import`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Loads an export file (docs/EXPORT.md) into a store, creating the store \
+if there is none (--format), and makes the file's root the store's root. The file is read \
+twice: the first pass checks everything — header, every cell's length, Value ID (SHA3-256 of its \
+encoding) and canonical encoding, that every cell's children come before it, the end marker, \
+counts and checksum — and the second writes. A damaged or truncated file writes nothing: the \
+command names the byte offset of the first problem and exits 1. Cells the store already holds \
+are skipped.\n\n\
+Exit status 0 imported, 1 the file is damaged (nothing imported), 2 usage or I/O error. --json \
+prints one object with the keys file, store, root, cells, new_cells, bytes, seconds (or ok false \
+and error, offset)."
+)]
+pub struct ImportArgs {
+    /// The export file.
+    file: PathBuf,
+    /// The store to load it into.
+    #[arg(long)]
+    store: PathBuf,
+    /// Format of a store created here.
+    #[arg(long, value_enum, default_value_t)]
+    format: FormatArg,
+    /// Add the cells without changing the store's root.
+    #[arg(long)]
+    no_set_root: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A writer that keeps a CRC-32C of what went through it.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The 64-byte header for `root`.
+pub fn header(root: Option<&ValueId>) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    if let Some(r) = root {
+        h[12] = 1;
+        h[16..48].copy_from_slice(&r.0);
+    }
+    let crc = crc32c::crc32c(&h[..60]);
+    h[60..64].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Runs `etch export`.
+pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
+    let start = Instant::now();
+    let src = match Source::open(&args.path, false) {
+        Ok(s) => s,
+        Err(e) => return error_exit(e),
+    };
+    let root = match &args.root {
+        Some(t) => match ValueId::from_hex(t.trim_start_matches("0x")) {
+            Some(id) => id,
+            None => return error_exit(format!("'{t}' is not a Value ID (64 hex digits)")),
+        },
+        None => match src.root() {
+            Some(r) => r,
+            None => {
+                return error_exit(format!(
+                    "{}: the store has no root (use --root)",
+                    args.path.display()
+                ))
+            }
+        },
+    };
+    let to_stdout = args.output.as_os_str() == "-";
+    let sink: Box<dyn Write> = if to_stdout {
+        Box::new(io::stdout().lock())
+    } else {
+        match File::create(&args.output) {
+            Ok(f) => Box::new(f),
+            Err(e) => return error_exit(format!("{}: {e}", args.output.display())),
+        }
+    };
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, sink),
+        crc: 0,
+        bytes: 0,
+    };
+    // At most every record (the tree is usually most of the store).
+    let pb = bar(src.record_count().unwrap_or(0), "export", false);
+    let (mut cells, mut enc_bytes) = (0u64, 0u64);
+    let result = (|| -> Result<(), String> {
+        w.write_all(&header(Some(&root)))
+            .map_err(|e| e.to_string())?;
+        let nil = *Cell::nil().id();
+        let nil_without_record = root == nil && src.resolve(&root).ok().flatten().is_none();
+        if !nil_without_record {
+            let mut seen = HashSet::new();
+            post_order(&src, &root, &mut seen, &mut |cell| {
+                let enc = cell.encoding();
+                w.write_all(&(enc.len() as u32).to_le_bytes())
+                    .and_then(|_| w.write_all(&cell.id().0))
+                    .and_then(|_| w.write_all(enc))
+                    .map_err(|e| e.to_string())?;
+                cells += 1;
+                enc_bytes += enc.len() as u64;
+                pb.inc(1);
+                Ok(())
+            })?;
+        }
+        w.write_all(&0u32.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.write_all(&cells.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.write_all(&enc_bytes.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        let crc = w.crc;
+        w.inner
+            .write_all(&crc.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.inner
+            .write_all(&0u32.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        w.inner.flush().map_err(|e| e.to_string())
+    })();
+    pb.finish_and_clear();
+    if let Err(e) = result {
+        drop(w);
+        if !to_stdout {
+            let _ = std::fs::remove_file(&args.output);
+        }
+        return error_exit(e);
+    }
+    drop(w);
+    let secs = start.elapsed().as_secs_f64();
+    let summary = if args.json {
+        serde_json::json!({
+            "file": args.output.display().to_string(),
+            "root": root.to_hex(),
+            "cells": cells,
+            "bytes": enc_bytes,
+            "seconds": secs,
+        })
+        .to_string()
+    } else {
+        format!(
+            "exported {cells} cells ({enc_bytes} bytes of encodings) under root {root} to {} in {secs:.2} s",
+            args.output.display()
+        )
+    };
+    // The summary goes to stderr when the export itself goes to stdout.
+    if to_stdout {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+/// Why an export file was refused: where and what.
+#[derive(Debug)]
+pub struct Damage {
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What reading an export file gives: the root, counts.
+pub struct ReadSummary {
+    /// The header's root.
+    pub root: Option<ValueId>,
+    /// Cells in the file.
+    pub cells: u64,
+    /// Bytes of their encodings.
+    pub bytes: u64,
+}
+
+enum ReadError {
+    Io(String),
+    Damaged(Damage),
+}
+
+/// A reader that counts bytes and keeps a CRC-32C.
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: u32,
+    pos: u64,
+}
+
+impl<R: Read> CrcReader<R> {
+    /// Reads exactly `buf.len()` bytes; a short file is damage at the current offset.
+    fn exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), ReadError> {
+        match self.inner.read_exact(buf) {
+            Ok(()) => {
+                self.crc = crc32c::crc32c_append(self.crc, buf);
+                self.pos += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ReadError::Damaged(Damage {
+                offset: self.pos,
+                detail: format!("the file ends inside {what} (truncated)"),
+            })),
+            Err(e) => Err(ReadError::Io(e.to_string())),
+        }
+    }
+}
+
+const BATCH_CELLS: usize = 4096;
+
+/// Streams the cells of an export file in batches, each cell's hash and canonical encoding
+/// checked (in parallel), and the framing, order, counts and checksum checked as it goes.
+/// What `read_export` hands each batch of checked cells to: (offset, cell) pairs.
+type OnBatch<'a> = &'a mut dyn FnMut(&[(u64, Cell)]) -> Result<(), String>;
+
+fn read_export(
+    path: &Path,
+    on_batch: OnBatch<'_>,
+    progress: &indicatif::ProgressBar,
+) -> Result<ReadSummary, ReadError> {
+    let f = File::open(path).map_err(|e| ReadError::Io(format!("{}: {e}", path.display())))?;
+    let mut r = CrcReader {
+        inner: BufReader::with_capacity(1 << 20, f),
+        crc: 0,
+        pos: 0,
+    };
+    let damaged = |offset: u64, detail: String| ReadError::Damaged(Damage { offset, detail });
+    let mut h = [0u8; HEADER_BYTES];
+    r.exact(&mut h, "the header")?;
+    if &h[0..8] != MAGIC {
+        return Err(damaged(0, "not an Etch export file (bad magic)".into()));
+    }
+    if crc32c::crc32c(&h[..60]).to_le_bytes() != h[60..64] {
+        return Err(damaged(60, "header checksum mismatch".into()));
+    }
+    let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    if version != VERSION {
+        return Err(damaged(8, format!("version {version}, not {VERSION}")));
+    }
+    if h[12] > 1 || h[13..16] != [0, 0, 0] || h[48..60].iter().any(|&b| b != 0) {
+        return Err(damaged(12, "unknown flags or reserved bytes set".into()));
+    }
+    let root = (h[12] == 1).then(|| ValueId(h[16..48].try_into().unwrap_or([0u8; 32])));
+    let mut seen: HashSet<ValueId> = HashSet::new();
+    let (mut cells, mut bytes) = (0u64, 0u64);
+    let mut last: Option<ValueId> = None;
+    let mut batch: Vec<(u64, [u8; 32], Vec<u8>)> = Vec::with_capacity(BATCH_CELLS);
+    let mut finish_batch = |batch: &mut Vec<(u64, [u8; 32], Vec<u8>)>,
+                            seen: &mut HashSet<ValueId>|
+     -> Result<(), ReadError> {
+        let decoded: Vec<Result<(u64, Cell), ReadError>> = batch
+            .par_drain(..)
+            .map(|(off, id, enc)| {
+                let got = ValueId::of(&enc);
+                if got.0 != id {
+                    return Err(damaged(
+                        off + 4,
+                        format!("cell {} hashes to {got}: damaged", ValueId(id)),
+                    ));
+                }
+                let cell = decode_cell(enc).map_err(|e| {
+                    damaged(
+                        off + CELL_HEADER_BYTES as u64 + e.offset as u64,
+                        format!("cell {}: not a canonical encoding: {e}", ValueId(id)),
+                    )
+                })?;
+                cell.set_known_id(ValueId(id));
+                Ok((off, cell))
+            })
+            .collect();
+        let mut ok = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            let (off, cell) = d?;
+            let mut kids = Vec::new();
+            branch_children(&cell, &mut kids);
+            if let Some(k) = kids.iter().find(|k| !seen.contains(k)) {
+                return Err(damaged(
+                    off,
+                    format!(
+                        "cell {} refers to {k}, which does not come before it",
+                        cell.id()
+                    ),
+                ));
+            }
+            if !seen.insert(*cell.id()) {
+                return Err(damaged(off, format!("cell {} appears twice", cell.id())));
+            }
+            ok.push((off, cell));
+        }
+        on_batch(&ok).map_err(ReadError::Io)
+    };
+    loop {
+        let at = r.pos;
+        let mut lb = [0u8; 4];
+        r.exact(&mut lb, "a cell's length")?;
+        let len = u32::from_le_bytes(lb) as usize;
+        if len == 0 {
+            break;
+        }
+        if len > ENCODING_BYTES_MAX {
+            return Err(damaged(
+                at,
+                format!("cell length {len} is over {ENCODING_BYTES_MAX}"),
+            ));
+        }
+        let mut id = [0u8; 32];
+        r.exact(&mut id, "a cell's Value ID")?;
+        let mut enc = vec![0u8; len];
+        r.exact(&mut enc, "a cell's encoding")?;
+        cells += 1;
+        bytes += len as u64;
+        last = Some(ValueId(id));
+        batch.push((at, id, enc));
+        progress.set_position(r.pos);
+        if batch.len() >= BATCH_CELLS {
+            finish_batch(&mut batch, &mut seen)?;
+        }
+    }
+    finish_batch(&mut batch, &mut seen)?;
+    let marker_end = r.pos;
+    let mut t = [0u8; 16];
+    r.exact(&mut t, "the trailer")?;
+    let crc_expected = r.crc;
+    let mut c = [0u8; 8];
+    r.exact(&mut c, "the trailer")?;
+    let n = u64::from_le_bytes(t[0..8].try_into().unwrap_or([0; 8]));
+    let b = u64::from_le_bytes(t[8..16].try_into().unwrap_or([0; 8]));
+    let crc = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    if crc != crc_expected || c[4..8] != [0, 0, 0, 0] {
+        return Err(damaged(marker_end + 16, "file checksum mismatch".into()));
+    }
+    if n != cells || b != bytes {
+        return Err(damaged(
+            marker_end,
+            format!("the trailer counts {n} cells of {b} bytes, the file holds {cells} of {bytes}"),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    match r.inner.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => return Err(damaged(r.pos, "bytes follow the trailer".into())),
+        Err(e) => return Err(ReadError::Io(e.to_string())),
+    }
+    let nil = *Cell::nil().id();
+    match root {
+        Some(rt) if cells == 0 && rt != nil => {
+            return Err(damaged(
+                16,
+                format!("the header names root {rt} but the file holds no cell"),
+            ));
+        }
+        Some(rt) if cells > 0 && last != Some(rt) => {
+            return Err(damaged(
+                16,
+                format!("the header names root {rt} but the last cell is another"),
+            ));
+        }
+        None if cells > 0 => {
+            return Err(damaged(12, "cells without a root".into()));
+        }
+        _ => {}
+    }
+    Ok(ReadSummary { root, cells, bytes })
+}
+
+/// Runs `etch import`.
+pub fn import(args: ImportArgs) -> io::Result<ExitCode> {
+    let start = Instant::now();
+    let size = match std::fs::metadata(&args.file) {
+        Ok(m) => m.len(),
+        Err(e) => return error_exit(format!("{}: {e}", args.file.display())),
+    };
+    let report_damage = |d: Damage| -> io::Result<ExitCode> {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": args.file.display().to_string(), "ok": false,
+                    "error": d.detail, "offset": d.offset})
+            );
+        } else {
+            eprintln!(
+                "etch: {}: damaged at byte offset {}: {}; nothing imported",
+                args.file.display(),
+                d.offset,
+                d.detail
+            );
+        }
+        Ok(ExitCode::from(EXIT_PROBLEMS))
+    };
+    // Pass 1: check everything.
+    let pb = bar(size, "check", true);
+    let checked = read_export(&args.file, &mut |_| Ok(()), &pb);
+    pb.finish_and_clear();
+    let summary = match checked {
+        Ok(s) => s,
+        Err(ReadError::Io(e)) => return error_exit(e),
+        Err(ReadError::Damaged(d)) => return report_damage(d),
+    };
+    // Pass 2: write.
+    let mut sink = match Sink::open_or_create(&args.store, args.format.into()) {
+        Ok(s) => s,
+        Err(e) => return error_exit(e),
+    };
+    let mut new_cells = 0u64;
+    let pb = bar(size, "import", true);
+    let written = read_export(
+        &args.file,
+        &mut |batch| {
+            for (_, cell) in batch {
+                if sink.put(cell, true, None)? {
+                    new_cells += 1;
+                }
+            }
+            Ok(())
+        },
+        &pb,
+    );
+    pb.finish_and_clear();
+    match written {
+        Ok(_) => {}
+        Err(ReadError::Io(e)) => return error_exit(e),
+        Err(ReadError::Damaged(d)) => return report_damage(d),
+    }
+    let done = if args.no_set_root {
+        sink.finish()
+    } else {
+        sink.commit_root(summary.root).and_then(|_| sink.finish())
+    };
+    if let Err(e) = done {
+        return error_exit(e);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let root = summary.root.map(|r| r.to_hex());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": args.file.display().to_string(),
+                "store": args.store.display().to_string(),
+                "ok": true,
+                "root": root,
+                "cells": summary.cells,
+                "new_cells": new_cells,
+                "bytes": summary.bytes,
+                "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "imported {} cells ({} new, {} bytes of encodings) into {}; root {}{} ({secs:.2} s)",
+            summary.cells,
+            new_cells,
+            summary.bytes,
+            args.store.display(),
+            root.as_deref().unwrap_or("(none)"),
+            if args.no_set_root {
+                " not set (--no-set-root)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}
