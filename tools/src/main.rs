@@ -24,39 +24,63 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Encode Convex-Lisp values (one per line on stdin) to Value ID and CAD003 hex.
+    #[command(
+        about = "Encode Convex-Lisp values (one per line on stdin) to Value ID and CAD003 hex."
+    )]
     Encode(cmd::encode::EncodeArgs),
-    /// Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text.
+    #[command(
+        about = "Decode hex multi-cell bodies (one per line on stdin) and print them as Convex-Lisp text."
+    )]
     Decode(cmd::decode::DecodeArgs),
-    /// Open the interactive shell on a store (the default store when run as `etch`).
+    #[command(
+        about = "Open the interactive shell on a store (the default store when run as `etch`)."
+    )]
     Shell(cmd::shell::ShellArgs),
-    /// Evaluate a query expression (or a script from stdin) and print the result.
+    #[command(
+        about = "Evaluate a query expression (or a script from stdin) and print the result."
+    )]
     Eval(cmd::eval::EvalArgs),
-    /// Show a store's format, root, record count and length.
+    #[command(about = "Show a store's format, root, record count and length.")]
     Info(cmd::store::InfoArgs),
-    /// Print a stored value (or one cell's encoding) by Value ID.
+    #[command(about = "Print a stored value (or one cell's encoding) by Value ID.")]
     Get(cmd::store::GetArgs),
-    /// Measure the engine on this machine: `etch bench ingest` (W1, W2), `etch bench read` (W3).
+    #[command(
+        about = "Measure the engine on this machine: `etch bench ingest` (W1, W2), `etch bench read` (W3)."
+    )]
     Bench(cmd::bench::BenchArgs),
-    /// List the commits (snapshots) of a native store.
+    #[command(about = "List the commits (snapshots) of a native store.")]
     Snapshots(cmd::store::SnapshotsArgs),
-    /// Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs.
+    #[command(
+        about = "Store values (Convex-Lisp text, one per line on stdin) and print their Value IDs."
+    )]
     Put(cmd::store::PutArgs),
-    /// Check a store: structure, every record's hash and encoding, every tree (exit 1 if damaged).
+    #[command(
+        about = "Check a store: structure, every record's hash and encoding, every tree (exit 1 if damaged)."
+    )]
     Verify(cmd::verify::VerifyArgs),
-    /// Rewrite a store keeping only what is reachable, and swap it in atomically.
+    #[command(
+        about = "Rewrite a store keeping only what is reachable, and swap it in atomically."
+    )]
     Compact(cmd::compact::CompactArgs),
-    /// Write a root's tree to a checksummed, streamable snapshot file (docs/EXPORT.md).
+    #[command(
+        about = "Write a root's tree to a checksummed, streamable snapshot file (docs/EXPORT.md)."
+    )]
     Export(cmd::export::ExportArgs),
-    /// Load an export file into a store (nothing is written if the file is damaged).
+    #[command(
+        about = "Load an export file into a store (nothing is written if the file is damaged)."
+    )]
     Import(cmd::export::ImportArgs),
-    /// Copy a store into a new one of the other format: every cell and the roots.
+    #[command(
+        about = "Copy a store into a new one of the other format: every cell and the roots."
+    )]
     Convert(cmd::convert::ConvertArgs),
-    /// Salvage the intact cells of a damaged store into a new one, with the newest whole root.
+    #[command(
+        about = "Salvage the intact cells of a damaged store into a new one, with the newest whole root."
+    )]
     Recover(cmd::recover::RecoverArgs),
-    /// Cells by type, sizes, tree depth, dedup ratio, garbage.
+    #[command(about = "Cells by type, sizes, tree depth, dedup ratio, garbage.")]
     Stats(cmd::inspect::StatsArgs),
-    /// List a store's records in file order: offset, Value ID, length, type.
+    #[command(about = "List a store's records in file order: offset, Value ID, length, type.")]
     Dump(cmd::inspect::DumpArgs),
 }
 
