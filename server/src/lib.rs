@@ -1,1 +1,250 @@
-//! Etch server: the lattice node speaking the Convex peer protocol (see ARCHITECTURE.md).
+//! Etch server: a lattice node speaking the Convex peer protocol (protocol.md) over TCP.
+//!
+//! - [`Server::start`] runs the node on a bound listener: one reader and one writer task per
+//!   connection ([`conn`]), request work in spawned tasks, replication sessions to the
+//!   configured peers ([`replicate`]).
+//! - [`client`] is the requester side (used by the replication sessions, `etch shell
+//!   --connect` and `etch eval --connect`).
+//! - Every resource is bounded by [`Limits`]; bad input gets an error RESULT or a closed
+//!   connection, never a crash, and never slows other connections.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod acquire;
+pub mod challenge;
+pub mod client;
+pub mod conn;
+mod handler;
+pub mod metrics;
+pub mod replicate;
+
+use ed25519_dalek::SigningKey;
+use etch_engine::node::LocalNode;
+use etch_engine::store::CellStore;
+use metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Resource limits of a node (protocol.md §2.2, §2.4, §10). Defaults follow the spec.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent inbound connections; more are closed at once (`MAX_CLIENT_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Largest frame from a connection that is not a verified peer.
+    pub client_frame_bytes: usize,
+    /// Largest frame from a verified peer or on our own outbound peer connections.
+    pub peer_frame_bytes: usize,
+    /// Reply bytes queued for one connection before it stops being read.
+    pub queued_bytes: usize,
+    /// Requests of one connection being worked on at once; reading pauses beyond.
+    pub in_flight: usize,
+    /// Requests of all connections being worked on at once (queries, lattice work).
+    pub work_slots: usize,
+    /// How long a request waits for a work slot before it is refused with `:LOAD`.
+    pub load_wait: Duration,
+    /// A connection with no complete frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// A frame that has started must be complete within this time, else the connection
+    /// closes (slow senders cannot hold a connection's buffers forever).
+    pub frame_timeout: Duration,
+    /// Wall-clock limit of one QUERY evaluation, and the wait for a peer's answer.
+    pub request_timeout: Duration,
+    /// Most hashes per DATA_REQUEST (`MISSING_LIMIT`); more is a `:FORMAT` error.
+    pub data_request_hashes: usize,
+    /// Budget of an ordinary response body; branches beyond are left for DATA_REQUEST.
+    pub response_bytes: usize,
+    /// Most bytes of cells fetched to complete one LATTICE_VALUE or pull.
+    pub acquire_bytes: usize,
+    /// Time allowed to fetch the missing cells of one LATTICE_VALUE or pull.
+    pub acquire_timeout: Duration,
+    /// Undecodable messages tolerated on one connection before it is closed.
+    pub bad_messages: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            client_frame_bytes: etch_formats::message::CLIENT_FRAME_BYTES_MAX,
+            peer_frame_bytes: etch_formats::message::FRAME_BYTES_MAX,
+            queued_bytes: 16 * 1024 * 1024,
+            in_flight: 16,
+            work_slots: 64,
+            load_wait: Duration::from_secs(8),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            data_request_hashes: etch_formats::message::DATA_REQUEST_HASHES_MAX,
+            response_bytes: etch_formats::message::RESPONSE_BYTES_BUDGET,
+            acquire_bytes: 256 * 1024 * 1024,
+            acquire_timeout: Duration::from_secs(30),
+            bad_messages: 16,
+        }
+    }
+}
+
+/// A configured peer: where to connect, and optionally the key it must prove it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// `host:port`.
+    pub address: String,
+    /// The expected Ed25519 public key; the connection is dropped if the peer proves another.
+    pub key: Option<[u8; 32]>,
+}
+
+impl PeerSpec {
+    /// Parses `host:port` or `host:port@<64 hex digits of the public key>`.
+    pub fn parse(text: &str) -> Result<PeerSpec, String> {
+        let (address, key) = match text.rsplit_once('@') {
+            Some((a, k)) => {
+                let bytes = hex::decode(k).map_err(|e| format!("peer key {k:?}: {e}"))?;
+                let key: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| format!("peer key {k:?}: not 32 bytes"))?;
+                (a, Some(key))
+            }
+            None => (text, None),
+        };
+        if !address.contains(':') {
+            return Err(format!("peer {address:?}: expected host:port"));
+        }
+        Ok(PeerSpec {
+            address: address.to_string(),
+            key,
+        })
+    }
+}
+
+/// How a node runs.
+#[derive(Clone)]
+pub struct Config {
+    /// Peers to replicate with.
+    pub peers: Vec<PeerSpec>,
+    /// Forbid `store` and `merge!` in QUERY (clients may only read).
+    pub read_only_clients: bool,
+    /// How often each peer is pulled (and sent a root sync) besides on connect.
+    pub sync_interval: Duration,
+    /// Least time between two pushes of the root to a peer (`MIN_BROADCAST_DELAY`).
+    pub push_interval: Duration,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            peers: Vec::new(),
+            read_only_clients: false,
+            sync_interval: Duration::from_secs(30),
+            push_interval: Duration::from_millis(50),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What every task of a node shares.
+pub(crate) struct Shared {
+    pub node: Arc<LocalNode>,
+    pub store: Arc<dyn CellStore>,
+    pub key: Option<SigningKey>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub work: Arc<Semaphore>,
+    pub connections: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Set at shutdown: running queries stop with `:CANCELLED`.
+    pub cancel: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// The node's public key.
+    pub fn public_key(&self) -> Option<[u8; 32]> {
+        self.key.as_ref().map(|k| k.verifying_key().to_bytes())
+    }
+}
+
+/// A running node.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a node on `listener` over `node` (whose store is `store`), with the node key
+    /// `key` (answers challenges, signs its own slots). Must run inside a tokio runtime.
+    pub fn start(
+        listener: TcpListener,
+        node: Arc<LocalNode>,
+        key: Option<SigningKey>,
+        config: Config,
+    ) -> std::io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let (stop, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store: node.store().clone(),
+            node,
+            key,
+            work: Arc::new(Semaphore::new(config.limits.work_slots)),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            metrics: Metrics::default(),
+            config,
+            shutdown,
+            cancel: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mut tasks = vec![tokio::spawn(conn::accept_loop(listener, shared.clone()))];
+        for peer in shared.config.peers.clone() {
+            tasks.push(tokio::spawn(replicate::peer_session(shared.clone(), peer)));
+        }
+        tracing::info!(%local_addr, peers = shared.config.peers.len(), "node listening");
+        Ok(Server {
+            shared,
+            local_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<LocalNode> {
+        &self.shared.node
+    }
+
+    /// The metrics counters (also in the STATUS answer).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stops the node: no new connections or requests; every connection says GOODBYE and
+    /// closes; work already running (a commit included) finishes; returns once every task
+    /// has let go of the node (or `grace` has passed), so the store can be reopened.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        handler::cancel_queries(&self.shared);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while Arc::strong_count(&self.shared) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = self.shared.store.commit() {
+            tracing::warn!(error = %e, "final commit failed");
+        }
+        tracing::info!(
+            still_running = Arc::strong_count(&self.shared) - 1,
+            "node stopped"
+        );
+    }
+}

@@ -1,0 +1,576 @@
+//! One connection, either direction (protocol.md §2): a reader task that splits frames,
+//! decodes messages in arrival order and dispatches them, and a writer task that sends queued
+//! frames. Both ends may send requests; RESULTs are matched to pending requests by ID.
+//!
+//! Bounds: the frame limit (checked while the length prefix arrives), the idle timeout
+//! (no frame started), the frame timeout (a started frame must complete), the queued reply
+//! bytes (reading pauses while the writer is behind), and the requests in flight (reading
+//! pauses while they are all taken).
+
+use crate::challenge;
+use crate::handler;
+use crate::metrics::Metrics;
+use crate::Shared;
+use bytes::BytesMut;
+use ed25519_dalek::SigningKey;
+use etch_formats::message::{encode_complete, frame, next_frame};
+use etch_formats::{Cell, Message, MessageType, NoResolver, ResultRecord};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No RESULT within the time allowed (`:TIMEOUT`).
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection is closed (`:CONNECT` "Connection Closed").
+    #[error("Connection Closed")]
+    Closed,
+}
+
+/// Per-connection settings.
+#[derive(Clone)]
+pub struct ConnParams {
+    /// Largest frame accepted from the other end.
+    pub frame_bytes: usize,
+    /// Close when no frame starts for this long.
+    pub idle_timeout: Duration,
+    /// Close when a started frame is not complete within this time.
+    pub frame_timeout: Duration,
+    /// Queued outgoing bytes beyond which reading pauses.
+    pub queued_bytes: usize,
+    /// Requests worked on at once for this connection.
+    pub in_flight: usize,
+    /// Undecodable messages tolerated before closing.
+    pub bad_messages: u32,
+    /// The key that answers CHALLENGE on this connection.
+    pub key: Option<SigningKey>,
+}
+
+impl ConnParams {
+    /// Settings for a client connection to a server we chose (its answers may be large).
+    pub fn client(key: Option<SigningKey>) -> ConnParams {
+        ConnParams {
+            frame_bytes: etch_formats::message::FRAME_BYTES_MAX,
+            idle_timeout: Duration::from_secs(365 * 24 * 3600),
+            frame_timeout: Duration::from_secs(120),
+            queued_bytes: 64 * 1024 * 1024,
+            in_flight: 16,
+            bad_messages: 16,
+            key,
+        }
+    }
+
+    pub(crate) fn server(shared: &Shared, peer: bool) -> ConnParams {
+        let l = &shared.config.limits;
+        ConnParams {
+            frame_bytes: if peer {
+                l.peer_frame_bytes
+            } else {
+                l.client_frame_bytes
+            },
+            idle_timeout: l.idle_timeout,
+            frame_timeout: l.frame_timeout,
+            queued_bytes: l.queued_bytes,
+            in_flight: l.in_flight,
+            bad_messages: l.bad_messages,
+            key: shared.key.clone(),
+        }
+    }
+}
+
+enum Outgoing {
+    Frame(Vec<u8>),
+    Close,
+}
+
+/// The shared handle of a connection: send frames, make requests, close.
+pub struct Conn {
+    addr: SocketAddr,
+    params: ConnParams,
+    out: mpsc::UnboundedSender<Outgoing>,
+    queued: AtomicUsize,
+    drained: Notify,
+    pending: Mutex<HashMap<i64, oneshot::Sender<Message>>>,
+    next_id: AtomicI64,
+    closed: AtomicBool,
+    closed_notify: Notify,
+    /// The key the other end proved it holds (CHALLENGE), if any.
+    verified_key: Mutex<Option<[u8; 32]>>,
+    frame_bytes: AtomicUsize,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) session: Mutex<Option<Arc<Mutex<etch_engine::query::Env>>>>,
+    shared: Option<Arc<Shared>>,
+    bad: AtomicU32,
+}
+
+impl Conn {
+    /// The other end's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the connection is closed.
+    pub async fn closed(&self) {
+        loop {
+            let n = self.closed_notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Reply bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// The key the other end proved it holds.
+    pub fn verified_key(&self) -> Option<[u8; 32]> {
+        *self.verified_key.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the proven key; a verified peer may send frames up to `frame_bytes`.
+    pub fn set_verified(&self, key: [u8; 32], frame_bytes: usize) {
+        *self.verified_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        self.frame_bytes.fetch_max(frame_bytes, Ordering::SeqCst);
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        self.shared.as_deref().map(|s| &s.metrics)
+    }
+
+    /// Queues a frame holding `body`; `false` when the connection is closed.
+    pub fn send_body(&self, body: &[u8]) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let f = frame(body);
+        self.queued.fetch_add(f.len(), Ordering::SeqCst);
+        if let Some(m) = self.metrics() {
+            Metrics::inc(&m.frames_out);
+            Metrics::add(&m.bytes_out, f.len() as u64);
+        }
+        self.out.send(Outgoing::Frame(f)).is_ok()
+    }
+
+    /// Sends a Result record with all its branches (up to the frame limit of the protocol).
+    pub fn send_result(&self, r: &ResultRecord) -> bool {
+        let (body, _) = encode_complete(
+            &r.to_cell(),
+            &NoResolver,
+            etch_formats::message::FRAME_BYTES_MAX,
+        );
+        self.send_body(&body)
+    }
+
+    /// Sends a payload with every branch held in memory.
+    pub fn send_payload(&self, payload: &Cell) -> bool {
+        let (body, _) = encode_complete(payload, &NoResolver, self.params.frame_bytes);
+        self.send_body(&body)
+    }
+
+    /// Closes the connection: the writer flushes what is queued and shuts the socket; every
+    /// pending request fails at once with [`RequestError::Closed`].
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.out.send(Outgoing::Close);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.closed_notify.notify_waiters();
+        self.drained.notify_waiters();
+    }
+
+    /// Sends the request `build(id)` (a fresh per-connection ID) and waits up to `timeout`
+    /// for its RESULT. The ID is registered before sending (the answer may come first).
+    pub async fn request(
+        &self,
+        build: impl FnOnce(i64) -> Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if self.is_closed() || !self.send_body(&build(id)) {
+            self.forget(id);
+            return Err(RequestError::Closed);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(_)) => Err(RequestError::Closed),
+            Err(_) => {
+                self.forget(id);
+                Err(RequestError::Timeout(timeout))
+            }
+        }
+    }
+
+    fn forget(&self, id: i64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Hands a RESULT to the request waiting for its ID; unmatched results are ignored
+    /// (protocol.md §7.10).
+    fn deliver(&self, m: Message) {
+        let Some(id) = m.id() else {
+            tracing::debug!(addr = %self.addr, "RESULT without an id ignored");
+            return;
+        };
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(m);
+            }
+            None => tracing::debug!(addr = %self.addr, id, "unexpected RESULT ignored"),
+        }
+    }
+
+    /// Waits until the queued reply bytes are under the limit (the pause-reading rule);
+    /// `false` when the connection closed or the writer made no progress within `stall`.
+    async fn wait_writable(&self, stall: Duration) -> bool {
+        let deadline = Instant::now() + stall;
+        loop {
+            let n = self.drained.notified();
+            if self.is_closed() {
+                return false;
+            }
+            if self.queued_bytes() <= self.params.queued_bytes {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, n).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Which end of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A connection a node accepted.
+    Inbound,
+    /// A node's connection to a configured peer (requests are served on it too).
+    Peer,
+    /// A client's connection (answers only CHALLENGE and PING).
+    Client,
+}
+
+/// Starts the reader and writer tasks of `stream`; returns the handle and the reader task,
+/// which ends when the connection closes.
+pub(crate) fn start(
+    stream: TcpStream,
+    params: ConnParams,
+    role: Role,
+    shared: Option<Arc<Shared>>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> (Arc<Conn>, tokio::task::JoinHandle<()>) {
+    let addr = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Conn {
+        addr,
+        frame_bytes: AtomicUsize::new(params.frame_bytes),
+        in_flight: Arc::new(Semaphore::new(params.in_flight)),
+        params,
+        out: tx,
+        queued: AtomicUsize::new(0),
+        drained: Notify::new(),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicI64::new(1),
+        closed: AtomicBool::new(false),
+        closed_notify: Notify::new(),
+        verified_key: Mutex::new(None),
+        session: Mutex::new(None),
+        shared: shared.clone(),
+        bad: AtomicU32::new(0),
+    });
+    if let Some(m) = conn.metrics() {
+        Metrics::inc(&m.connections_open);
+    }
+    tokio::spawn(writer(w, rx, conn.clone()));
+    let c = conn.clone();
+    let reader = tokio::spawn(async move {
+        let _permit = permit;
+        reader(r, c.clone(), role).await;
+        c.close();
+        if let Some(m) = c.metrics() {
+            Metrics::dec(&m.connections_open);
+        }
+    });
+    (conn, reader)
+}
+
+/// Opens a connection to `address` (8 s connect timeout, protocol.md §2.1).
+pub async fn connect(
+    address: &str,
+    params: ConnParams,
+) -> std::io::Result<(Arc<Conn>, tokio::task::JoinHandle<()>)> {
+    connect_as(address, params, Role::Client, None).await
+}
+
+pub(crate) async fn connect_as(
+    address: &str,
+    params: ConnParams,
+    role: Role,
+    shared: Option<Arc<Shared>>,
+) -> std::io::Result<(Arc<Conn>, tokio::task::JoinHandle<()>)> {
+    let stream = tokio::time::timeout(Duration::from_secs(8), TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = socket_keepalive(&stream);
+    Ok(start(stream, params, role, shared, None))
+}
+
+fn socket_keepalive(_stream: &TcpStream) -> std::io::Result<()> {
+    // tokio exposes no keepalive setter without socket2; idle and frame timeouts bound
+    // dead connections instead.
+    Ok(())
+}
+
+/// Accepts connections until shutdown; beyond the connection limit a new socket is closed
+/// at once (protocol.md §2.4).
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            Metrics::inc(&shared.metrics.connections_refused);
+            tracing::debug!(%addr, "connection limit reached: closed");
+            drop(stream);
+            continue;
+        };
+        Metrics::inc(&shared.metrics.connections_accepted);
+        tracing::debug!(%addr, "connection accepted");
+        let params = ConnParams::server(&shared, false);
+        start(stream, params, Role::Inbound, Some(shared.clone()), Some(permit));
+    }
+}
+
+async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, conn: Arc<Conn>) {
+    let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, w);
+    // A peer that stops reading cannot hold the writer forever.
+    let stall = conn.params.idle_timeout.min(Duration::from_secs(60));
+    'outer: while let Some(item) = rx.recv().await {
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            match item {
+                Outgoing::Frame(f) => {
+                    let n = f.len();
+                    let wrote = tokio::time::timeout(stall, w.write_all(&f)).await;
+                    conn.queued.fetch_sub(n, Ordering::SeqCst);
+                    conn.drained.notify_waiters();
+                    if !matches!(wrote, Ok(Ok(()))) {
+                        conn.close();
+                        break 'outer;
+                    }
+                }
+                Outgoing::Close => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), w.flush()).await;
+                    break 'outer;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if !matches!(tokio::time::timeout(stall, w.flush()).await, Ok(Ok(()))) {
+            conn.close();
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), w.shutdown()).await;
+    // Frames left in the queue are dropped with the connection.
+    conn.queued.store(0, Ordering::SeqCst);
+    conn.drained.notify_waiters();
+}
+
+/// What the reader does after a message.
+enum Flow {
+    Continue,
+    Close,
+}
+
+async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut shutdown = conn.shared.as_ref().map(|s| s.shutdown.clone());
+    let mut frame_started = Instant::now();
+    loop {
+        // Every complete frame already buffered is handled before reading more (§10).
+        loop {
+            let limit = conn.frame_bytes.load(Ordering::SeqCst);
+            match next_frame(&buf, limit) {
+                Err(e) => {
+                    tracing::info!(addr = %conn.addr, error = %e, "bad frame: closing");
+                    if let Some(m) = conn.metrics() {
+                        Metrics::inc(&m.bad_frames);
+                    }
+                    return;
+                }
+                Ok(Some(range)) => {
+                    let whole = buf.split_to(range.end).freeze();
+                    let body = whole.slice(range.start..);
+                    if let Some(m) = conn.metrics() {
+                        Metrics::inc(&m.frames_in);
+                        Metrics::add(&m.bytes_in, whole.len() as u64);
+                    }
+                    frame_started = Instant::now();
+                    if let Flow::Close = handle(&conn, role, body).await {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+            }
+        }
+        // Pause reading while the replies of this connection are not being taken.
+        if !conn.wait_writable(conn.params.idle_timeout).await {
+            return;
+        }
+        let deadline = if buf.is_empty() {
+            Instant::now() + conn.params.idle_timeout
+        } else {
+            frame_started + conn.params.frame_timeout
+        };
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        let was_empty = buf.is_empty();
+        let read = async {
+            match shutdown.as_mut() {
+                Some(s) => {
+                    tokio::select! {
+                        r = tokio::time::timeout_at(deadline, r.read_buf(&mut buf)) => Some(r),
+                        _ = s.changed() => None,
+                    }
+                }
+                None => Some(tokio::time::timeout_at(deadline, r.read_buf(&mut buf)).await),
+            }
+        };
+        match read.await {
+            None => {
+                // Shutdown: say goodbye politely, then close.
+                conn.send_payload(&etch_formats::message::goodbye(None));
+                return;
+            }
+            Some(Err(_)) => {
+                tracing::debug!(addr = %conn.addr, partial = !was_empty, "timeout: closing");
+                if let Some(m) = conn.metrics() {
+                    Metrics::inc(&m.timeouts);
+                }
+                return;
+            }
+            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return,
+            Some(Ok(Ok(_))) => {
+                if was_empty {
+                    frame_started = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+async fn handle(conn: &Arc<Conn>, role: Role, body: bytes::Bytes) -> Flow {
+    let msg = match Message::decode(body) {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(m) = conn.metrics() {
+                Metrics::inc(&m.bad_messages);
+            }
+            tracing::debug!(addr = %conn.addr, error = %e, "undecodable message");
+            // No ID can be read from it; the error still tells the sender what happened.
+            conn.send_result(&ResultRecord::error(None, "FORMAT", &e.to_string(), "PEER"));
+            let bad = conn.bad.fetch_add(1, Ordering::SeqCst) + 1;
+            return if bad > conn.params.bad_messages {
+                Flow::Close
+            } else {
+                Flow::Continue
+            };
+        }
+    };
+    match msg.kind {
+        MessageType::Result => conn.deliver(msg),
+        MessageType::Goodbye => return Flow::Close,
+        MessageType::Ping => {
+            if let Some(id) = msg.id() {
+                if let Some(m) = conn.metrics() {
+                    Metrics::inc(&m.pings);
+                }
+                let now = etch_engine::node::wall_clock_ms();
+                conn.send_result(&ResultRecord::ok(id, Cell::long(now)));
+            }
+        }
+        MessageType::Challenge => {
+            if let Some(id) = msg.id() {
+                if let Some(m) = conn.metrics() {
+                    Metrics::inc(&m.challenges);
+                }
+                conn.send_result(&challenge::answer(conn.params.key.as_ref(), id, &msg));
+            }
+        }
+        MessageType::Transact => {
+            if let Some(id) = msg.id() {
+                conn.send_result(&ResultRecord::error(
+                    Some(id),
+                    "FORMAT",
+                    "Unrecognised message type",
+                    "PEER",
+                ));
+            }
+        }
+        MessageType::Belief | MessageType::Unknown => {
+            tracing::debug!(addr = %conn.addr, kind = msg.kind.name(), "message ignored");
+        }
+        MessageType::Status
+        | MessageType::Query
+        | MessageType::DataRequest
+        | MessageType::LatticeQuery
+        | MessageType::LatticeValue => match (&conn.shared, role) {
+            (Some(shared), Role::Inbound | Role::Peer) => {
+                handler::dispatch(shared.clone(), conn.clone(), msg).await;
+            }
+            _ => tracing::debug!(addr = %conn.addr, kind = msg.kind.name(), "not served here"),
+        },
+    }
+    Flow::Continue
+}

@@ -1,0 +1,466 @@
+//! The server side of the requests that need the node: STATUS, QUERY, DATA_REQUEST,
+//! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
+
+use crate::acquire::{complete_tree, AcquireLimits};
+use crate::conn::Conn;
+use crate::metrics::Metrics;
+use crate::Shared;
+use etch_engine::lattice::{signature_valid, value_at_path, Lattice, MergeContext, MergeError};
+use etch_engine::node::{wall_clock_ms, NodeError};
+use etch_engine::query::{eval_form, Env, EvalContext, EvalError, Rights};
+use etch_formats::message::{encode_complete, encode_data_result};
+use etch_formats::value::{elements, for_each_entry};
+use etch_formats::{Cell, Kind, Message, MessageType, NoResolver, ResultRecord, ValueId};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// The `:type` of our STATUS answer (protocol.md §7.2).
+pub const STATUS_TYPE: &str = "Convex Storage Node";
+
+fn kw(name: &str) -> Cell {
+    Cell::keyword(name).unwrap_or_else(|_| Cell::nil())
+}
+
+/// Handles a request message. STATUS is answered inline; other requests take one of the
+/// connection's in-flight slots (waiting for one pauses reading this connection) and run in
+/// their own task.
+pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message) {
+    if msg.kind == MessageType::Status {
+        if let Some(id) = msg.id() {
+            Metrics::inc(&shared.metrics.statuses);
+            conn.send_result(&ResultRecord::ok(id, status(&shared)));
+        }
+        return;
+    }
+    if msg.kind != MessageType::LatticeValue && msg.id().is_none() {
+        // No ID: no answer can be correlated; drop it (protocol.md §5).
+        tracing::debug!(addr = %conn.addr(), kind = msg.kind.name(), "request without an id dropped");
+        return;
+    }
+    let Ok(permit) = conn.in_flight.clone().acquire_owned().await else {
+        return;
+    };
+    tokio::spawn(async move {
+        Metrics::inc(&shared.metrics.in_flight);
+        work(&shared, &conn, msg, permit).await;
+        Metrics::dec(&shared.metrics.in_flight);
+    });
+}
+
+/// The STATUS value (protocol.md §7.2) with our counters under `:metrics`.
+fn status(shared: &Shared) -> Cell {
+    let root = shared.node.root_value();
+    Cell::map(vec![
+        (kw("type"), Cell::string(STATUS_TYPE)),
+        (kw("version"), Cell::string(etch_engine::node::NODE_VERSION)),
+        (
+            kw("peer"),
+            shared.public_key().map_or_else(Cell::nil, |k| Cell::blob(&k)),
+        ),
+        (kw("root"), Cell::blob(root.id().as_bytes())),
+        (kw("timestamp"), Cell::long(wall_clock_ms())),
+        (
+            kw("regions"),
+            Cell::vector(vec![kw("data"), kw("fs"), kw("p2p"), kw("local")]),
+        ),
+        (kw("metrics"), shared.metrics.to_cell()),
+    ])
+}
+
+async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: OwnedSemaphorePermit) {
+    let id = msg.id();
+    if msg.kind == MessageType::DataRequest {
+        // Cheap store reads: no global slot needed.
+        if let Some(id) = id {
+            serve_data(shared, conn, id, &msg);
+        }
+        return;
+    }
+    // Heavier work takes a node-wide slot; none in time → :LOAD (protocol.md §10).
+    let slot = tokio::time::timeout(
+        shared.config.limits.load_wait,
+        shared.work.clone().acquire_owned(),
+    )
+    .await;
+    let _slot = match slot {
+        Ok(Ok(s)) => s,
+        _ => {
+            Metrics::inc(&shared.metrics.load_refused);
+            let ack = match msg.kind {
+                MessageType::LatticeValue => lv_ack_id(&msg),
+                _ => id,
+            };
+            if let Some(id) = ack {
+                conn.send_result(&ResultRecord::error(Some(id), "LOAD", "Trx overload", "PEER"));
+            }
+            return;
+        }
+    };
+    match msg.kind {
+        MessageType::Query => {
+            if let Some(id) = id {
+                query(shared, conn, id, msg).await;
+            }
+        }
+        MessageType::LatticeQuery => {
+            if let Some(id) = id {
+                lattice_query(shared, conn, id, msg).await;
+            }
+        }
+        MessageType::LatticeValue => lattice_value(shared, conn, msg).await,
+        _ => {}
+    }
+}
+
+fn format_error(shared: &Shared, conn: &Conn, id: i64, code: &str, text: &str) {
+    Metrics::inc(&shared.metrics.format_errors);
+    conn.send_result(&ResultRecord::error(Some(id), code, text, "PEER"));
+}
+
+/// DATA_REQUEST (protocol.md §7.5): the cells asked for, nil where not held.
+fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
+    let n = msg.arg_count().saturating_sub(2);
+    let max = shared.config.limits.data_request_hashes;
+    if n as usize > max {
+        return format_error(
+            shared,
+            conn,
+            id,
+            "FORMAT",
+            &format!("Too many hashes in DATA_REQUEST: {n} (at most {max})"),
+        );
+    }
+    let mut cells = Vec::with_capacity(n as usize);
+    let mut served = 0u64;
+    for i in 0..n {
+        let hash = msg
+            .arg(i + 2)
+            .filter(|h| h.kind() == Kind::Blob && h.count() == 32)
+            .and_then(|h| h.flat_bytes().and_then(|b| <[u8; 32]>::try_from(b).ok()));
+        let Some(hash) = hash else {
+            return format_error(
+                shared,
+                conn,
+                id,
+                "FORMAT",
+                &format!("DATA_REQUEST element {} is not a 32-byte hash", i + 2),
+            );
+        };
+        match shared.store.get(&ValueId(hash)) {
+            Ok(Some(c)) => {
+                served += 1;
+                cells.push(Some(c));
+            }
+            Ok(None) => cells.push(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "store read failed while serving data");
+                cells.push(None);
+            }
+        }
+    }
+    Metrics::inc(&shared.metrics.data_requests);
+    Metrics::add(&shared.metrics.cells_served, served);
+    Metrics::add(&shared.metrics.cells_not_found, n - served);
+    conn.send_body(&encode_data_result(id, &cells));
+}
+
+/// The session environment of a connection (a shell over the network keeps its `def`s).
+fn session(conn: &Conn) -> Arc<Mutex<Env>> {
+    conn.session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| Arc::new(Mutex::new(Env::new())))
+        .clone()
+}
+
+/// QUERY (protocol.md §7.3): evaluate the form with client rights and the request deadline.
+async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
+    if msg.arg_count() < 3 {
+        return format_error(shared, conn, id, "FORMAT", "Wrong element count");
+    }
+    let Some(form) = msg.arg(2) else {
+        return format_error(shared, conn, id, "FORMAT", "Query form not in the message");
+    };
+    let env = session(conn);
+    let s = shared.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut env = env.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = EvalContext {
+            resolver: s.store.as_ref(),
+            node: Some(s.node.as_ref()),
+            rights: Rights::Client {
+                may_write_data: !s.config.read_only_clients,
+            },
+            cancel: Some(&s.cancel),
+            deadline: Some(std::time::Instant::now() + s.config.limits.request_timeout),
+        };
+        Metrics::inc(&s.metrics.queries);
+        let record = match eval_form(&form, &mut env, &ctx) {
+            Ok(v) => ResultRecord::ok(id, v),
+            Err(e) => {
+                Metrics::inc(&s.metrics.query_errors);
+                ResultRecord::error(Some(id), e.code, &e.message, "CODE")
+            }
+        };
+        encode_complete(&record.to_cell(), s.store.as_ref(), s.config.limits.response_bytes).0
+    })
+    .await;
+    match body {
+        Ok(b) => {
+            conn.send_body(&b);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "query task failed");
+            conn.send_result(&ResultRecord::error(Some(id), "EXCEPTION", "Query failed", "PEER"));
+        }
+    }
+}
+
+/// The path of a LATTICE_QUERY or LATTICE_VALUE: nil → root, a vector → its elements,
+/// (for LATTICE_VALUE) a single key → `[key]`.
+fn path_of(v: Option<Cell>, single_key_ok: bool) -> Option<Vec<Cell>> {
+    match v {
+        None => Some(Vec::new()),
+        Some(p) if p.is_nil() => Some(Vec::new()),
+        Some(p) if p.kind() == Kind::Vector => elements(&p, &NoResolver).ok(),
+        Some(p) if single_key_ok => Some(vec![p]),
+        Some(_) => None,
+    }
+}
+
+/// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to the
+/// response budget; nil where the path leads nowhere.
+async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
+    let Some(path) = path_of(msg.arg(2), false) else {
+        return format_error(shared, conn, id, "ARGUMENT", "Invalid LATTICE_QUERY format");
+    };
+    let s = shared.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let root = s.node.root_value();
+        let record = match value_at_path(&root, &path, s.store.as_ref()) {
+            Ok(v) => ResultRecord::ok(id, v),
+            Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),
+        };
+        encode_complete(&record.to_cell(), s.store.as_ref(), s.config.limits.response_bytes).0
+    })
+    .await;
+    Metrics::inc(&shared.metrics.lattice_queries);
+    if let Ok(b) = body {
+        conn.send_body(&b);
+    }
+}
+
+/// The acknowledgement ID of a LATTICE_VALUE (our extension: element 3, a Long).
+fn lv_ack_id(msg: &Message) -> Option<i64> {
+    msg.arg(3)
+        .filter(|c| c.kind() == Kind::Long)
+        .and_then(|c| c.as_long())
+}
+
+/// Why an incoming value was refused: an error code and a message.
+pub(crate) struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<NodeError> for Refusal {
+    fn from(e: NodeError) -> Refusal {
+        match e {
+            NodeError::Merge(MergeError::BelowForeignOwner { .. }) | NodeError::Merge(MergeError::NoSigningKey) => {
+                Refusal::new("TRUST", e.to_string())
+            }
+            other => {
+                let e = EvalError::from(other);
+                Refusal::new(e.code, e.message)
+            }
+        }
+    }
+}
+
+/// LATTICE_VALUE (protocol.md §7.7): complete the value from the sender, check it (shape,
+/// every signature, and for acknowledged updates staleness), merge at the path, commit, then
+/// acknowledge when asked.
+async fn lattice_value(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message) {
+    Metrics::inc(&shared.metrics.lattice_values);
+    let ack = lv_ack_id(&msg);
+    let outcome = merge_incoming(shared, conn, &msg, ack.is_some()).await;
+    match (&outcome, ack) {
+        (Ok(root), Some(id)) => {
+            conn.send_result(&ResultRecord::ok(id, Cell::blob(root.id().as_bytes())));
+        }
+        (Err(r), Some(id)) => {
+            conn.send_result(&ResultRecord::error(Some(id), r.code, &r.message, "PEER"));
+        }
+        _ => {}
+    }
+    if let Err(r) = outcome {
+        Metrics::inc(&shared.metrics.lattice_rejected);
+        tracing::info!(addr = %conn.addr(), code = r.code, reason = %r.message, "LATTICE_VALUE refused");
+    }
+}
+
+/// Merges the value of a LATTICE_VALUE message (or of a pull, with `path` empty); returns the
+/// new committed root.
+pub(crate) async fn merge_incoming(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    msg: &Message,
+    refuse_stale: bool,
+) -> Result<Cell, Refusal> {
+    if msg.arg_count() < 3 {
+        return Err(Refusal::new("FORMAT", "Wrong element count"));
+    }
+    let path = path_of(msg.arg(1), true).ok_or_else(|| Refusal::new("FORMAT", "Bad path"))?;
+    let value = msg
+        .arg(2)
+        .ok_or_else(|| Refusal::new("FORMAT", "Value not in the message"))?;
+    merge_value(shared, conn, path, value, refuse_stale).await
+}
+
+/// Completes `value` from the other end of `conn`, checks and merges it at `path`.
+pub(crate) async fn merge_value(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    path: Vec<Cell>,
+    value: Cell,
+    refuse_stale: bool,
+) -> Result<Cell, Refusal> {
+    if value.is_nil() {
+        return Ok(shared.node.root_value());
+    }
+    let limits = &shared.config.limits;
+    let fetched = complete_tree(
+        conn,
+        &value,
+        shared.store.as_ref(),
+        AcquireLimits {
+            bytes: limits.acquire_bytes,
+            timeout: limits.acquire_timeout,
+            request_timeout: limits.request_timeout,
+            batch: limits.data_request_hashes,
+        },
+    )
+    .await
+    .map_err(|e| Refusal::new("MISSING", e.to_string()))?;
+    Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
+    let s = shared.clone();
+    let merged = tokio::task::spawn_blocking(move || -> Result<(Cell, bool), Refusal> {
+        let node = &s.node;
+        let r = s.store.as_ref();
+        let lattice = node.lattice();
+        let Some(sub) = lattice.at_path(&path) else {
+            return Err(Refusal::new("ARGUMENT", "No lattice at this path"));
+        };
+        let io = |e: etch_formats::ResolveError| Refusal::new("MISSING", e.to_string());
+        if !sub.check_foreign(&value, r).map_err(io)? {
+            return Err(Refusal::new("ARGUMENT", "Invalid lattice value for this path"));
+        }
+        let before = node.root_value();
+        let own = value_at_path(&before, &path, r).map_err(io)?;
+        check_signed(sub, &value, &own, refuse_stale, r)?;
+        let after = node.merge(&path, &value)?;
+        Ok((after.clone(), after.id() != before.id()))
+    })
+    .await
+    .map_err(|_| Refusal::new("EXCEPTION", "merge task failed"))??;
+    if merged.1 {
+        Metrics::inc(&shared.metrics.lattice_merges);
+        tracing::debug!(root = %merged.0.id(), "root changed by an incoming value");
+    }
+    Ok(merged.0)
+}
+
+/// Verifies every signed value the lattice `l` governs in the incoming `v` before anything is
+/// merged: each owner slot must be SignedData with a valid signature by a key that passes the
+/// owner check; standalone Signed values must verify. With `refuse_stale`, an owner slot that
+/// brings nothing new over the slot held (a replayed older state) is refused too.
+fn check_signed(
+    l: &Lattice,
+    v: &Cell,
+    own: &Cell,
+    refuse_stale: bool,
+    r: &dyn etch_formats::Resolver,
+) -> Result<(), Refusal> {
+    let io = |e: etch_formats::ResolveError| Refusal::new("MISSING", e.to_string());
+    match l {
+        Lattice::Keyed(children) => {
+            for (name, sub) in children {
+                let key = kw(name);
+                let child = value_at_path(v, std::slice::from_ref(&key), r).map_err(io)?;
+                if child.is_nil() {
+                    continue;
+                }
+                let own_child = value_at_path(own, std::slice::from_ref(&key), r).map_err(io)?;
+                check_signed(sub, &child, &own_child, refuse_stale, r)?;
+            }
+            Ok(())
+        }
+        Lattice::Owner(slot_lattice) => {
+            if v.kind() != Kind::Map {
+                return Ok(());
+            }
+            let ctx = MergeContext::default();
+            let mut failure: Option<Refusal> = None;
+            for_each_entry(v, r, &mut |owner, slot| {
+                if failure.is_some() {
+                    return Ok(());
+                }
+                let slot = slot.unwrap_or_else(Cell::nil);
+                let who = etch_formats::text::print(&owner, r).unwrap_or_else(|_| "?".into());
+                if slot.kind() != Kind::Signed || !signature_valid(&slot) {
+                    failure = Some(Refusal::new(
+                        "TRUST",
+                        format!("Bad signature in the slot of owner {who}"),
+                    ));
+                    return Ok(());
+                }
+                let signer = slot.signed_public_key().unwrap_or_default();
+                if !ctx.verify_owner(&owner, signer) {
+                    failure = Some(Refusal::new(
+                        "TRUST",
+                        format!("The slot of owner {who} is signed by another key"),
+                    ));
+                    return Ok(());
+                }
+                if refuse_stale {
+                    let held = value_at_path(own, std::slice::from_ref(&owner), r)?;
+                    if !held.is_nil() && held.id() != slot.id() {
+                        let m = slot_lattice.merge(&ctx, &held, &slot, r)?;
+                        if m.id() == held.id() {
+                            failure = Some(Refusal::new(
+                                "STATE",
+                                format!("Stale value for owner {who}: nothing newer than the slot held"),
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(io)?;
+            failure.map_or(Ok(()), Err)
+        }
+        Lattice::Signed(_) => {
+            if signature_valid(v) {
+                Ok(())
+            } else {
+                Err(Refusal::new("TRUST", "Bad signature"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sets the flag every running QUERY checks (shutdown cancels evaluations).
+pub(crate) fn cancel_queries(shared: &Shared) {
+    shared.cancel.store(true, Ordering::SeqCst);
+}
