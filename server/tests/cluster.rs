@@ -1,0 +1,149 @@
+//! Three nodes on loopback, each peered with the other two: values and drives written at
+//! each converge to one root on all; a node stopped and restarted catches up.
+
+mod common;
+
+use common::{admin_eval, key, start_on};
+use etch_formats::{Cell, NoResolver};
+use etch_server::{Config, PeerSpec, Server};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+fn config(peers: &[SocketAddr], keys: &[[u8; 32]]) -> Config {
+    Config {
+        peers: peers
+            .iter()
+            .zip(keys)
+            .map(|(a, k)| PeerSpec {
+                address: a.to_string(),
+                key: Some(*k),
+            })
+            .collect(),
+        sync_interval: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+fn public(n: u8) -> [u8; 32] {
+    key(n).verifying_key().to_bytes()
+}
+
+/// Waits until every node has the same root; returns it.
+async fn converged(nodes: &[&Server], within: Duration) -> Cell {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let roots: Vec<Cell> = nodes.iter().map(|s| s.node().root_value()).collect();
+        if roots.windows(2).all(|w| w[0].id() == w[1].id()) {
+            return roots[0].clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            let ids: Vec<String> = roots.iter().map(|r| r.id().to_hex()).collect();
+            panic!("no convergence within {within:?}: {ids:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn text(c: &Cell) -> String {
+    etch_formats::text::print(c, &NoResolver).expect("print")
+}
+
+struct Cluster {
+    dirs: Vec<PathBuf>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    fn peers_of(&self, i: usize) -> Config {
+        let others: Vec<usize> = (0..3).filter(|j| *j != i).collect();
+        let addrs: Vec<SocketAddr> = others.iter().map(|j| self.addrs[*j]).collect();
+        let keys: Vec<[u8; 32]> = others.iter().map(|j| public(*j as u8 + 1)).collect();
+        config(&addrs, &keys)
+    }
+
+    fn start(&self, i: usize, listener: TcpListener) -> Server {
+        start_on(listener, &self.dirs[i], Some(key(i as u8 + 1)), self.peers_of(i))
+    }
+}
+
+async fn listeners(n: usize) -> Vec<TcpListener> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    out
+}
+
+fn write_at(server: &Server, tag: &str) {
+    let long = tag.repeat(300 / tag.len() + 1);
+    admin_eval(server.node(), &format!("(store \"{long}\")"));
+    admin_eval(server.node(), &format!("(mkdrive \"{tag}\")"));
+    admin_eval(
+        server.node(),
+        &format!("(put \"{tag}/file.txt\" \"{long}\")"),
+    );
+}
+
+fn read_drive_of(reader: &Server, owner: u8, tag: &str) -> String {
+    let owner = hex::encode(public(owner));
+    text(&admin_eval(
+        reader.node(),
+        &format!("(read-file [0x{owner} \"{tag}/file.txt\"])"),
+    ))
+}
+
+fn dirs(base: &Path) -> Vec<PathBuf> {
+    (0..3).map(|i| base.join(format!("node{i}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_converge_and_a_restarted_node_catches_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ls = listeners(3).await;
+    let cluster = Cluster {
+        dirs: dirs(tmp.path()),
+        addrs: ls.iter().map(|l| l.local_addr().expect("addr")).collect(),
+    };
+    let mut servers: Vec<Option<Server>> = ls
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Some(cluster.start(i, l)))
+        .collect();
+    for (i, tag) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        write_at(servers[i].as_ref().expect("running"), tag);
+    }
+    let refs: Vec<&Server> = servers.iter().map(|s| s.as_ref().expect("up")).collect();
+    let root = converged(&refs, Duration::from_secs(20)).await;
+    // Every node reads every other node's drive.
+    for reader in &refs {
+        for (i, tag) in ["alpha", "beta", "gamma"].iter().enumerate() {
+            assert!(read_drive_of(reader, i as u8 + 1, tag).starts_with("0x"));
+        }
+    }
+    assert_eq!(root.kind(), etch_formats::Kind::Index);
+
+    // Stop node 2; write at 0 and 1; restart 2 on its store: it catches up.
+    let stopped = servers[2].take().expect("up");
+    stopped.shutdown(Duration::from_secs(10)).await;
+    write_at(servers[0].as_ref().expect("up"), "delta");
+    write_at(servers[1].as_ref().expect("up"), "epsilon");
+    let listener = match TcpListener::bind(cluster.addrs[2]).await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    };
+    servers[2] = Some(cluster.start(2, listener));
+    let refs: Vec<&Server> = servers.iter().map(|s| s.as_ref().expect("up")).collect();
+    converged(&refs, Duration::from_secs(20)).await;
+    let restarted = servers[2].as_ref().expect("up");
+    assert!(read_drive_of(restarted, 1, "delta").starts_with("0x"));
+    assert!(read_drive_of(restarted, 2, "epsilon").starts_with("0x"));
+    // And what it writes now reaches the others.
+    write_at(restarted, "zeta");
+    converged(&refs, Duration::from_secs(20)).await;
+    assert!(read_drive_of(servers[0].as_ref().expect("up"), 3, "zeta").starts_with("0x"));
+    for s in servers.into_iter().flatten() {
+        s.shutdown(Duration::from_secs(10)).await;
+    }
+}
