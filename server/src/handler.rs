@@ -77,6 +77,12 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         }
         return;
     }
+    if msg.kind == MessageType::LatticeValue {
+        // Takes a node-wide slot only for its merge: waiting for the sender's cells must not
+        // hold one (a sender that never answers would starve everyone else).
+        lattice_value(shared, conn, msg).await;
+        return;
+    }
     // Heavier work takes a node-wide slot; none in time → :LOAD (protocol.md §10).
     let slot = tokio::time::timeout(
         shared.config.limits.load_wait,
@@ -87,11 +93,7 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         Ok(Ok(s)) => s,
         _ => {
             Metrics::inc(&shared.metrics.load_refused);
-            let ack = match msg.kind {
-                MessageType::LatticeValue => lv_ack_id(&msg),
-                _ => id,
-            };
-            if let Some(id) = ack {
+            if let Some(id) = id {
                 conn.send_result(&ResultRecord::error(Some(id), "LOAD", "Trx overload", "PEER"));
             }
             return;
@@ -108,7 +110,6 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
                 lattice_query(shared, conn, id, msg).await;
             }
         }
-        MessageType::LatticeValue => lattice_value(shared, conn, msg).await,
         _ => {}
     }
 }
@@ -353,6 +354,11 @@ pub(crate) async fn merge_value(
     .await
     .map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
+    let slot = tokio::time::timeout(limits.load_wait, shared.work.clone().acquire_owned()).await;
+    let Ok(Ok(_slot)) = slot else {
+        Metrics::inc(&shared.metrics.load_refused);
+        return Err(Refusal::new("LOAD", "Trx overload"));
+    };
     let s = shared.clone();
     let merged = tokio::task::spawn_blocking(move || -> Result<(Cell, bool), Refusal> {
         let node = &s.node;
