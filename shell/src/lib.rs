@@ -11,6 +11,7 @@
 pub mod display;
 pub mod editor;
 pub mod paths;
+pub mod remote;
 
 use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
 use editor::{is_incomplete, Completions, ShellHelper};

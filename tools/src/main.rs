@@ -40,6 +40,12 @@ enum Command {
         about = "Evaluate a query expression (or a script from stdin) and print the result."
     )]
     Eval(cmd::eval::EvalArgs),
+    #[command(
+        about = "Run a lattice node on a store: the Convex peer protocol over TCP, replication with peers."
+    )]
+    Serve(cmd::serve::ServeArgs),
+    #[command(about = "Create (`etch key new`) or show (`etch key show`) a node's Ed25519 key.")]
+    Key(cmd::key::KeyArgs),
     #[command(about = "Show a store's format, root, record count and length.")]
     Info(cmd::store::InfoArgs),
     #[command(about = "Print a stored value (or one cell's encoding) by Value ID.")]
@@ -91,6 +97,8 @@ fn main() -> ExitCode {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Key(args) => cmd::key::run(args),
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),
         Command::Put(args) => cmd::store::put(args),

@@ -18,7 +18,10 @@ With --store, the query runs on that store with the shell's full rights: stored 
 lazily (so `(count ...)` of a huge stored value is instant) and `store`, `merge!`, \
 `set-root!` and the DLFS writes commit to it (use --read-only to forbid writes). The node key is \
 the shell's (node.key in the Etch directory), so DLFS locations name the same drives. Without --store no store is opened: \
-only values written in the expression exist and storage functions fail with :STATE."
+only values written in the expression exist and storage functions fail with :STATE.\n\n\
+With --connect HOST:PORT, the expression runs on that server (`etch serve`) as a QUERY message \
+and prints exactly what a local run prints; the server grants client rights (reads, `store` and \
+`merge!` unless it runs with --read-only-clients; no set-root! or DLFS writes)."
 )]
 pub struct EvalArgs {
     /// The expression, or `-` to read a script from stdin.
@@ -37,6 +40,9 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     } else {
         args.expr
     };
+    if let Some(address) = &args.target.connect {
+        return run_remote(address, &text);
+    }
     let opened = match &args.target.store {
         Some(p) => match open_node(p, &args.target) {
             Ok(x) => Some(x),
@@ -56,6 +62,42 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     let mut env = Env::new();
     match eval_text_in(&text, &mut env, &ctx) {
         Ok(value) => match print(&value, resolver) {
+            Ok(t) => {
+                writeln!(io::stdout().lock(), "{t}")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("Exception: :MISSING {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Err(e) => {
+            eprintln!("Exception: :{} {}", e.code, e.message);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `etch eval --connect`: one QUERY; the output and exit code are those of a local run.
+fn run_remote(address: &str, text: &str) -> io::Result<ExitCode> {
+    use etch_server::client::{BlockingClient, RemoteResolver};
+    use std::sync::Arc;
+    // A reader error is reported before connecting, as a local run reports it.
+    if let Err(e) = etch_shell::remote::query_form(text) {
+        eprintln!("Exception: :{} {}", e.code, e.message);
+        return Ok(ExitCode::FAILURE);
+    }
+    let client = match BlockingClient::connect(address, None) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("etch: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let result = etch_shell::remote::eval_remote(&client, text);
+    let resolver = RemoteResolver::new(client.clone());
+    match result {
+        Ok(value) => match print(&value, &resolver) {
             Ok(t) => {
                 writeln!(io::stdout().lock(), "{t}")?;
                 Ok(ExitCode::SUCCESS)

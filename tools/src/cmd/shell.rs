@@ -19,6 +19,8 @@ The default store is `default.etch` (a native store) in the Etch directory: $ETC
 $XDG_DATA_HOME/etch, else ~/.local/share/etch. It is created on first use, and the shell's \
 history and the node key (node.key: the node's identity, which signs its DLFS drives) are kept \
 beside it. A writable open publishes the node's NodeInfo under [:p2p :nodes] when it changed.\n\n\
+With --connect HOST:PORT the shell runs on a server (`etch serve`) instead: each input is one \
+QUERY over one connection (so `def`s last for the session), with client rights.\n\n\
 In the shell: .help lists every function with a one-line description; Tab completes names and \
 keys; input continues over several lines until its brackets balance; Ctrl-C cancels a running \
 query; Ctrl-D quits. Long values are shown shortened (blobs and strings over 1 KiB, collections \
@@ -37,6 +39,10 @@ pub struct StoreTarget {
     /// The store to open (either format, detected; created if missing unless --read-only).
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// Run on the server at HOST:PORT instead (QUERY messages; client rights: no admin
+    /// functions such as set-root! or DLFS writes).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["store", "read_only", "snapshot"])]
+    pub connect: Option<String>,
     /// Open the store read-only: reading works, functions that write fail.
     #[arg(long)]
     pub read_only: bool,
@@ -92,6 +98,17 @@ pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
 
 /// Runs `etch shell`.
 pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
+    if let Some(address) = &args.target.connect {
+        let backend = match etch_shell::remote::RemoteBackend::connect(address) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("etch: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let path = match &args.target.store {
         Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,

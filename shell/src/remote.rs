@@ -1,0 +1,128 @@
+//! A shell backend on a server: each input is sent as one QUERY (several forms as
+//! `(do ...)`, as the Java client does) over one connection, so the session's `def`s live on
+//! the server for as long as the connection does. Branches of a result that did not fit in
+//! the answer are fetched by DATA_REQUEST when printed.
+
+use crate::Backend;
+use etch_engine::query::EvalError;
+use etch_formats::text::read_all;
+use etch_formats::{Cell, Resolver};
+use etch_server::client::{error_text, BlockingClient, ClientError, RemoteResolver};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Error codes a server may send that are not in our fixed list are interned up to this
+/// many (an [`EvalError`] code is `&'static str`); beyond it they show as `:EXCEPTION`.
+const INTERNED_CODES_MAX: usize = 256;
+
+/// The `&'static str` for an error code received from a server.
+pub fn intern_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "ARGUMENT", "ARITY", "ASSERT", "BOUNDS", "CANCELLED", "CAST", "COMPILE", "CONNECT",
+        "DEPTH", "EXCEPTION", "FORMAT", "IO", "JUICE", "LIMIT", "LOAD", "MEMORY", "MISSING",
+        "NOBODY", "STATE", "SYNTAX", "TIMEOUT", "TRUST", "UNDECLARED", "UNEXPECTED",
+        "NOT_FOUND", "EXISTS", "FUNDS",
+    ];
+    if let Some(k) = KNOWN.iter().find(|k| **k == code) {
+        return k;
+    }
+    static EXTRA: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let mut extra = EXTRA
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = extra.get(code) {
+        return k;
+    }
+    if extra.len() >= INTERNED_CODES_MAX || code.len() > 64 {
+        return "EXCEPTION";
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    extra.insert(code.to_string(), leaked);
+    leaked
+}
+
+/// The error a failed call shows as.
+pub fn client_error(e: &ClientError) -> EvalError {
+    match e {
+        ClientError::Refused { code, message } => EvalError::new(intern_code(code), message),
+        other => EvalError::new(intern_code(&other.code()), other.to_string()),
+    }
+}
+
+/// The form a QUERY carries for `text`: its only form, nil for none, `(do f1 f2 ...)` for
+/// several. A reader error is `:SYNTAX`, exactly as a local evaluation reports it.
+pub fn query_form(text: &str) -> Result<Cell, EvalError> {
+    let mut forms = read_all(text).map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+    Ok(match forms.len() {
+        0 => Cell::nil(),
+        1 => forms.remove(0),
+        _ => {
+            let head = Cell::symbol("do").map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+            forms.insert(0, head);
+            Cell::list(forms)
+        }
+    })
+}
+
+/// Evaluates `text` on the server behind `client`.
+pub fn eval_remote(client: &BlockingClient, text: &str) -> Result<Cell, EvalError> {
+    let form = query_form(text)?;
+    let r = client.query(form).map_err(|e| client_error(&e))?;
+    match r.error_code() {
+        None => Ok(r.value),
+        Some(code) => Err(EvalError::new(intern_code(&code), error_text(&r))),
+    }
+}
+
+/// The shell over a server connection.
+pub struct RemoteBackend {
+    client: Arc<BlockingClient>,
+    resolver: RemoteResolver,
+    label: String,
+}
+
+impl RemoteBackend {
+    /// Connects to the server at `address` (`host:port`).
+    pub fn connect(address: &str) -> Result<RemoteBackend, String> {
+        let client = Arc::new(BlockingClient::connect(address, None).map_err(|e| e.to_string())?);
+        Ok(RemoteBackend {
+            resolver: RemoteResolver::new(client.clone()),
+            client,
+            label: format!("{address} (server)"),
+        })
+    }
+
+    /// The connection.
+    pub fn client(&self) -> &Arc<BlockingClient> {
+        &self.client
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn eval(&mut self, text: &str, _cancel: &AtomicBool) -> Result<Cell, EvalError> {
+        // A QUERY cannot be withdrawn once sent; the server's deadline bounds it.
+        eval_remote(&self.client, text)
+    }
+
+    fn resolver(&self) -> &dyn Resolver {
+        &self.resolver
+    }
+
+    fn take_print_full(&mut self) -> bool {
+        false
+    }
+
+    fn session_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn keywords(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}

@@ -1,0 +1,147 @@
+//! `etch key`: the node key (Ed25519), which signs a node's drives and NodeInfo and proves its
+//! identity to peers (CHALLENGE).
+
+use etch_engine::lattice::did_key;
+use ed25519_dalek::SigningKey;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `etch key`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Creates or shows a node key: an Ed25519 key pair whose 32-byte seed is kept in a \
+file (mode 0600). The public key is the node's identity: the default owner of its DLFS drives, \
+the owner of its NodeInfo under [:p2p :nodes], and the key it proves to peers when challenged. \
+The default file is node.key in the Etch directory ($ETCH_HOME, else $XDG_DATA_HOME/etch, else \
+~/.local/share/etch), the key `etch shell`, `etch eval` and `etch serve` use.\n\n\
+`etch key new` creates a key (refusing to replace an existing file unless --force) and prints \
+it; `etch key show` prints the public key of an existing file, as 0x-hex and as a did:key."
+)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    action: KeyAction,
+}
+
+#[derive(clap::Subcommand)]
+enum KeyAction {
+    /// Create a new key file and print its public key.
+    New {
+        /// The key file (default: node.key in the Etch directory).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Replace an existing key file (its old identity is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key of a key file.
+    Show {
+        /// The key file (default: node.key in the Etch directory).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// The default key file: node.key in the Etch directory.
+pub fn default_key_file() -> io::Result<PathBuf> {
+    etch_shell::paths::etch_home()
+        .map(|h| h.join(etch_shell::paths::NODE_KEY_NAME))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no Etch directory: set ETCH_HOME or HOME",
+            )
+        })
+}
+
+/// Reads a key file: exactly 32 bytes (the seed).
+pub fn read_key_file(path: &Path) -> io::Result<SigningKey> {
+    let bytes = std::fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: a key file is 32 bytes, this one has {}", path.display(), bytes.len()),
+        )
+    })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes a fresh key to `path` (mode 0600, durable): atomically, and without replacing an
+/// existing file unless `force`.
+fn write_new_key(path: &Path, force: bool) -> io::Result<SigningKey> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    let tmp = dir.join(format!(".etch-key.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(&seed)?;
+        f.sync_all()?;
+        if force {
+            std::fs::rename(&tmp, path)
+        } else {
+            // A hard link fails if the name exists: an existing key is never replaced.
+            std::fs::hard_link(&tmp, path)
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result.map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            io::Error::new(
+                e.kind(),
+                format!("{}: a key exists (use --force to replace it)", path.display()),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        }
+    })?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn show(key: &SigningKey) -> io::Result<()> {
+    let pk = key.verifying_key().to_bytes();
+    let mut out = io::stdout().lock();
+    writeln!(out, "public key: 0x{}", hex::encode(pk))?;
+    writeln!(out, "did: {}", did_key(&pk))
+}
+
+/// Runs `etch key`.
+pub fn run(args: KeyArgs) -> io::Result<ExitCode> {
+    let outcome = match args.action {
+        KeyAction::New { key_file, force } => {
+            let path = match key_file {
+                Some(p) => p,
+                None => default_key_file()?,
+            };
+            write_new_key(&path, force).and_then(|k| {
+                eprintln!("etch: new key written to {}", path.display());
+                show(&k)
+            })
+        }
+        KeyAction::Show { key_file } => {
+            let path = match key_file {
+                Some(p) => p,
+                None => default_key_file()?,
+            };
+            read_key_file(&path).and_then(|k| show(&k))
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(e),
+        Err(e) => {
+            eprintln!("etch: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `etch serve`: run a lattice node on a store (the server crate), until SIGINT or SIGTERM.
+
+use super::{open_any_with, FormatArg, IoArg};
+use etch_engine::node::LocalNode;
+use etch_server::{Config, Limits, PeerSpec, Server};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `etch serve`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Runs a lattice node on a store: the Convex binary peer protocol over TCP \
+(length-prefixed multi-cell messages) with PING, STATUS, QUERY (the shell's query language, \
+client rights), DATA_REQUEST (cells by Value ID), LATTICE_QUERY (the committed value at a path), \
+LATTICE_VALUE (merge a value at a path; cells the sender left out are fetched from it by \
+DATA_REQUEST and checked against their hashes, the merge is committed durably, and an optional \
+acknowledgement ID in element 3 gets a RESULT), CHALLENGE (Ed25519 proof of the node key) and \
+GOODBYE.\n\n\
+The node's root is the lattice root: :data (Value ID → value, union), :fs (owner → signed map of \
+DLFS drives; each owner slot must be signed by its owner, drives merge by timestamps), :p2p \
+(:nodes → owner → signed NodeInfo, last write wins) and :local (owner → signed map, last write \
+wins). Every signed value is verified before it is merged; a bad signature refuses the whole \
+update. Other root keys are ignored.\n\n\
+With --peer (repeatable; HOST:PORT, optionally @HEX of the peer's public key, which it must \
+prove), the node replicates: it pushes its root to each peer when it changes (at most every \
+50 ms, with only the cells the peer is not known to hold; the peer fetches the rest), pulls \
+each peer's root on connect and every --sync-interval, and reconnects with backoff, so a node \
+that was down catches up.\n\n\
+Limits: --max-connections (more are closed at once), 8 MiB frames from clients and 50 MB from \
+verified peers, 16 MiB of queued replies and 16 requests in flight per connection (reading \
+pauses beyond), 254 hashes per DATA_REQUEST, --idle-timeout, a 30 s limit to finish a started \
+frame, --request-timeout per QUERY; when all work slots stay busy for 8 s a request gets :LOAD. \
+STATUS answers the node's status with its counters under :metrics.\n\n\
+Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
+or a tracing filter). SIGINT or SIGTERM stops it gracefully: connections get GOODBYE, running \
+commits finish, the store is closed."
+)]
+pub struct ServeArgs {
+    /// The store (either format; created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:18888", value_name = "HOST:PORT")]
+    listen: String,
+    /// A peer to replicate with: HOST:PORT or HOST:PORT@<public key hex>.
+    #[arg(long = "peer", value_name = "HOST:PORT[@KEY]")]
+    peers: Vec<String>,
+    /// The node key file (32-byte seed); default: node.key in the Etch directory.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Log level or tracing filter.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// Seconds between pulls from each peer.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    sync_interval: u64,
+    /// Forbid `store` and `merge!` to QUERY clients (they may only read).
+    #[arg(long)]
+    read_only_clients: bool,
+    /// Most inbound connections at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may stay without a message.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    idle_timeout: u64,
+    /// Seconds a QUERY may run.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    request_timeout: u64,
+    /// Format of a store created here.
+    #[arg(long, value_enum, default_value_t)]
+    format: FormatArg,
+    /// How a native store writes its log.
+    #[arg(long, value_enum, default_value_t)]
+    io: IoArg,
+}
+
+/// Runs `etch serve`.
+pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--log: {e}")))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .try_init();
+    let fail = |e: String| {
+        eprintln!("etch: {e}");
+        Ok(ExitCode::FAILURE)
+    };
+    let mut peers = Vec::new();
+    for p in &args.peers {
+        match PeerSpec::parse(p) {
+            Ok(s) => peers.push(s),
+            Err(e) => return fail(e),
+        }
+    }
+    let key_path = match &args.key_file {
+        Some(p) => p.clone(),
+        None => super::key::default_key_file()?,
+    };
+    let key = if args.key_file.is_some() {
+        super::key::read_key_file(&key_path)
+    } else {
+        key_path
+            .parent()
+            .map_or_else(etch_shell::paths::node_key, etch_shell::paths::node_key_in)
+    };
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => return fail(format!("node key: {e}")),
+    };
+    let store = match open_any_with(&args.store, true, args.format, args.io) {
+        Ok(s) => s.cell_store(),
+        Err(e) => return fail(e),
+    };
+    let node = match LocalNode::open(store, Some(key.clone())) {
+        Ok(n) => Arc::new(n),
+        Err(e) => return fail(format!("{}: {e}", args.store.display())),
+    };
+    let config = Config {
+        peers,
+        read_only_clients: args.read_only_clients,
+        sync_interval: Duration::from_secs(args.sync_interval.max(1)),
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(format!("--listen {}: {e}", args.listen)),
+        };
+        let addr = listener.local_addr()?;
+        // Announce this node in its own root (lattice.md §8.1); only a change is committed.
+        let n = node.clone();
+        let transports = vec![format!("tcp://{addr}")];
+        match tokio::task::spawn_blocking(move || n.publish_node_info(&transports)).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "NodeInfo not published"),
+            Err(e) => tracing::warn!(error = %e, "NodeInfo not published"),
+            Ok(Ok(_)) => {}
+        }
+        let server = Server::start(listener, node, Some(key), config)?;
+        {
+            let mut out = io::stdout().lock();
+            writeln!(out, "listening on {addr}")?;
+            out.flush()?;
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        server.shutdown(Duration::from_secs(10)).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
