@@ -1,0 +1,251 @@
+//! `etch serve` as a process: `etch eval --connect` prints exactly what `etch eval --store`
+//! prints on the same store content (stdout, stderr, exit code); SIGTERM stops it cleanly;
+//! `etch key new` / `etch key show`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const ETCH: &str = env!("CARGO_BIN_EXE_etch");
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+fn etch(home: &Path, args: &[&str]) -> Run {
+    let o = Command::new(ETCH)
+        .args(args)
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etch");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A running `etch serve` and the address it printed.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(home: &Path, store: &Path) -> Served {
+        let mut child = Command::new(ETCH)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", "warn", "--store"])
+            .arg(store)
+            .env("ETCH_HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn etch serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served { child, addr }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn terminate(mut self) -> i32 {
+        // SAFETY: kill() with a pid of a child we spawned and still own.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn eval_connect_prints_what_a_local_eval_prints() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let local = tmp.path().join("local");
+    let served = tmp.path().join("served");
+    let long = "abcdefghij".repeat(3000);
+    // The same content in two stores: written once, then copied.
+    for setup in [
+        "(store [1 2 3])".to_string(),
+        format!("(store \"{long}\")"),
+        "(merge! [:data] (index (value-id \"x\") \"x\"))".to_string(),
+        "(mkdrive \"d\")".to_string(),
+        "(put \"d/a.txt\" \"hello\")".to_string(),
+        "(mkdir \"d/sub\")".to_string(),
+    ] {
+        let r = etch(&home, &["eval", "--store", local.to_str().expect("utf-8"), &setup]);
+        assert_eq!(r.code, 0, "{setup}: {}", r.err);
+    }
+    copy_dir(&local, &served);
+    let server = Served::start(&home, &served);
+    let big_id = etch(
+        &home,
+        &["eval", &format!("(value-id \"{long}\")")],
+    )
+    .out
+    .trim()
+    .to_string();
+    let queries: Vec<String> = vec![
+        "(+ 1 2)".into(),
+        "(count [1 2 3])".into(),
+        "(count 1 2)".into(),
+        "(str \"a\" \"b\" 3)".into(),
+        "(fetch (value-id [1 2 3]))".into(),
+        format!("(fetch {big_id})"),
+        format!("(count (fetch {big_id}))"),
+        "(get-in (root) [:data])".into(),
+        "(store \"stored over the wire\")".into(),
+        "(fetch (store [4 5 6]))".into(),
+        "(merge! [:data] (index (value-id :k) :k))".into(),
+        "(value-id {:a 1})".into(),
+        "(encoding [1 :x])".into(),
+        "(drives)".into(),
+        "(ls \"d\")".into(),
+        "(read-file \"d/a.txt\")".into(),
+        "(stat \"d/a.txt\")".into(),
+        "(read-file \"d/missing.txt\")".into(),
+        "(def a 5) (* a a)".into(),
+        "undefined-name".into(),
+        "(+ 1".into(),
+        "".into(),
+        "(assoc {:a 1} :b [1 2])".into(),
+        "(contains-key? (get-in (root) [:data]) (value-id \"x\"))".into(),
+        "(fetch 0x0000000000000000000000000000000000000000000000000000000000000000)".into(),
+    ];
+    assert!(queries.len() >= 19);
+    let local_arg = local.to_str().expect("utf-8").to_string();
+    for q in &queries {
+        let here = etch(&home, &["eval", "--store", &local_arg, q]);
+        let there = etch(&home, &["eval", "--connect", &server.addr, q]);
+        assert_eq!(
+            (there.code, &there.out, &there.err),
+            (here.code, &here.out, &here.err),
+            "query {q:?}"
+        );
+    }
+    // Scripts from stdin go the same way.
+    let script = "(def b 2)\n(+ b 40)\n";
+    let run_stdin = |args: &[&str]| {
+        let mut c = Command::new(ETCH)
+            .args(args)
+            .env("ETCH_HOME", &home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::io::Write::write_all(&mut c.stdin.take().expect("stdin"), script.as_bytes())
+            .expect("write");
+        String::from_utf8(c.wait_with_output().expect("wait").stdout).expect("utf-8")
+    };
+    assert_eq!(
+        run_stdin(&["eval", "--connect", &server.addr, "-"]),
+        run_stdin(&["eval", "--store", &local_arg, "-"])
+    );
+    // Admin functions are refused to clients.
+    let r = etch(&home, &["eval", "--connect", &server.addr, "(set-root! (root))"]);
+    assert_eq!(
+        (r.code, r.err.as_str()),
+        (1, "Exception: :TRUST Operation requires admin rights\n")
+    );
+    // The shell over a connection keeps its session.
+    let mut sh = Command::new(ETCH)
+        .args(["shell", "--connect", &server.addr])
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    std::io::Write::write_all(&mut sh.stdin.take().expect("stdin"), b"(def z 20)\n(inc z)\n")
+        .expect("write");
+    let out = String::from_utf8(sh.wait_with_output().expect("wait").stdout).expect("utf-8");
+    assert!(out.contains("21"), "{out}");
+
+    // SIGTERM: a clean stop; the store opens again and holds what clients stored.
+    assert_eq!(server.terminate(), 0);
+    let r = etch(
+        &home,
+        &["eval", "--store", served.to_str().expect("utf-8"), "(fetch (value-id \"stored over the wire\"))"],
+    );
+    assert_eq!((r.code, r.out.as_str()), (0, "\"stored over the wire\"\n"));
+}
+
+#[test]
+fn connect_to_nothing_fails_cleanly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = etch(tmp.path(), &["eval", "--connect", "127.0.0.1:1", "(+ 1 2)"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("etch: cannot connect: 127.0.0.1:1:"), "{}", r.err);
+}
+
+#[test]
+fn key_new_and_show() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("k").join("node.key");
+    let f = file.to_str().expect("utf-8");
+    let new = etch(tmp.path(), &["key", "new", "--key-file", f]);
+    assert_eq!(new.code, 0, "{}", new.err);
+    let lines: Vec<&str> = new.out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("public key: 0x") && lines[0].len() == 14 + 64);
+    assert!(lines[1].starts_with("did: did:key:z6Mk"), "{}", lines[1]);
+    assert_eq!(std::fs::read(&file).expect("key").len(), 32);
+    let show = etch(tmp.path(), &["key", "show", "--key-file", f]);
+    assert_eq!((show.code, &show.out), (0, &new.out));
+    // No silent replacement of an identity.
+    let again = etch(tmp.path(), &["key", "new", "--key-file", f]);
+    assert_eq!(again.code, 1);
+    assert!(again.err.contains("a key exists (use --force to replace it)"), "{}", again.err);
+    let forced = etch(tmp.path(), &["key", "new", "--key-file", f, "--force"]);
+    assert_eq!(forced.code, 0);
+    assert_ne!(forced.out, new.out);
+    // A known seed shows its known public key (RFC 8032 test 1).
+    let rfc = tmp.path().join("rfc.key");
+    std::fs::write(
+        &rfc,
+        hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+            .expect("hex"),
+    )
+    .expect("write");
+    let show = etch(tmp.path(), &["key", "show", "--key-file", rfc.to_str().expect("utf-8")]);
+    assert!(show
+        .out
+        .starts_with("public key: 0xd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\n"));
+    // The default file lives in the Etch directory; show of a missing file fails.
+    let home = tmp.path().join("home");
+    let missing = etch(&home, &["key", "show"]);
+    assert_eq!(missing.code, 1);
+    let created = etch(&home, &["key", "new"]);
+    assert_eq!(created.code, 0);
+    assert!(home.join("node.key").exists());
+    assert_eq!(etch(&home, &["key", "show"]).out, created.out);
+}
