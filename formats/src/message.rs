@@ -70,10 +70,7 @@ pub fn frame_header(buf: &[u8], limit: usize) -> Result<Option<(usize, usize)>, 
 }
 
 /// Splits the first complete frame off `buf`: `Ok(Some((body range start, end)))` or `None`.
-pub fn next_frame(
-    buf: &[u8],
-    limit: usize,
-) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+pub fn next_frame(buf: &[u8], limit: usize) -> Result<Option<std::ops::Range<usize>>, FrameError> {
     match frame_header(buf, limit)? {
         Some((p, n)) if buf.len() >= p + n => Ok(Some(p..p + n)),
         _ => Ok(None),

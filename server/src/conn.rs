@@ -386,7 +386,13 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         Metrics::inc(&shared.metrics.connections_accepted);
         tracing::debug!(%addr, "connection accepted");
         let params = ConnParams::server(&shared, false);
-        start(stream, params, Role::Inbound, Some(shared.clone()), Some(permit));
+        start(
+            stream,
+            params,
+            Role::Inbound,
+            Some(shared.clone()),
+            Some(permit),
+        );
     }
 }
 

@@ -56,7 +56,9 @@ fn status(shared: &Shared) -> Cell {
         (kw("version"), Cell::string(etch_engine::node::NODE_VERSION)),
         (
             kw("peer"),
-            shared.public_key().map_or_else(Cell::nil, |k| Cell::blob(&k)),
+            shared
+                .public_key()
+                .map_or_else(Cell::nil, |k| Cell::blob(&k)),
         ),
         (kw("root"), Cell::blob(root.id().as_bytes())),
         (kw("timestamp"), Cell::long(wall_clock_ms())),
@@ -94,7 +96,12 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         _ => {
             Metrics::inc(&shared.metrics.load_refused);
             if let Some(id) = id {
-                conn.send_result(&ResultRecord::error(Some(id), "LOAD", "Trx overload", "PEER"));
+                conn.send_result(&ResultRecord::error(
+                    Some(id),
+                    "LOAD",
+                    "Trx overload",
+                    "PEER",
+                ));
             }
             return;
         }
@@ -204,7 +211,12 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
                 ResultRecord::error(Some(id), e.code, &e.message, "CODE")
             }
         };
-        encode_complete(&record.to_cell(), s.store.as_ref(), s.config.limits.response_bytes).0
+        encode_complete(
+            &record.to_cell(),
+            s.store.as_ref(),
+            s.config.limits.response_bytes,
+        )
+        .0
     })
     .await;
     match body {
@@ -213,7 +225,12 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
         }
         Err(e) => {
             tracing::error!(error = %e, "query task failed");
-            conn.send_result(&ResultRecord::error(Some(id), "EXCEPTION", "Query failed", "PEER"));
+            conn.send_result(&ResultRecord::error(
+                Some(id),
+                "EXCEPTION",
+                "Query failed",
+                "PEER",
+            ));
         }
     }
 }
@@ -243,7 +260,12 @@ async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Mes
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),
         };
-        encode_complete(&record.to_cell(), s.store.as_ref(), s.config.limits.response_bytes).0
+        encode_complete(
+            &record.to_cell(),
+            s.store.as_ref(),
+            s.config.limits.response_bytes,
+        )
+        .0
     })
     .await;
     Metrics::inc(&shared.metrics.lattice_queries);
@@ -277,9 +299,8 @@ impl Refusal {
 impl From<NodeError> for Refusal {
     fn from(e: NodeError) -> Refusal {
         match e {
-            NodeError::Merge(MergeError::BelowForeignOwner { .. }) | NodeError::Merge(MergeError::NoSigningKey) => {
-                Refusal::new("TRUST", e.to_string())
-            }
+            NodeError::Merge(MergeError::BelowForeignOwner { .. })
+            | NodeError::Merge(MergeError::NoSigningKey) => Refusal::new("TRUST", e.to_string()),
             other => {
                 let e = EvalError::from(other);
                 Refusal::new(e.code, e.message)
@@ -369,7 +390,10 @@ pub(crate) async fn merge_value(
         };
         let io = |e: etch_formats::ResolveError| Refusal::new("MISSING", e.to_string());
         if !sub.check_foreign(&value, r).map_err(io)? {
-            return Err(Refusal::new("ARGUMENT", "Invalid lattice value for this path"));
+            return Err(Refusal::new(
+                "ARGUMENT",
+                "Invalid lattice value for this path",
+            ));
         }
         let before = node.root_value();
         let own = value_at_path(&before, &path, r).map_err(io)?;
@@ -445,7 +469,9 @@ fn check_signed(
                         if m.id() == held.id() {
                             failure = Some(Refusal::new(
                                 "STATE",
-                                format!("Stale value for owner {who}: nothing newer than the slot held"),
+                                format!(
+                                    "Stale value for owner {who}: nothing newer than the slot held"
+                                ),
                             ));
                         }
                     }

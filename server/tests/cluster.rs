@@ -64,7 +64,12 @@ impl Cluster {
     }
 
     fn start(&self, i: usize, listener: TcpListener) -> Server {
-        start_on(listener, &self.dirs[i], Some(key(i as u8 + 1)), self.peers_of(i))
+        start_on(
+            listener,
+            &self.dirs[i],
+            Some(key(i as u8 + 1)),
+            self.peers_of(i),
+        )
     }
 }
 

@@ -17,7 +17,10 @@ use std::collections::BTreeSet;
 
 /// A body split into its top cell and the set of its extra cells.
 fn split_body(body: &[u8]) -> (Vec<u8>, BTreeSet<Vec<u8>>) {
-    let top_len = Message::decode(body.to_vec()).expect("decode").payload().len();
+    let top_len = Message::decode(body.to_vec())
+        .expect("decode")
+        .payload()
+        .len();
     let mut cells = BTreeSet::new();
     let mut p = top_len;
     while p < body.len() {
@@ -78,24 +81,17 @@ fn rebuild(name: &str, decoded: &Message) -> Vec<u8> {
         ),
         "result.id9.big-string" => complete(&ResultRecord::ok(9, alpha(300)).to_cell()),
         "result.id21.three-branches" => complete(
-            &ResultRecord::ok(21, Cell::vector(vec![alpha(150), alpha(160), alpha(170)]))
-                .to_cell(),
+            &ResultRecord::ok(21, Cell::vector(vec![alpha(150), alpha(160), alpha(170)])).to_cell(),
         ),
         "data-request.id10.two-hashes" => complete(&message::data_request(
             10,
             &[*alpha(200).id(), *Cell::blob(&[0u8; 1000]).id()],
         )),
         "data-request.id12.empty" => complete(&message::data_request(12, &[])),
-        "data-response.id10.cell-and-missing" => {
-            encode_data_result(10, &[Some(alpha(200)), None])
-        }
+        "data-response.id10.cell-and-missing" => encode_data_result(10, &[Some(alpha(200)), None]),
         "data-response.id14.small-cells" => encode_data_result(
             14,
-            &[
-                Some(Cell::long(1)),
-                Some(form(":x")),
-                Some(form("[1 2]")),
-            ],
+            &[Some(Cell::long(1)), Some(form(":x")), Some(form("[1 2]"))],
         ),
         "status.id15" => complete(&message::status(15)),
         "ping.id16" => complete(&message::ping(16)),
@@ -110,11 +106,7 @@ fn rebuild(name: &str, decoded: &Message) -> Vec<u8> {
             complete(&message::challenge(17, signed))
         }
         "request-belief" => complete(&Cell::nil()),
-        "lattice-value.empty-path" => complete(&message::lattice_value(
-            &[],
-            form("{:a 1}"),
-            None,
-        )),
+        "lattice-value.empty-path" => complete(&message::lattice_value(&[], form("{:a 1}"), None)),
         "lattice-query.id19" => complete(&message::lattice_query(19, &[])),
         // Consensus messages we never build: re-encode the decoded payload completely.
         "transact.id4.invoke" | "transact.id6.invoke-branch" | "belief.order-1-block" => {
@@ -159,7 +151,11 @@ fn every_row_of_messages_tsv() {
         assert_eq!(m.kind.name(), inferred, "{name}: inferred type");
         assert_eq!(MessageType::of(m.payload()), m.kind);
         assert_eq!(&m.payload().id().to_hex(), hash, "{name}: payload hash");
-        assert_eq!(m.body.cells.len(), extra.parse::<usize>().expect("n"), "{name}");
+        assert_eq!(
+            m.body.cells.len(),
+            extra.parse::<usize>().expect("n"),
+            "{name}"
+        );
         assert!(m.body.missing().is_empty(), "{name}: complete");
         let expected_id = match m.kind {
             MessageType::Belief | MessageType::Goodbye | MessageType::LatticeValue => None,
@@ -169,8 +165,15 @@ fn every_row_of_messages_tsv() {
         assert_eq!(m.id(), expected_id, "{name}: request id");
         if m.kind == MessageType::Result {
             let r = ResultRecord::parse(m.payload()).expect("result record");
-            assert_eq!(r.to_cell().id(), m.payload().id(), "{name}: result round trip");
-            assert_eq!(r.error_code().as_deref(), (name == "result.id2.error").then_some("ASSERT"));
+            assert_eq!(
+                r.to_cell().id(),
+                m.payload().id(),
+                "{name}: result round trip"
+            );
+            assert_eq!(
+                r.error_code().as_deref(),
+                (name == "result.id2.error").then_some("ASSERT")
+            );
         }
         // Rebuilt from parts: same top cell, same set of extra cells.
         let ours = rebuild(name, &m);
@@ -207,7 +210,10 @@ fn worked_example_ping() {
     let res = frame(&complete(
         &ResultRecord::ok(1, Cell::long(1_750_000_000_000)).to_cell(),
     ));
-    assert_eq!(hex::encode(&res), h("0e dd05 1101 16 01 97 74 20 dc 00 00 00 00"));
+    assert_eq!(
+        hex::encode(&res),
+        h("0e dd05 1101 16 01 97 74 20 dc 00 00 00 00")
+    );
     let m = Message::decode(res[1..].to_vec()).expect("decode");
     assert_eq!((m.kind, m.id()), (MessageType::Result, Some(1)));
 }
@@ -242,7 +248,10 @@ fn worked_example_data_request() {
     let b = Cell::blob(&[0u8; 200]);
     assert_eq!(b.id().to_hex(), H_B);
     let req = frame(&complete(&message::data_request(3, &[*b.id()])));
-    assert_eq!(hex::encode(&req), format!("2a800333024452110331 20{H_B}").replace(' ', ""));
+    assert_eq!(
+        hex::encode(&req),
+        format!("2a800333024452110331 20{H_B}").replace(' ', "")
+    );
     let res = frame(&encode_data_result(3, &[Some(b.clone())]));
     let expected = format!(
         "8177dd051103800120{H_B}000000814b318148{}",
@@ -256,11 +265,17 @@ fn worked_example_data_request() {
 #[test]
 fn worked_example_lattice_query_and_value() {
     let data = form(":data");
-    let req = frame(&complete(&message::lattice_query(4, &[data.clone()])));
-    assert_eq!(hex::encode(&req), h("10 8003 33 02 4c 51 1104 8001 3304 64617461"));
+    let req = frame(&complete(&message::lattice_query(
+        4,
+        std::slice::from_ref(&data),
+    )));
+    assert_eq!(
+        hex::encode(&req),
+        h("10 8003 33 02 4c 51 1104 8001 3304 64617461")
+    );
     let hello = Cell::string("hello");
-    let index = Cell::index(vec![(Cell::blob(hello.id().as_bytes()), hello.clone())])
-        .expect("index");
+    let index =
+        Cell::index(vec![(Cell::blob(hello.id().as_bytes()), hello.clone())]).expect("index");
     let res = frame(&complete(&ResultRecord::ok(4, index).to_cell()));
     assert_eq!(
         hex::encode(&res),
@@ -360,12 +375,21 @@ fn frame_header_limits() {
             "{len}"
         );
     }
-    assert_eq!(frame_header(&[0x80, 0x01], FRAME_BYTES_MAX), Err(FrameError::LeadingZero));
-    assert_eq!(frame_header(&[0x00], FRAME_BYTES_MAX), Err(FrameError::Empty));
+    assert_eq!(
+        frame_header(&[0x80, 0x01], FRAME_BYTES_MAX),
+        Err(FrameError::LeadingZero)
+    );
+    assert_eq!(
+        frame_header(&[0x00], FRAME_BYTES_MAX),
+        Err(FrameError::Empty)
+    );
     // 50,000,001 is over the limit.
     assert!(matches!(
         frame_header(&hex::decode("97ebe101").expect("hex"), FRAME_BYTES_MAX),
-        Err(FrameError::TooLong { declared: 50_000_001, .. })
+        Err(FrameError::TooLong {
+            declared: 50_000_001,
+            ..
+        })
     ));
     // 2^40 is refused from its first bytes, before the prefix is complete.
     let mut big = Vec::new();
@@ -392,9 +416,9 @@ fn frame_header_limits() {
 #[test]
 fn malformed_bodies_are_typed_errors() {
     for bad in [
-        "",             // empty
-        "0001",         // bytes after a nil top
-        "80",           // truncated vector
+        "",                       // empty
+        "0001",                   // bytes after a nil top
+        "80",                     // truncated vector
         "8002330450494e471101ff", // trailing garbage as a cell length past the end
         "800133034259450100",     // a trailing cell that is nil
         "80013303425945021101",   // a trailing cell that would be embedded
@@ -407,9 +431,10 @@ fn malformed_bodies_are_typed_errors() {
 #[test]
 fn ids_must_be_longs() {
     // A request whose element 1 is not a Long has no ID (protocol.md §5).
-    let m = Message::decode(
-        complete(&Cell::vector(vec![form(":PING"), Cell::string("x")])),
-    )
+    let m = Message::decode(complete(&Cell::vector(vec![
+        form(":PING"),
+        Cell::string("x"),
+    ])))
     .expect("decode");
     assert_eq!((m.kind, m.id()), (MessageType::Ping, None));
     let m = Message::decode(complete(&Cell::vector(vec![form(":PING")]))).expect("decode");

@@ -88,14 +88,20 @@ async fn hostile_clients_do_not_slow_a_healthy_one() {
     let mut p = Vec::new();
     write_vlq(&mut p, 1u64 << 40);
     c.send_bytes(&p).await;
-    assert!(c.closed_within(Duration::from_secs(2)).await, "2^40 prefix closes");
+    assert!(
+        c.closed_within(Duration::from_secs(2)).await,
+        "2^40 prefix closes"
+    );
 
     // A frame over the 8 MiB client limit: closed.
     let mut c = Raw::connect(addr).await;
     let mut p = Vec::new();
     write_vlq(&mut p, 8 * 1024 * 1024 + 1);
     c.send_bytes(&p).await;
-    assert!(c.closed_within(Duration::from_secs(2)).await, "oversized frame closes");
+    assert!(
+        c.closed_within(Duration::from_secs(2)).await,
+        "oversized frame closes"
+    );
 
     // 0x80 first byte and a zero length: closed.
     for bad in [[0x80u8, 0x01], [0x00, 0x00]] {
@@ -112,7 +118,11 @@ async fn hostile_clients_do_not_slow_a_healthy_one() {
         f.extend_from_slice(&[0x64]); // a frame of 100 bytes starts ...
         f.extend(std::iter::repeat_n(0x11u8, cut)); // ... and stops short
         c.send_bytes(&f).await;
-        assert_eq!(c.recv_result().await.id, Some(1), "the complete frame is answered");
+        assert_eq!(
+            c.recv_result().await.id,
+            Some(1),
+            "the complete frame is answered"
+        );
         drop(c);
     }
 
@@ -132,7 +142,10 @@ async fn hostile_clients_do_not_slow_a_healthy_one() {
         garbage.extend(etch_formats::message::frame(&body));
     }
     c.send_bytes(&garbage).await;
-    assert!(c.closed_within(Duration::from_secs(5)).await, "garbage closes");
+    assert!(
+        c.closed_within(Duration::from_secs(5)).await,
+        "garbage closes"
+    );
 
     // A DATA_REQUEST for 10,000 unknown hashes: :FORMAT, connection stays.
     let mut c = Raw::connect(addr).await;
@@ -266,7 +279,10 @@ async fn overload_answers_load() {
     let r = b.recv_result().await;
     let waited = started.elapsed();
     assert_eq!((r.id, r.error_code().as_deref()), (Some(2), Some("LOAD")));
-    assert_eq!(etch_formats::text::print(&r.value, &etch_formats::NoResolver).expect("p"), "\"Trx overload\"");
+    assert_eq!(
+        etch_formats::text::print(&r.value, &etch_formats::NoResolver).expect("p"),
+        "\"Trx overload\""
+    );
     // PING is never queued.
     b.send(&message::ping(3)).await;
     assert_eq!(b.recv_result().await.id, Some(3));

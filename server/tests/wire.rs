@@ -47,7 +47,9 @@ async fn ping_status_and_goodbye() {
     assert_eq!(text(&get("regions")), "[:data :fs :p2p :local]");
     let metrics = get("metrics");
     assert_eq!(
-        value_at_path(&metrics, &[kw("pings")], &NoResolver).expect("m").as_long(),
+        value_at_path(&metrics, &[kw("pings")], &NoResolver)
+            .expect("m")
+            .as_long(),
         Some(1)
     );
 
@@ -82,7 +84,8 @@ async fn query_results_errors_and_session() {
     c.send(&message::query(7, form("(inc x)"), None)).await;
     assert_eq!(text(&c.recv_result().await.value), "42");
     // Clients may not run admin functions.
-    c.send(&message::query(8, form("(set-root! #Index {})"), None)).await;
+    c.send(&message::query(8, form("(set-root! #Index {})"), None))
+        .await;
     let r = c.recv_result().await;
     assert_eq!(r.error_code().as_deref(), Some("TRUST"));
     // Too few elements: :FORMAT.
@@ -123,27 +126,46 @@ async fn data_requests() {
     let stored = [*big.id()];
     let unknown = ValueId([0xab; 32]);
     let mut c = Raw::connect(server.local_addr()).await;
-    c.send(&message::data_request(10, &[stored[0], unknown])).await;
+    c.send(&message::data_request(10, &[stored[0], unknown]))
+        .await;
     let body = c.recv_body(Duration::from_secs(5)).await.expect("answer");
-    let cell = server.node().store().get(&stored[0]).expect("get").expect("held");
-    assert_eq!(body, encode_data_result(10, &[Some(cell), None]), "exact bytes");
+    let cell = server
+        .node()
+        .store()
+        .get(&stored[0])
+        .expect("get")
+        .expect("held");
+    assert_eq!(
+        body,
+        encode_data_result(10, &[Some(cell), None]),
+        "exact bytes"
+    );
 
     // 255 hashes: refused with :FORMAT.
-    c.send(&message::data_request(11, &vec![unknown; 255])).await;
+    c.send(&message::data_request(11, &vec![unknown; 255]))
+        .await;
     let r = c.recv_result().await;
-    assert_eq!((r.id, r.error_code().as_deref()), (Some(11), Some("FORMAT")));
+    assert_eq!(
+        (r.id, r.error_code().as_deref()),
+        (Some(11), Some("FORMAT"))
+    );
     assert_eq!(
         text(&r.value),
         "\"Too many hashes in DATA_REQUEST: 255 (at most 254)\""
     );
     // 254 are fine.
-    c.send(&message::data_request(12, &vec![unknown; 254])).await;
+    c.send(&message::data_request(12, &vec![unknown; 254]))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.value.count()), (Some(12), 254));
     // A hash that is not a 32-byte Blob.
-    c.send(&Cell::vector(vec![kw("DR"), Cell::long(13), Cell::long(5)])).await;
+    c.send(&Cell::vector(vec![kw("DR"), Cell::long(13), Cell::long(5)]))
+        .await;
     let r = c.recv_result().await;
-    assert_eq!((r.id, r.error_code().as_deref()), (Some(13), Some("FORMAT")));
+    assert_eq!(
+        (r.id, r.error_code().as_deref()),
+        (Some(13), Some("FORMAT"))
+    );
     // The empty request: an empty vector.
     c.send(&message::data_request(14, &[])).await;
     let r = c.recv_result().await;
@@ -177,9 +199,14 @@ async fn lattice_query_and_value() {
     let r = ResultRecord::parse(m.payload()).expect("result");
     assert_eq!(r.value.id(), v.id());
     // A missing path answers nil; a path that is not a vector is :ARGUMENT.
-    c.send(&message::lattice_query(4, &[kw("data"), Cell::blob(&[1; 32])])).await;
+    c.send(&message::lattice_query(
+        4,
+        &[kw("data"), Cell::blob(&[1; 32])],
+    ))
+    .await;
     assert_eq!(text(&c.recv_result().await.value), "nil");
-    c.send(&Cell::vector(vec![kw("LQ"), Cell::long(5), Cell::long(1)])).await;
+    c.send(&Cell::vector(vec![kw("LQ"), Cell::long(5), Cell::long(1)]))
+        .await;
     let r = c.recv_result().await;
     assert_eq!(
         (r.error_code().as_deref(), text(&r.value).as_str()),
@@ -194,7 +221,10 @@ async fn lattice_query_and_value() {
     ))
     .await;
     let r = c.recv_result().await;
-    assert_eq!((r.id, r.error_code().as_deref()), (Some(6), Some("ARGUMENT")));
+    assert_eq!(
+        (r.id, r.error_code().as_deref()),
+        (Some(6), Some("ARGUMENT"))
+    );
     assert_eq!(server.node().root_value().id(), before.id());
     server.shutdown(Duration::from_secs(5)).await;
 }
@@ -219,7 +249,8 @@ async fn partial_lattice_value_fetches_missing_cells() {
     );
     let dr_id = m.id().expect("id");
     // ... gets it, merges, commits, then acknowledges.
-    c.send_body(&encode_data_result(dr_id, &[Some(b.clone())])).await;
+    c.send_body(&encode_data_result(dr_id, &[Some(b.clone())]))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code()), (Some(77), None));
     let root = server.node().root_value();
@@ -237,7 +268,10 @@ async fn partial_lattice_value_fetches_missing_cells() {
     c.send_body(&encode_data_result(dr_id, &[Some(Cell::blob(&[2u8; 200]))]))
         .await;
     let r = c.recv_result().await;
-    assert_eq!((r.id, r.error_code().as_deref()), (Some(78), Some("MISSING")));
+    assert_eq!(
+        (r.id, r.error_code().as_deref()),
+        (Some(78), Some("MISSING"))
+    );
     assert_eq!(server.node().root_value().id(), root.id());
     assert!(!server.node().store().contains(b2.id()).expect("contains"));
     server.shutdown(Duration::from_secs(5)).await;
@@ -253,11 +287,17 @@ async fn challenge_answers() {
     let server_key = key(2).verifying_key().to_bytes();
     // Expected key: verified.
     assert_eq!(
-        client.challenge(&key(9), Some(server_key)).await.expect("proof"),
+        client
+            .challenge(&key(9), Some(server_key))
+            .await
+            .expect("proof"),
         server_key
     );
     // Discovery (any key): verified, and the key returned.
-    assert_eq!(client.challenge(&key(9), None).await.expect("proof"), server_key);
+    assert_eq!(
+        client.challenge(&key(9), None).await.expect("proof"),
+        server_key
+    );
     // Wrong target: :TRUST.
     let e = client
         .challenge(&key(9), Some([5u8; 32]))
@@ -267,7 +307,8 @@ async fn challenge_answers() {
     client.close().await;
     // Malformed challenges: :FORMAT.
     let mut c = Raw::connect(server.local_addr()).await;
-    c.send(&Cell::vector(vec![kw("CH"), Cell::long(3), Cell::long(1)])).await;
+    c.send(&Cell::vector(vec![kw("CH"), Cell::long(3), Cell::long(1)]))
+        .await;
     let r = c.recv_result().await;
     assert_eq!(
         (r.error_code().as_deref(), text(&r.value).as_str()),
@@ -295,7 +336,8 @@ async fn transact_unknown_and_undecodable() {
     let dir = tempfile::tempdir().expect("tmp");
     let server = start(&dir.path().join("s"), None, Config::default()).await;
     let mut c = Raw::connect(server.local_addr()).await;
-    c.send(&Cell::vector(vec![kw("TX"), Cell::long(1), Cell::long(0)])).await;
+    c.send(&Cell::vector(vec![kw("TX"), Cell::long(1), Cell::long(0)]))
+        .await;
     let r = c.recv_result().await;
     assert_eq!(
         (r.id, r.error_code().as_deref(), text(&r.value).as_str()),
@@ -315,7 +357,11 @@ async fn transact_unknown_and_undecodable() {
 
 /// The `[:LV [:fs] {owner slot} id]` of a forged update.
 fn fs_update(owner: &Cell, slot: Cell, id: i64, r: &dyn etch_formats::Resolver) -> Vec<u8> {
-    let lv = message::lattice_value(&[kw("fs")], Cell::map(vec![(owner.clone(), slot)]), Some(id));
+    let lv = message::lattice_value(
+        &[kw("fs")],
+        Cell::map(vec![(owner.clone(), slot)]),
+        Some(id),
+    );
     encode_complete(&lv, r, FRAME_BYTES_MAX).0
 }
 
@@ -323,13 +369,22 @@ fn fs_update(owner: &Cell, slot: Cell, id: i64, r: &dyn etch_formats::Resolver) 
 async fn forged_signed_updates_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let owner_key = key(3);
-    let server = start(&dir.path().join("s"), Some(owner_key.clone()), Config::default()).await;
+    let server = start(
+        &dir.path().join("s"),
+        Some(owner_key.clone()),
+        Config::default(),
+    )
+    .await;
     let node = server.node().clone();
     let store = node.store().clone();
     let owner = Cell::blob(&owner_key.verifying_key().to_bytes());
     admin_eval(&node, "(mkdrive \"d\")");
-    let old_slot = value_at_path(&node.root_value(), &[kw("fs"), owner.clone()], store.as_ref())
-        .expect("slot");
+    let old_slot = value_at_path(
+        &node.root_value(),
+        &[kw("fs"), owner.clone()],
+        store.as_ref(),
+    )
+    .expect("slot");
     assert_eq!(old_slot.kind(), Kind::Signed);
     admin_eval(&node, "(put \"d/a.txt\" \"A\")");
     let root = node.root_value();
@@ -339,24 +394,38 @@ async fn forged_signed_updates_are_refused() {
 
     // 1. Signed by another key under this owner.
     let wrong = sign(&key(4), drives.clone());
-    c.send_body(&fs_update(&owner, wrong, 1, store.as_ref())).await;
+    c.send_body(&fs_update(&owner, wrong, 1, store.as_ref()))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code().as_deref()), (Some(1), Some("TRUST")));
-    assert!(text(&r.value).contains("signed by another key"), "{}", text(&r.value));
+    assert!(
+        text(&r.value).contains("signed by another key"),
+        "{}",
+        text(&r.value)
+    );
 
     // 2. Content altered after signing (the signature no longer verifies).
     let altered = Cell::signed(
         &owner_key.verifying_key().to_bytes(),
-        slot.signed_signature().expect("sig").try_into().expect("64"),
+        slot.signed_signature()
+            .expect("sig")
+            .try_into()
+            .expect("64"),
         Cell::map(vec![(Cell::string("d"), Cell::string("forged"))]),
     );
-    c.send_body(&fs_update(&owner, altered, 2, store.as_ref())).await;
+    c.send_body(&fs_update(&owner, altered, 2, store.as_ref()))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code().as_deref()), (Some(2), Some("TRUST")));
-    assert!(text(&r.value).contains("Bad signature"), "{}", text(&r.value));
+    assert!(
+        text(&r.value).contains("Bad signature"),
+        "{}",
+        text(&r.value)
+    );
 
     // 3. A replay of the owner's older, validly signed state.
-    c.send_body(&fs_update(&owner, old_slot, 3, store.as_ref())).await;
+    c.send_body(&fs_update(&owner, old_slot, 3, store.as_ref()))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code().as_deref()), (Some(3), Some("STATE")));
     assert!(text(&r.value).contains("Stale"), "{}", text(&r.value));
@@ -372,15 +441,30 @@ async fn forged_signed_updates_are_refused() {
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code().as_deref()), (Some(4), Some("TRUST")));
 
-    // Nothing changed, and the same forgery without an ack ID is dropped too.
-    c.send_body(&fs_update(&owner, sign(&key(4), drives.clone()), 5, store.as_ref())[..].to_vec())
+    // Nothing changed, and the same forgery without an ack ID is dropped silently too.
+    let unacked = message::lattice_value(
+        &[kw("fs")],
+        Cell::map(vec![(owner.clone(), sign(&key(4), drives.clone()))]),
+        None,
+    );
+    c.send_body(&encode_complete(&unacked, store.as_ref(), FRAME_BYTES_MAX).0)
         .await;
-    c.recv_result().await;
+    c.send(&message::ping(5)).await;
+    assert_eq!(c.recv_result().await.id, Some(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        server
+            .metrics()
+            .lattice_rejected
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 5
+    );
     assert_eq!(node.root_value().id(), root.id());
     assert_eq!(text(&admin_eval(&node, "(read-file \"d/a.txt\")")), "0x41");
 
     // The genuine current slot is accepted (nothing new: the root stays).
-    c.send_body(&fs_update(&owner, slot, 6, store.as_ref())).await;
+    c.send_body(&fs_update(&owner, slot, 6, store.as_ref()))
+        .await;
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error), (Some(6), None));
     assert_eq!(node.root_value().id(), root.id());

@@ -19,10 +19,33 @@ const INTERNED_CODES_MAX: usize = 256;
 /// The `&'static str` for an error code received from a server.
 pub fn intern_code(code: &str) -> &'static str {
     const KNOWN: &[&str] = &[
-        "ARGUMENT", "ARITY", "ASSERT", "BOUNDS", "CANCELLED", "CAST", "COMPILE", "CONNECT",
-        "DEPTH", "EXCEPTION", "FORMAT", "IO", "JUICE", "LIMIT", "LOAD", "MEMORY", "MISSING",
-        "NOBODY", "STATE", "SYNTAX", "TIMEOUT", "TRUST", "UNDECLARED", "UNEXPECTED",
-        "NOT_FOUND", "EXISTS", "FUNDS",
+        "ARGUMENT",
+        "ARITY",
+        "ASSERT",
+        "BOUNDS",
+        "CANCELLED",
+        "CAST",
+        "COMPILE",
+        "CONNECT",
+        "DEPTH",
+        "EXCEPTION",
+        "FORMAT",
+        "IO",
+        "JUICE",
+        "LIMIT",
+        "LOAD",
+        "MEMORY",
+        "MISSING",
+        "NOBODY",
+        "STATE",
+        "SYNTAX",
+        "TIMEOUT",
+        "TRUST",
+        "UNDECLARED",
+        "UNEXPECTED",
+        "NOT_FOUND",
+        "EXISTS",
+        "FUNDS",
     ];
     if let Some(k) = KNOWN.iter().find(|k| **k == code) {
         return k;

@@ -37,7 +37,14 @@ struct Served {
 impl Served {
     fn start(home: &Path, store: &Path) -> Served {
         let mut child = Command::new(ETCH)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "warn", "--store"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--store",
+            ])
             .arg(store)
             .env("ETCH_HOME", home)
             .stdin(Stdio::null())
@@ -103,18 +110,18 @@ fn eval_connect_prints_what_a_local_eval_prints() {
         "(put \"d/a.txt\" \"hello\")".to_string(),
         "(mkdir \"d/sub\")".to_string(),
     ] {
-        let r = etch(&home, &["eval", "--store", local.to_str().expect("utf-8"), &setup]);
+        let r = etch(
+            &home,
+            &["eval", "--store", local.to_str().expect("utf-8"), &setup],
+        );
         assert_eq!(r.code, 0, "{setup}: {}", r.err);
     }
     copy_dir(&local, &served);
     let server = Served::start(&home, &served);
-    let big_id = etch(
-        &home,
-        &["eval", &format!("(value-id \"{long}\")")],
-    )
-    .out
-    .trim()
-    .to_string();
+    let big_id = etch(&home, &["eval", &format!("(value-id \"{long}\")")])
+        .out
+        .trim()
+        .to_string();
     let queries: Vec<String> = vec![
         "(+ 1 2)".into(),
         "(count [1 2 3])".into(),
@@ -172,7 +179,10 @@ fn eval_connect_prints_what_a_local_eval_prints() {
         run_stdin(&["eval", "--store", &local_arg, "-"])
     );
     // Admin functions are refused to clients.
-    let r = etch(&home, &["eval", "--connect", &server.addr, "(set-root! (root))"]);
+    let r = etch(
+        &home,
+        &["eval", "--connect", &server.addr, "(set-root! (root))"],
+    );
     assert_eq!(
         (r.code, r.err.as_str()),
         (1, "Exception: :TRUST Operation requires admin rights\n")
@@ -185,8 +195,11 @@ fn eval_connect_prints_what_a_local_eval_prints() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn shell");
-    std::io::Write::write_all(&mut sh.stdin.take().expect("stdin"), b"(def z 20)\n(inc z)\n")
-        .expect("write");
+    std::io::Write::write_all(
+        &mut sh.stdin.take().expect("stdin"),
+        b"(def z 20)\n(inc z)\n",
+    )
+    .expect("write");
     let out = String::from_utf8(sh.wait_with_output().expect("wait").stdout).expect("utf-8");
     assert!(out.contains("21"), "{out}");
 
@@ -194,7 +207,12 @@ fn eval_connect_prints_what_a_local_eval_prints() {
     assert_eq!(server.terminate(), 0);
     let r = etch(
         &home,
-        &["eval", "--store", served.to_str().expect("utf-8"), "(fetch (value-id \"stored over the wire\"))"],
+        &[
+            "eval",
+            "--store",
+            served.to_str().expect("utf-8"),
+            "(fetch (value-id \"stored over the wire\"))",
+        ],
     );
     assert_eq!((r.code, r.out.as_str()), (0, "\"stored over the wire\"\n"));
 }
@@ -204,7 +222,11 @@ fn connect_to_nothing_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tmp");
     let r = etch(tmp.path(), &["eval", "--connect", "127.0.0.1:1", "(+ 1 2)"]);
     assert_eq!(r.code, 1);
-    assert!(r.err.starts_with("etch: cannot connect: 127.0.0.1:1:"), "{}", r.err);
+    assert!(
+        r.err.starts_with("etch: cannot connect: 127.0.0.1:1:"),
+        "{}",
+        r.err
+    );
 }
 
 #[test]
@@ -224,7 +246,13 @@ fn key_new_and_show() {
     // No silent replacement of an identity.
     let again = etch(tmp.path(), &["key", "new", "--key-file", f]);
     assert_eq!(again.code, 1);
-    assert!(again.err.contains("a key exists (use --force to replace it)"), "{}", again.err);
+    assert!(
+        again
+            .err
+            .contains("a key exists (use --force to replace it)"),
+        "{}",
+        again.err
+    );
     let forced = etch(tmp.path(), &["key", "new", "--key-file", f, "--force"]);
     assert_eq!(forced.code, 0);
     assert_ne!(forced.out, new.out);
@@ -236,10 +264,13 @@ fn key_new_and_show() {
             .expect("hex"),
     )
     .expect("write");
-    let show = etch(tmp.path(), &["key", "show", "--key-file", rfc.to_str().expect("utf-8")]);
-    assert!(show
-        .out
-        .starts_with("public key: 0xd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\n"));
+    let show = etch(
+        tmp.path(),
+        &["key", "show", "--key-file", rfc.to_str().expect("utf-8")],
+    );
+    assert!(show.out.starts_with(
+        "public key: 0xd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\n"
+    ));
     // The default file lives in the Etch directory; show of a missing file fails.
     let home = tmp.path().join("home");
     let missing = etch(&home, &["key", "show"]);

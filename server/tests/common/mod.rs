@@ -34,7 +34,12 @@ pub async fn start(path: &Path, key: Option<SigningKey>, config: Config) -> Serv
 }
 
 /// Starts a node on `listener`.
-pub fn start_on(listener: TcpListener, path: &Path, key: Option<SigningKey>, config: Config) -> Server {
+pub fn start_on(
+    listener: TcpListener,
+    path: &Path,
+    key: Option<SigningKey>,
+    config: Config,
+) -> Server {
     let node = open_node(path, key.clone());
     Server::start(listener, node, key, config).expect("start")
 }
@@ -57,7 +62,10 @@ impl Raw {
     pub async fn connect(addr: std::net::SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Raw { stream, buf: Vec::new() }
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
@@ -93,7 +101,10 @@ impl Raw {
 
     /// The next message (panics on timeout).
     pub async fn recv(&mut self) -> Message {
-        let body = self.recv_body(Duration::from_secs(10)).await.expect("a frame");
+        let body = self
+            .recv_body(Duration::from_secs(10))
+            .await
+            .expect("a frame");
         Message::decode(body).expect("decodable")
     }
 

@@ -1,8 +1,8 @@
 //! `etch key`: the node key (Ed25519), which signs a node's drives and NodeInfo and proves its
 //! identity to peers (CHALLENGE).
 
-use etch_engine::lattice::did_key;
 use ed25519_dalek::SigningKey;
+use etch_engine::lattice::did_key;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,11 +56,16 @@ pub fn default_key_file() -> io::Result<PathBuf> {
 
 /// Reads a key file: exactly 32 bytes (the seed).
 pub fn read_key_file(path: &Path) -> io::Result<SigningKey> {
-    let bytes = std::fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: a key file is 32 bytes, this one has {}", path.display(), bytes.len()),
+            format!(
+                "{}: a key file is 32 bytes, this one has {}",
+                path.display(),
+                bytes.len()
+            ),
         )
     })?;
     Ok(SigningKey::from_bytes(&seed))
@@ -96,7 +101,10 @@ fn write_new_key(path: &Path, force: bool) -> io::Result<SigningKey> {
         if e.kind() == io::ErrorKind::AlreadyExists {
             io::Error::new(
                 e.kind(),
-                format!("{}: a key exists (use --force to replace it)", path.display()),
+                format!(
+                    "{}: a key exists (use --force to replace it)",
+                    path.display()
+                ),
             )
         } else {
             io::Error::new(e.kind(), format!("{}: {e}", path.display()))
