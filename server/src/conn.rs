@@ -111,6 +111,8 @@ pub struct Conn {
     pub(crate) session: Mutex<Option<Arc<Mutex<etch_engine::query::Env>>>>,
     shared: Option<Arc<Shared>>,
     bad: AtomicU32,
+    /// Set once this end has challenged the other (at most one challenge per connection).
+    pub(crate) challenged: AtomicBool,
 }
 
 impl Conn {
@@ -315,6 +317,7 @@ pub(crate) fn start(
         session: Mutex::new(None),
         shared: shared.clone(),
         bad: AtomicU32::new(0),
+        challenged: AtomicBool::new(false),
     });
     if let Some(m) = conn.metrics() {
         Metrics::inc(&m.connections_open);

@@ -314,6 +314,7 @@ impl From<NodeError> for Refusal {
 /// acknowledge when asked.
 async fn lattice_value(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message) {
     Metrics::inc(&shared.metrics.lattice_values);
+    verify_sender(shared, conn);
     let ack = lv_ack_id(&msg);
     let outcome = merge_incoming(shared, conn, &msg, ack.is_some()).await;
     match (&outcome, ack) {
@@ -329,6 +330,37 @@ async fn lattice_value(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message) {
         Metrics::inc(&shared.metrics.lattice_rejected);
         tracing::info!(addr = %conn.addr(), code = r.code, reason = %r.message, "LATTICE_VALUE refused");
     }
+}
+
+/// A connection that pushes lattice values is probably a peer: when the node has a key and
+/// peers configured with keys, challenge it once (in the background); if it proves one of
+/// those keys it is a verified peer, and may send frames up to the peer limit (§2.2, §9.4).
+fn verify_sender(shared: &Arc<Shared>, conn: &Arc<Conn>) {
+    let Some(key) = shared.key.clone() else {
+        return;
+    };
+    let trusted: Vec<[u8; 32]> = shared.config.peers.iter().filter_map(|p| p.key).collect();
+    if trusted.is_empty()
+        || conn.verified_key().is_some()
+        || conn.challenged.swap(true, Ordering::SeqCst)
+    {
+        return;
+    }
+    let (shared, conn) = (shared.clone(), conn.clone());
+    tokio::spawn(async move {
+        let limits = &shared.config.limits;
+        match crate::challenge::challenge(&conn, &key, None, limits.request_timeout).await {
+            Ok(pk) if trusted.contains(&pk) => {
+                conn.set_verified(pk, limits.peer_frame_bytes);
+                Metrics::inc(&shared.metrics.peers_verified);
+                tracing::info!(addr = %conn.addr(), key = %hex::encode(pk), "inbound peer verified");
+            }
+            Ok(pk) => {
+                tracing::debug!(addr = %conn.addr(), key = %hex::encode(pk), "sender is not a configured peer")
+            }
+            Err(e) => tracing::debug!(addr = %conn.addr(), error = %e, "sender not verified"),
+        }
+    });
 }
 
 /// Merges the value of a LATTICE_VALUE message (or of a pull, with `path` empty); returns the

@@ -49,6 +49,7 @@ counters! {
     pushes: "Root pushes (LATTICE_VALUE) sent to peers.",
     pulls: "Pulls (LATTICE_QUERY of the root) from peers completed.",
     peer_connects: "Outbound peer connections made.",
+    peers_verified: "Inbound connections verified by CHALLENGE as configured peers.",
     in_flight: "Requests being worked on now.",
 }
 

@@ -57,6 +57,8 @@ pub(crate) async fn peer_session(shared: Arc<Shared>, peer: PeerSpec) {
 async fn run(shared: &Arc<Shared>, conn: &Arc<Conn>, peer: &PeerSpec) {
     let limits = &shared.config.limits;
     if let Some(key) = &shared.key {
+        conn.challenged
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         match challenge(conn, key, peer.key, limits.request_timeout).await {
             Ok(pk) => {
                 conn.set_verified(pk, limits.peer_frame_bytes);

@@ -128,6 +128,23 @@ async fn three_nodes_converge_and_a_restarted_node_catches_up() {
         }
     }
     assert_eq!(root.kind(), etch_formats::Kind::Index);
+    // Replication did its work: pushes, pulls, merges, and each node
+    // proved its key to the others in both directions.
+    let total = |f: fn(&etch_server::metrics::Metrics) -> u64| -> u64 {
+        refs.iter().map(|s| f(s.metrics())).sum()
+    };
+    use std::sync::atomic::Ordering::SeqCst;
+    assert!(total(|m| m.pushes.load(SeqCst)) >= 3);
+    assert!(total(|m| m.pulls.load(SeqCst)) >= 3);
+    assert!(total(|m| m.lattice_merges.load(SeqCst)) > 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while total(|m| m.peers_verified.load(SeqCst)) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbound peers not verified"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Stop node 2; write at 0 and 1; restart 2 on its store: it catches up.
     let stopped = servers[2].take().expect("up");
@@ -149,6 +166,56 @@ async fn three_nodes_converge_and_a_restarted_node_catches_up() {
     converged(&refs, Duration::from_secs(20)).await;
     assert!(read_drive_of(servers[0].as_ref().expect("up"), 3, "zeta").starts_with("0x"));
     for s in servers.into_iter().flatten() {
+        s.shutdown(Duration::from_secs(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_beyond_the_budget_are_completed_by_data_requests() {
+    // With a 2 KiB budget per push and per answer, almost every cell of a 200 KB value must be
+    // fetched by the receiver with DATA_REQUESTs.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ls = listeners(2).await;
+    let addrs: Vec<SocketAddr> = ls.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let mut servers = Vec::new();
+    for (i, l) in ls.into_iter().enumerate() {
+        let other = 1 - i;
+        let mut c = config(&[addrs[other]], &[public(other as u8 + 1)]);
+        c.limits.response_bytes = 2048;
+        servers.push(start_on(
+            l,
+            &tmp.path().join(format!("n{i}")),
+            Some(key(i as u8 + 1)),
+            c,
+        ));
+    }
+    // 200,000 bytes that never repeat a 4 KiB chunk (so ~50 distinct leaf cells).
+    let mut x: u32 = 1;
+    let bytes: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 16) as u8
+        })
+        .collect();
+    let id = admin_eval(
+        servers[0].node(),
+        &format!("(store 0x{})", hex::encode(&bytes)),
+    );
+    let refs: Vec<&Server> = servers.iter().collect();
+    converged(&refs, Duration::from_secs(20)).await;
+    let fetched = servers[1]
+        .metrics()
+        .cells_acquired
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(fetched >= 40, "cells fetched by DATA_REQUEST: {fetched}");
+    assert_eq!(
+        text(&admin_eval(
+            servers[1].node(),
+            &format!("(count (fetch {}))", text(&id))
+        )),
+        "200000"
+    );
+    for s in servers {
         s.shutdown(Duration::from_secs(10)).await;
     }
 }
