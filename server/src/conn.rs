@@ -88,6 +88,9 @@ impl ConnParams {
     }
 }
 
+/// Frames larger than this take their size from the node-wide buffer budget while they arrive.
+const LARGE_FRAME_BYTES: usize = 64 * 1024;
+
 enum Outgoing {
     Frame(Vec<u8>),
     Close,
@@ -445,6 +448,8 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut shutdown = conn.shared.as_ref().map(|s| s.shutdown.clone());
     let mut frame_started = Instant::now();
+    // Budget held for the large frame being received (released once it is handled).
+    let mut frame_budget: Option<OwnedSemaphorePermit> = None;
     loop {
         // Every complete frame already buffered is handled before reading more (§10).
         loop {
@@ -459,6 +464,7 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                 }
                 Ok(Some(range)) => {
                     let whole = buf.split_to(range.end).freeze();
+                    frame_budget = None;
                     let body = whole.slice(range.start..);
                     if let Some(m) = conn.metrics() {
                         Metrics::inc(&m.frames_in);
@@ -470,6 +476,33 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                     }
                 }
                 Ok(None) => break,
+            }
+        }
+        // A large frame has begun: its bytes count against the node-wide buffer budget, so
+        // many connections announcing big frames cannot exhaust memory together.
+        if frame_budget.is_none() {
+            if let (Some(shared), Ok(Some((_, n)))) = (
+                conn.shared.as_ref(),
+                etch_formats::message::frame_header(&buf, conn.frame_bytes.load(Ordering::SeqCst)),
+            ) {
+                if n > LARGE_FRAME_BYTES {
+                    let deadline = frame_started + conn.params.frame_timeout;
+                    let want = u32::try_from(n).unwrap_or(u32::MAX);
+                    let acquired = tokio::time::timeout_at(
+                        deadline,
+                        shared.frame_buffers.clone().acquire_many_owned(want),
+                    )
+                    .await;
+                    match acquired {
+                        Ok(Ok(p)) => frame_budget = Some(p),
+                        _ => {
+                            tracing::info!(addr = %conn.addr, bytes = n, "no buffer budget for a large frame: closing");
+                            Metrics::inc(&shared.metrics.timeouts);
+                            return;
+                        }
+                    }
+                    buf.reserve(n.saturating_sub(buf.len()) + 16);
+                }
             }
         }
         // Pause reading while the replies of this connection are not being taken.

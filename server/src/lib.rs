@@ -63,6 +63,9 @@ pub struct Limits {
     pub acquire_timeout: Duration,
     /// Undecodable messages tolerated on one connection before it is closed.
     pub bad_messages: u32,
+    /// Bytes of large frames (over 64 KiB) being received on all connections together; a
+    /// connection waits for its share (within the frame timeout) or is closed.
+    pub frame_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             acquire_bytes: 256 * 1024 * 1024,
             acquire_timeout: Duration::from_secs(30),
             bad_messages: 16,
+            frame_buffer_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -155,6 +159,7 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub work: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
+    pub frame_buffers: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     /// Set at shutdown: running queries stop with `:CANCELLED`.
     pub cancel: std::sync::atomic::AtomicBool,
@@ -192,6 +197,14 @@ impl Server {
             key,
             work: Arc::new(Semaphore::new(config.limits.work_slots)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            frame_buffers: Arc::new(Semaphore::new(
+                // A single frame must always fit the budget.
+                config
+                    .limits
+                    .frame_buffer_bytes
+                    .max(config.limits.peer_frame_bytes)
+                    .min(u32::MAX as usize),
+            )),
             metrics: Metrics::default(),
             config,
             shutdown,

@@ -291,3 +291,42 @@ async fn overload_answers_load() {
     println!("LOAD after {waited:?}");
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_share_a_bounded_buffer_budget() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        limits: Limits {
+            client_frame_bytes: 1 << 20,
+            peer_frame_bytes: 1 << 20,
+            frame_buffer_bytes: 3 << 19,
+            frame_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let server = start(&dir.path().join("s"), None, config).await;
+    let addr = server.local_addr();
+    let mut prefix = Vec::new();
+    write_vlq(&mut prefix, 1 << 20);
+    // The first large frame gets its budget and waits for its bytes ...
+    let mut a = Raw::connect(addr).await;
+    a.send_bytes(&prefix).await;
+    a.send_bytes(&vec![0x11; 1000]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ... a second one finds no budget left and is closed within the frame timeout.
+    let mut b = Raw::connect(addr).await;
+    b.send_bytes(&prefix).await;
+    assert!(b.closed_within(Duration::from_secs(3)).await);
+    // Small frames are never held up by the budget.
+    assert!(ping_time(addr).await < PING_BUDGET);
+    // The first frame never completes: closed by the frame timeout, its budget returned.
+    assert!(a.closed_within(Duration::from_secs(3)).await);
+    let mut c = Raw::connect(addr).await;
+    c.send_bytes(&prefix).await;
+    c.send_bytes(&vec![0u8; 1 << 20]).await;
+    // A full 1 MiB body of zeros is not a valid message: a :FORMAT answer, not a close.
+    let r = c.recv_result().await;
+    assert_eq!(r.error_code().as_deref(), Some("FORMAT"));
+    server.shutdown(Duration::from_secs(5)).await;
+}
