@@ -116,12 +116,18 @@ pub struct Conn {
     bad: AtomicU32,
     /// Set once this end has challenged the other (at most one challenge per connection).
     pub(crate) challenged: AtomicBool,
+    role: Role,
 }
 
 impl Conn {
     /// The other end's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Which end of the connection we are.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Whether the connection is closed.
@@ -321,6 +327,7 @@ pub(crate) fn start(
         shared: shared.clone(),
         bad: AtomicU32::new(0),
         challenged: AtomicBool::new(false),
+        role,
     });
     if let Some(m) = conn.metrics() {
         Metrics::inc(&m.connections_open);

@@ -316,7 +316,14 @@ async fn lattice_value(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message) {
     Metrics::inc(&shared.metrics.lattice_values);
     verify_sender(shared, conn);
     let ack = lv_ack_id(&msg);
-    let outcome = merge_incoming(shared, conn, &msg, ack.is_some()).await;
+    let outcome = if shared.config.read_only_clients && !is_peer(shared, conn) {
+        Err(Refusal::new(
+            "TRUST",
+            "This node takes lattice values only from its verified peers",
+        ))
+    } else {
+        merge_incoming(shared, conn, &msg, ack.is_some()).await
+    };
     match (&outcome, ack) {
         (Ok(root), Some(id)) => {
             conn.send_result(&ResultRecord::ok(id, Cell::blob(root.id().as_bytes())));
@@ -330,6 +337,15 @@ async fn lattice_value(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message) {
         Metrics::inc(&shared.metrics.lattice_rejected);
         tracing::info!(addr = %conn.addr(), code = r.code, reason = %r.message, "LATTICE_VALUE refused");
     }
+}
+
+/// Whether the other end is one of our peers: our own connection to a configured peer, or an
+/// inbound connection that proved a configured peer key.
+fn is_peer(shared: &Shared, conn: &Conn) -> bool {
+    conn.role() == crate::conn::Role::Peer
+        || conn
+            .verified_key()
+            .is_some_and(|k| shared.config.peers.iter().any(|p| p.key == Some(k)))
 }
 
 /// A connection that pushes lattice values is probably a peer: when the node has a key and

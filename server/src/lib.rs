@@ -128,7 +128,9 @@ impl PeerSpec {
 pub struct Config {
     /// Peers to replicate with.
     pub peers: Vec<PeerSpec>,
-    /// Forbid `store` and `merge!` in QUERY (clients may only read).
+    /// Clients may only read: QUERY without `store` and `merge!`, and LATTICE_VALUE only from
+    /// verified peers (our connections to configured peers, or inbound connections that proved
+    /// a configured peer key).
     pub read_only_clients: bool,
     /// How often each peer is pulled (and sent a root sync) besides on connect.
     pub sync_interval: Duration,

@@ -113,6 +113,13 @@ async fn read_only_clients_may_not_store() {
     assert_eq!(r.error_code().as_deref(), Some("TRUST"));
     let r = client.query(form("(+ 1 1)")).await.expect("answer");
     assert_eq!(text(&r.value), "2");
+    // Nor may they push lattice values.
+    let v = Cell::index(vec![(Cell::blob(&[1; 32]), Cell::long(1))]).expect("index");
+    let e = client
+        .lattice_value(&[kw("data")], v, &NoResolver)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), "TRUST");
     client.close().await;
     server.shutdown(Duration::from_secs(5)).await;
 }

@@ -57,7 +57,8 @@ pub struct ServeArgs {
     /// Seconds between pulls from each peer.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     sync_interval: u64,
-    /// Forbid `store` and `merge!` to QUERY clients (they may only read).
+    /// Clients may only read: QUERY without `store`/`merge!`, LATTICE_VALUE only from peers
+    /// that proved a key given with --peer HOST:PORT@KEY.
     #[arg(long)]
     read_only_clients: bool,
     /// Most inbound connections at once.
