@@ -111,7 +111,6 @@ pub struct Conn {
     verified_key: Mutex<Option<[u8; 32]>>,
     frame_bytes: AtomicUsize,
     pub(crate) in_flight: Arc<Semaphore>,
-    pub(crate) session: Mutex<Option<Arc<Mutex<etch_engine::query::Env>>>>,
     shared: Option<Arc<Shared>>,
     bad: AtomicU32,
     /// Set once this end has challenged the other (at most one challenge per connection).
@@ -323,7 +322,6 @@ pub(crate) fn start(
         closed: AtomicBool::new(false),
         closed_notify: Notify::new(),
         verified_key: Mutex::new(None),
-        session: Mutex::new(None),
         shared: shared.clone(),
         bad: AtomicU32::new(0),
         challenged: AtomicBool::new(false),

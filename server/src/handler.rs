@@ -12,7 +12,7 @@ use etch_formats::message::{encode_complete, encode_data_result};
 use etch_formats::value::{elements, for_each_entry};
 use etch_formats::{Cell, Kind, Message, MessageType, NoResolver, ResultRecord, ValueId};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The `:type` of our STATUS answer (protocol.md §7.2).
@@ -173,33 +173,34 @@ fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
     conn.send_body(&encode_data_result(id, &cells));
 }
 
-/// The session environment of a connection (a shell over the network keeps its `def`s).
-fn session(conn: &Conn) -> Arc<Mutex<Env>> {
-    conn.session
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| Arc::new(Mutex::new(Env::new())))
-        .clone()
+/// How long a client may take to answer the challenge for admin rights (the Java liveness
+/// probe allows 2 s).
+const CLIENT_CHALLENGE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The message of the rights check that a verified admin key would pass (query.md §6.5).
+const ADMIN_REQUIRED: &str = "Operation requires admin rights";
+
+/// Whether the other end proved an admin key: one given with `--admin`, or the node's own.
+fn is_admin(shared: &Shared, conn: &Conn) -> bool {
+    conn.verified_key()
+        .is_some_and(|k| Some(k) == shared.public_key() || shared.config.admins.contains(&k))
 }
 
-/// QUERY (protocol.md §7.3): evaluate the form with client rights and the request deadline.
-async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
-    if msg.arg_count() < 3 {
-        return format_error(shared, conn, id, "FORMAT", "Wrong element count");
-    }
-    let Some(form) = msg.arg(2) else {
-        return format_error(shared, conn, id, "FORMAT", "Query form not in the message");
-    };
-    let env = session(conn);
+/// Evaluates a QUERY form with `rights` in a fresh environment (a `def` affects only its own
+/// QUERY, query.md §6.5), on a blocking thread; returns the record and its encoded body.
+async fn evaluate(
+    shared: &Arc<Shared>,
+    id: i64,
+    form: Cell,
+    rights: Rights,
+) -> Option<(ResultRecord, Vec<u8>)> {
     let s = shared.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let mut env = env.lock().unwrap_or_else(|p| p.into_inner());
+    tokio::task::spawn_blocking(move || {
+        let mut env = Env::new();
         let ctx = EvalContext {
             resolver: s.store.as_ref(),
             node: Some(s.node.as_ref()),
-            rights: Rights::Client {
-                may_write_data: !s.config.read_only_clients,
-            },
+            rights,
             cancel: Some(&s.cancel),
             deadline: Some(std::time::Instant::now() + s.config.limits.request_timeout),
         };
@@ -211,28 +212,74 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
                 ResultRecord::error(Some(id), e.code, &e.message, "CODE")
             }
         };
-        encode_complete(
+        let (body, _) = encode_complete(
             &record.to_cell(),
             s.store.as_ref(),
             s.config.limits.response_bytes,
-        )
-        .0
+        );
+        (record, body)
     })
-    .await;
-    match body {
-        Ok(b) => {
-            conn.send_body(&b);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "query task failed");
-            conn.send_result(&ResultRecord::error(
-                Some(id),
-                "EXCEPTION",
-                "Query failed",
-                "PEER",
-            ));
+    .await
+    .map_err(|e| tracing::error!(error = %e, "query task failed"))
+    .ok()
+}
+
+/// QUERY (protocol.md §7.3): evaluate the form with the request deadline and the sender's
+/// rights. A connection that has not proved a key gets client rights; when its query needs
+/// admin rights and the node has a key, the node challenges it once (protocol.md §9, query.md
+/// §6.5) and, if it proves an admin key, runs the query again with admin rights. (What the
+/// first run did before the rights check were lattice merges, which repeat harmlessly.)
+async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
+    if msg.arg_count() < 3 {
+        return format_error(shared, conn, id, "FORMAT", "Wrong element count");
+    }
+    let Some(form) = msg.arg(2) else {
+        return format_error(shared, conn, id, "FORMAT", "Query form not in the message");
+    };
+    let client = Rights::Client {
+        may_write_data: !shared.config.read_only_clients,
+    };
+    let rights = if is_admin(shared, conn) {
+        Rights::Admin
+    } else {
+        client
+    };
+    let Some(mut answer) = evaluate(shared, id, form.clone(), rights).await else {
+        conn.send_result(&ResultRecord::error(
+            Some(id),
+            "EXCEPTION",
+            "Query failed",
+            "PEER",
+        ));
+        return;
+    };
+    let needs_admin = answer.0.error_code().as_deref() == Some("TRUST")
+        && answer.0.value.flat_bytes() == Some(ADMIN_REQUIRED.as_bytes());
+    if needs_admin && rights == client {
+        if let Some(key) = shared.key.clone() {
+            if conn.verified_key().is_none() && !conn.challenged.swap(true, Ordering::SeqCst) {
+                // Clients answer challenges at once; one that does not keeps client rights.
+                let t = shared
+                    .config
+                    .limits
+                    .request_timeout
+                    .min(CLIENT_CHALLENGE_WAIT);
+                match crate::challenge::challenge(conn, &key, None, t).await {
+                    Ok(pk) => conn.set_verified(pk, 0),
+                    Err(e) => {
+                        tracing::debug!(addr = %conn.addr(), error = %e, "client key unproven")
+                    }
+                }
+            }
+            if is_admin(shared, conn) {
+                tracing::info!(addr = %conn.addr(), "admin key verified");
+                if let Some(again) = evaluate(shared, id, form, Rights::Admin).await {
+                    answer = again;
+                }
+            }
         }
     }
+    conn.send_body(&answer.1);
 }
 
 /// The path of a LATTICE_QUERY or LATTICE_VALUE: nil → root, a vector → its elements,

@@ -132,6 +132,9 @@ pub struct Config {
     /// verified peers (our connections to configured peers, or inbound connections that proved
     /// a configured peer key).
     pub read_only_clients: bool,
+    /// Keys whose holders get admin rights in QUERY once they prove them (CHALLENGE); the
+    /// node's own key is always one.
+    pub admins: Vec<[u8; 32]>,
     /// How often each peer is pulled (and sent a root sync) besides on connect.
     pub sync_interval: Duration,
     /// Least time between two pushes of the root to a peer (`MIN_BROADCAST_DELAY`).
@@ -145,6 +148,7 @@ impl Default for Config {
         Config {
             peers: Vec::new(),
             read_only_clients: false,
+            admins: Vec::new(),
             sync_interval: Duration::from_secs(30),
             push_interval: Duration::from_millis(50),
             limits: Limits::default(),

@@ -78,16 +78,45 @@ async fn query_results_errors_and_session() {
     assert_eq!(r.id, Some(5));
     assert_eq!(r.error_code().as_deref(), Some("ARITY"));
     assert_eq!(text(&r.info), "{:source :CODE}");
-    // A session: a def on this connection is seen by its later queries.
-    c.send(&message::query(6, form("(def x 41)"), None)).await;
-    c.recv_result().await;
-    c.send(&message::query(7, form("(inc x)"), None)).await;
+    // A def lasts for its own QUERY only (query.md §6.5).
+    c.send(&message::query(6, form("(do (def x 41) (inc x))"), None))
+        .await;
     assert_eq!(text(&c.recv_result().await.value), "42");
-    // Clients may not run admin functions.
-    c.send(&message::query(8, form("(set-root! #Index {})"), None))
+    c.send(&message::query(7, form("(inc x)"), None)).await;
+    assert_eq!(
+        c.recv_result().await.error_code().as_deref(),
+        Some("UNDECLARED")
+    );
+    // An admin function: the node challenges the client; a key that is not an admin key
+    // gets :TRUST.
+    c.send(&message::query(8, form("(set-root! (root))"), None))
+        .await;
+    let ch = c.recv().await;
+    assert_eq!(ch.kind, MessageType::Challenge);
+    let ch_id = ch.id().expect("id");
+    c.send(&etch_server::challenge::answer(Some(&key(9)), ch_id, &ch).to_cell())
         .await;
     let r = c.recv_result().await;
-    assert_eq!(r.error_code().as_deref(), Some("TRUST"));
+    assert_eq!(
+        (r.id, r.error_code().as_deref(), text(&r.value).as_str()),
+        (
+            Some(8),
+            Some("TRUST"),
+            "\"Operation requires admin rights\""
+        )
+    );
+    // A client holding the node's own key proves it and runs admin functions.
+    let admin = Client::connect(&server.local_addr().to_string(), Some(key(1)))
+        .await
+        .expect("connect");
+    let r = admin
+        .query(form("(mkdrive \"adm\")"))
+        .await
+        .expect("answer");
+    assert_eq!(r.error, None, "{}", text(&r.value));
+    let r = admin.query(form("(drives)")).await.expect("answer");
+    assert_eq!(text(&r.value), "[\"adm\"]");
+    admin.close().await;
     // Too few elements: :FORMAT.
     c.send(&Cell::vector(vec![kw("Q"), Cell::long(9)])).await;
     let r = c.recv_result().await;

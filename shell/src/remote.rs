@@ -1,7 +1,8 @@
 //! A shell backend on a server: each input is sent as one QUERY (several forms as
-//! `(do ...)`, as the Java client does) over one connection, so the session's `def`s live on
-//! the server for as long as the connection does. Branches of a result that did not fit in
-//! the answer are fetched by DATA_REQUEST when printed.
+//! `(do ...)`, as the Java client does). A `def` lasts for its own input only (query.md §6.5).
+//! The node key answers the server's challenge, so the server's own key (or one it lists as
+//! admin) gets admin rights. Branches of a result that did not fit in the answer are fetched
+//! by DATA_REQUEST when printed.
 
 use crate::Backend;
 use etch_engine::query::EvalError;
@@ -107,9 +108,13 @@ pub struct RemoteBackend {
 }
 
 impl RemoteBackend {
-    /// Connects to the server at `address` (`host:port`).
-    pub fn connect(address: &str) -> Result<RemoteBackend, String> {
-        let client = Arc::new(BlockingClient::connect(address, None).map_err(|e| e.to_string())?);
+    /// Connects to the server at `address` (`host:port`). `key` answers the server's
+    /// challenges: a key the server counts as an admin key gets admin rights.
+    pub fn connect(
+        address: &str,
+        key: Option<ed25519_dalek::SigningKey>,
+    ) -> Result<RemoteBackend, String> {
+        let client = Arc::new(BlockingClient::connect(address, key).map_err(|e| e.to_string())?);
         Ok(RemoteBackend {
             resolver: RemoteResolver::new(client.clone()),
             client,

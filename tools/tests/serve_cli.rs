@@ -178,16 +178,31 @@ fn eval_connect_prints_what_a_local_eval_prints() {
         run_stdin(&["eval", "--connect", &server.addr, "-"]),
         run_stdin(&["eval", "--store", &local_arg, "-"])
     );
-    // Admin functions are refused to clients.
+    // Admin functions: refused to a client with another key ...
+    let stranger = tmp.path().join("stranger");
+    assert_eq!(etch(&stranger, &["key", "new"]).code, 0);
     let r = etch(
-        &home,
+        &stranger,
         &["eval", "--connect", &server.addr, "(set-root! (root))"],
     );
     assert_eq!(
         (r.code, r.err.as_str()),
         (1, "Exception: :TRUST Operation requires admin rights\n")
     );
-    // The shell over a connection keeps its session.
+    let r = etch(&stranger, &["eval", "--connect", &server.addr, "(+ 1 2)"]);
+    assert_eq!((r.code, r.out.as_str()), (0, "3\n"));
+    // ... and run for the holder of the node's key (same Etch directory as the server).
+    let r = etch(
+        &home,
+        &["eval", "--connect", &server.addr, "(put \"d/c.txt\" \"C\")"],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let r = etch(
+        &home,
+        &["eval", "--connect", &server.addr, "(read-file \"d/c.txt\")"],
+    );
+    assert_eq!((r.code, r.out.as_str()), (0, "0x43\n"));
+    // The shell over a connection: one QUERY per input.
     let mut sh = Command::new(ETCH)
         .args(["shell", "--connect", &server.addr])
         .env("ETCH_HOME", &home)
@@ -197,11 +212,11 @@ fn eval_connect_prints_what_a_local_eval_prints() {
         .expect("spawn shell");
     std::io::Write::write_all(
         &mut sh.stdin.take().expect("stdin"),
-        b"(def z 20)\n(inc z)\n",
+        b"(def z 20) (inc z)\n(ls \"d\")\n",
     )
     .expect("write");
     let out = String::from_utf8(sh.wait_with_output().expect("wait").stdout).expect("utf-8");
-    assert!(out.contains("21"), "{out}");
+    assert_eq!(out, "=> 21\n=> [\"a.txt\" \"c.txt\" \"sub\"]\n");
 
     // SIGTERM: a clean stop; the store opens again and holds what clients stored.
     assert_eq!(server.terminate(), 0);

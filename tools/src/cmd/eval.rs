@@ -20,8 +20,10 @@ lazily (so `(count ...)` of a huge stored value is instant) and `store`, `merge!
 the shell's (node.key in the Etch directory), so DLFS locations name the same drives. Without --store no store is opened: \
 only values written in the expression exist and storage functions fail with :STATE.\n\n\
 With --connect HOST:PORT, the expression runs on that server (`etch serve`) as a QUERY message \
-and prints exactly what a local run prints; the server grants client rights (reads, `store` and \
-`merge!` unless it runs with --read-only-clients; no set-root! or DLFS writes)."
+and prints exactly what a local run prints. The server grants client rights (reads, `store` and \
+`merge!` unless it runs with --read-only-clients; no set-root! or DLFS writes), or admin rights \
+when the node key of the Etch directory is the server's own key or one it lists with --admin \
+(it asks the client to prove it by CHALLENGE)."
 )]
 pub struct EvalArgs {
     /// The expression, or `-` to read a script from stdin.
@@ -87,7 +89,7 @@ fn run_remote(address: &str, text: &str) -> io::Result<ExitCode> {
         eprintln!("Exception: :{} {}", e.code, e.message);
         return Ok(ExitCode::FAILURE);
     }
-    let client = match BlockingClient::connect(address, None) {
+    let client = match BlockingClient::connect(address, super::shell::client_key()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("etch: {e}");

@@ -34,6 +34,10 @@ verified peers, 16 MiB of queued replies and 16 requests in flight per connectio
 pauses beyond), 254 hashes per DATA_REQUEST, --idle-timeout, a 30 s limit to finish a started \
 frame, --request-timeout per QUERY; when all work slots stay busy for 8 s a request gets :LOAD. \
 STATUS answers the node's status with its counters under :metrics.\n\n\
+Rights: QUERY clients may read, `store` and `merge!` (not with --read-only-clients); a client \
+whose query needs admin rights (set-root!, DLFS writes) is challenged, and if it proves the node's \
+own key or one given with --admin, the query runs with admin rights. A `def` lasts for its own \
+QUERY only.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
 or a tracing filter). SIGINT or SIGTERM stops it gracefully: connections get GOODBYE, running \
 commits finish, the store is closed."
@@ -61,6 +65,10 @@ pub struct ServeArgs {
     /// that proved a key given with --peer HOST:PORT@KEY.
     #[arg(long)]
     read_only_clients: bool,
+    /// A public key (hex) whose holder gets admin rights in QUERY (set-root!, DLFS writes)
+    /// once proven by CHALLENGE; repeatable. The node's own key always has them.
+    #[arg(long = "admin", value_name = "KEY")]
+    admins: Vec<String>,
     /// Most inbound connections at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -98,6 +106,16 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             Err(e) => return fail(e),
         }
     }
+    let mut admins = Vec::new();
+    for a in &args.admins {
+        let parsed = hex::decode(a.trim_start_matches("0x"))
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        match parsed {
+            Some(k) => admins.push(k),
+            None => return fail(format!("--admin {a}: expected 64 hex digits")),
+        }
+    }
     let key_path = match &args.key_file {
         Some(p) => p.clone(),
         None => super::key::default_key_file()?,
@@ -124,6 +142,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
     let config = Config {
         peers,
         read_only_clients: args.read_only_clients,
+        admins,
         sync_interval: Duration::from_secs(args.sync_interval.max(1)),
         limits: Limits {
             max_connections: args.max_connections.max(1),

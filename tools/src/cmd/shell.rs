@@ -20,7 +20,8 @@ $XDG_DATA_HOME/etch, else ~/.local/share/etch. It is created on first use, and t
 history and the node key (node.key: the node's identity, which signs its DLFS drives) are kept \
 beside it. A writable open publishes the node's NodeInfo under [:p2p :nodes] when it changed.\n\n\
 With --connect HOST:PORT the shell runs on a server (`etch serve`) instead: each input is one \
-QUERY over one connection (so `def`s last for the session), with client rights.\n\n\
+QUERY (a `def` lasts for that input only), with client rights, or admin rights when the node key \
+of the Etch directory is the server's own key or one it lists with --admin.\n\n\
 In the shell: .help lists every function with a one-line description; Tab completes names and \
 keys; input continues over several lines until its brackets balance; Ctrl-C cancels a running \
 query; Ctrl-D quits. Long values are shown shortened (blobs and strings over 1 KiB, collections \
@@ -96,10 +97,20 @@ pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
     Ok((store, Arc::new(node), label))
 }
 
+/// The key a client proves to a server when asked (admin rights where the server lists it):
+/// the node key of the Etch directory, if there is one (never created for this).
+pub fn client_key() -> Option<ed25519_dalek::SigningKey> {
+    let home = etch_shell::paths::etch_home()?;
+    home.join(etch_shell::paths::NODE_KEY_NAME)
+        .exists()
+        .then(etch_shell::paths::node_key)
+        .and_then(Result::ok)
+}
+
 /// Runs `etch shell`.
 pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
     if let Some(address) = &args.target.connect {
-        let backend = match etch_shell::remote::RemoteBackend::connect(address) {
+        let backend = match etch_shell::remote::RemoteBackend::connect(address, client_key()) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("etch: {e}");
