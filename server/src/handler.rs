@@ -294,15 +294,40 @@ fn path_of(v: Option<Cell>, single_key_ok: bool) -> Option<Vec<Cell>> {
     }
 }
 
+/// The root as served to others: without `:local`, which holds this node's own settings and
+/// is not propagated (lattice.md §4, §8.2).
+pub(crate) fn served_root(root: &Cell, r: &dyn etch_formats::Resolver) -> Cell {
+    if root.kind() != Kind::Index {
+        return root.clone();
+    }
+    let local = kw("local");
+    match value_at_path(root, std::slice::from_ref(&local), r) {
+        Ok(v) if v.is_nil() => return root.clone(),
+        Err(_) => return root.clone(),
+        Ok(_) => {}
+    }
+    let mut entries = Vec::new();
+    let walked = etch_formats::value::for_each_index_entry(root, r, &mut |k, v| {
+        if k != local {
+            entries.push((k, v));
+        }
+        Ok(())
+    });
+    match walked.ok().and_then(|()| Cell::index(entries).ok()) {
+        Some(c) => c,
+        None => root.clone(),
+    }
+}
+
 /// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to the
-/// response budget; nil where the path leads nowhere.
+/// response budget; nil where the path leads nowhere. `:local` is not served.
 async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
     let Some(path) = path_of(msg.arg(2), false) else {
         return format_error(shared, conn, id, "ARGUMENT", "Invalid LATTICE_QUERY format");
     };
     let s = shared.clone();
     let body = tokio::task::spawn_blocking(move || {
-        let root = s.node.root_value();
+        let root = served_root(&s.node.root_value(), s.store.as_ref());
         let record = match value_at_path(&root, &path, s.store.as_ref()) {
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),

@@ -113,7 +113,8 @@ fn push(shared: &Shared, conn: &Conn, root: &Cell, known: &mut HashSet<ValueId>)
     if known.len() > KNOWN_IDS_MAX {
         known.clear();
     }
-    let payload = message::lattice_value(&[], root.clone(), None);
+    let served = crate::handler::served_root(root, shared.store.as_ref());
+    let payload = message::lattice_value(&[], served, None);
     let (body, sent) = encode_delta(
         &payload,
         shared.store.as_ref(),

@@ -234,6 +234,32 @@ async fn lattice_query_and_value() {
     assert!(m.body.missing().is_empty());
     let r = ResultRecord::parse(m.payload()).expect("result");
     assert_eq!(r.value.id(), v.id());
+    // :local is not served to others.
+    let owner = Cell::blob(&key(9).verifying_key().to_bytes());
+    let slot = sign(
+        &key(9),
+        Cell::map(vec![(kw("theme"), Cell::string("dark"))]),
+    );
+    c.send(&message::lattice_value(
+        &[kw("local")],
+        Cell::map(vec![(owner, slot)]),
+        Some(30),
+    ))
+    .await;
+    assert_eq!(c.recv_result().await.error, None);
+    let local = value_at_path(
+        &server.node().root_value(),
+        &[kw("local")],
+        server.node().store().as_ref(),
+    )
+    .expect("local");
+    assert_eq!(local.count(), 1, "merged here");
+    c.send(&message::lattice_query(31, &[kw("local")])).await;
+    assert_eq!(text(&c.recv_result().await.value), "nil");
+    c.send(&message::lattice_query(32, &[])).await;
+    let served = c.recv_result().await.value;
+    assert_eq!(text(&served).contains(":local"), false);
+    assert!(text(&served).contains(":data"));
     // A missing path answers nil; a path that is not a vector is :ARGUMENT.
     c.send(&message::lattice_query(
         4,
