@@ -258,7 +258,7 @@ async fn lattice_query_and_value() {
     assert_eq!(text(&c.recv_result().await.value), "nil");
     c.send(&message::lattice_query(32, &[])).await;
     let served = c.recv_result().await.value;
-    assert_eq!(text(&served).contains(":local"), false);
+    assert!(!text(&served).contains(":local"));
     assert!(text(&served).contains(":data"));
     // A missing path answers nil; a path that is not a vector is :ARGUMENT.
     c.send(&message::lattice_query(
