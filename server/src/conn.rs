@@ -307,6 +307,7 @@ pub(crate) fn start(
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let _ = stream.set_nodelay(true);
+    let _ = socket_keepalive(&stream);
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
@@ -360,14 +361,13 @@ pub(crate) async fn connect_as(
     let stream = tokio::time::timeout(Duration::from_secs(8), TcpStream::connect(address))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = socket_keepalive(&stream);
     Ok(start(stream, params, role, shared, None))
 }
 
-fn socket_keepalive(_stream: &TcpStream) -> std::io::Result<()> {
-    // tokio exposes no keepalive setter without socket2; idle and frame timeouts bound
-    // dead connections instead.
-    Ok(())
+/// Turns TCP keepalive on (protocol.md §2.1: the Java peer does on both sides), so a peer
+/// that vanished without a FIN is eventually noticed even on a connection kept open.
+fn socket_keepalive(stream: &TcpStream) -> std::io::Result<()> {
+    socket2::SockRef::from(stream).set_keepalive(true)
 }
 
 /// Accepts connections until shutdown; beyond the connection limit a new socket is closed
