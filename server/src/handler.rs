@@ -50,7 +50,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message)
 
 /// The STATUS value (protocol.md §7.2) with our counters under `:metrics`.
 fn status(shared: &Shared) -> Cell {
-    let root = shared.node.root_value();
+    let root = shared.committed_root();
     Cell::map(vec![
         (kw("type"), Cell::string(STATUS_TYPE)),
         (kw("version"), Cell::string(etch_engine::node::NODE_VERSION)),
@@ -478,7 +478,7 @@ pub(crate) async fn merge_value(
     refuse_stale: bool,
 ) -> Result<Cell, Refusal> {
     if value.is_nil() {
-        return Ok(shared.node.root_value());
+        return Ok(shared.committed_root());
     }
     let limits = &shared.config.limits;
     let fetched = complete_tree(
@@ -523,6 +523,7 @@ pub(crate) async fn merge_value(
     })
     .await
     .map_err(|_| Refusal::new("EXCEPTION", "merge task failed"))??;
+    shared.note_root(&merged.0);
     if merged.1 {
         Metrics::inc(&shared.metrics.lattice_merges);
         tracing::debug!(root = %merged.0.id(), "root changed by an incoming value");

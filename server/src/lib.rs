@@ -169,6 +169,41 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Set at shutdown: running queries stop with `:CANCELLED`.
     pub cancel: std::sync::atomic::AtomicBool,
+    /// The committed root, for async code: reading `LocalNode::root_value` takes the commit
+    /// lock, which a commit holds across its fsync, and must not stall a runtime thread.
+    pub root: watch::Sender<etch_formats::Cell>,
+}
+
+impl Shared {
+    /// The committed root as last seen (never blocks).
+    pub fn committed_root(&self) -> etch_formats::Cell {
+        self.root.borrow().clone()
+    }
+
+    /// Records a newer committed root (after a merge this node made).
+    pub fn note_root(&self, root: &etch_formats::Cell) {
+        self.root.send_if_modified(|r| {
+            if r.id() == root.id() {
+                false
+            } else {
+                *r = root.clone();
+                true
+            }
+        });
+    }
+}
+
+/// How often the root watcher looks at the node's committed root (writes made through QUERY
+/// or directly on the node are seen within this time).
+const ROOT_POLL: Duration = Duration::from_millis(10);
+
+/// Keeps `Shared::root` current, on a blocking thread, until shutdown.
+fn watch_root(shared: Arc<Shared>) {
+    while !shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        let root = shared.node.root_value();
+        shared.note_root(&root);
+        std::thread::sleep(ROOT_POLL);
+    }
 }
 
 impl Shared {
@@ -197,6 +232,7 @@ impl Server {
     ) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let (stop, shutdown) = watch::channel(false);
+        let root = node.root_value();
         let shared = Arc::new(Shared {
             store: node.store().clone(),
             node,
@@ -215,7 +251,10 @@ impl Server {
             config,
             shutdown,
             cancel: std::sync::atomic::AtomicBool::new(false),
+            root: watch::channel(root).0,
         });
+        let watcher = shared.clone();
+        tokio::task::spawn_blocking(move || watch_root(watcher));
         let mut tasks = vec![tokio::spawn(conn::accept_loop(listener, shared.clone()))];
         for peer in shared.config.peers.clone() {
             tasks.push(tokio::spawn(replicate::peer_session(shared.clone(), peer)));
@@ -247,10 +286,10 @@ impl Server {
     /// Stops the node: no new connections or requests; every connection says GOODBYE and
     /// closes; work already running (a commit included) finishes; returns once every task
     /// has let go of the node (or `grace` has passed), so the store can be reopened.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         handler::cancel_queries(&self.shared);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
         }
@@ -265,5 +304,17 @@ impl Server {
             still_running = Arc::strong_count(&self.shared) - 1,
             "node stopped"
         );
+    }
+}
+
+impl Drop for Server {
+    /// A node dropped without [`Server::shutdown`] still stops: every task sees the stop
+    /// signal and ends (the root watcher thread included, so a runtime can shut down).
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        handler::cancel_queries(&self.shared);
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }

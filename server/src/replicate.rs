@@ -95,7 +95,7 @@ async fn run(shared: &Arc<Shared>, conn: &Arc<Conn>, peer: &PeerSpec) {
             // Root sync: push the root again even if unchanged (the divergence detector).
             last_pushed = None;
         }
-        let root = shared.node.root_value();
+        let root = shared.committed_root();
         if last_pushed == Some(*root.id()) {
             continue;
         }

@@ -532,3 +532,25 @@ async fn forged_signed_updates_are_refused() {
     assert_eq!(node.root_value().id(), root.id());
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+#[test]
+fn a_server_dropped_without_shutdown_lets_its_runtime_end() {
+    // The runtime's drop waits for blocking tasks: the node's must end when it is dropped.
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let server = start(&dir.path().join("s"), None, Config::default()).await;
+        let mut c = Raw::connect(server.local_addr()).await;
+        c.send(&message::ping(1)).await;
+        assert_eq!(c.recv_result().await.id, Some(1));
+        drop(server);
+        assert!(c.closed_within(Duration::from_secs(5)).await);
+    });
+    let started = std::time::Instant::now();
+    drop(rt);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
