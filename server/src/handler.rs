@@ -38,8 +38,31 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message)
         tracing::debug!(addr = %conn.addr(), kind = msg.kind.name(), "request without an id dropped");
         return;
     }
-    let Ok(permit) = conn.in_flight.clone().acquire_owned().await else {
-        return;
+    let permit = if msg.kind == MessageType::LatticeValue {
+        // A LATTICE_VALUE may wait for DATA_REQUEST answers that this very reader must read:
+        // it never pauses the reader. With every slot busy it is refused (:LOAD when it asked
+        // for an acknowledgement) or dropped; lattice values are monotone, so the sender's
+        // next push, root sync or our pull brings the same data.
+        match conn.in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                Metrics::inc(&shared.metrics.load_refused);
+                if let Some(id) = lv_ack_id(&msg) {
+                    conn.send_result(&ResultRecord::error(
+                        Some(id),
+                        "LOAD",
+                        "Trx overload",
+                        "PEER",
+                    ));
+                }
+                return;
+            }
+        }
+    } else {
+        let Ok(p) = conn.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        p
     };
     tokio::spawn(async move {
         Metrics::inc(&shared.metrics.in_flight);

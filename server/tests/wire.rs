@@ -554,3 +554,48 @@ fn a_server_dropped_without_shutdown_lets_its_runtime_end() {
     drop(rt);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_lattice_values_beyond_the_in_flight_limit_do_not_stall_the_reader() {
+    // 20 partial LATTICE_VALUEs: 16 wait for their missing cell, the others find no slot and
+    // are refused with :LOAD at once; the reader still reads our DATA_REQUEST answers, so the
+    // waiting ones complete (no stall until the request timeout).
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    let blobs: Vec<Cell> = (0..20u8).map(|i| Cell::blob(&[i; 300])).collect();
+    for (i, b) in blobs.iter().enumerate() {
+        let v = Cell::index(vec![(Cell::blob(b.id().as_bytes()), b.clone())]).expect("index");
+        c.send_body(message::lattice_value(&[kw("data")], v, Some(100 + i as i64)).encoding())
+            .await;
+    }
+    let (mut acked, mut load) = (0, 0);
+    while acked + load < 20 {
+        let m = c.recv().await;
+        match m.kind {
+            MessageType::DataRequest => {
+                let h = m.arg(2).expect("hash");
+                let b = blobs
+                    .iter()
+                    .find(|b| Some(b.id().as_bytes().as_slice()) == h.flat_bytes())
+                    .expect("one of ours");
+                c.send_body(&encode_data_result(m.id().expect("id"), &[Some(b.clone())]))
+                    .await;
+            }
+            _ => {
+                let r = ResultRecord::parse(m.payload()).expect("result");
+                match r.error_code().as_deref() {
+                    None => acked += 1,
+                    Some("LOAD") => load += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    // Usually exactly 16 and 4; a slot freed early may admit one more.
+    assert!(
+        acked >= 16 && acked + load == 20,
+        "{acked} acknowledged, {load} refused"
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}
