@@ -558,7 +558,17 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
 }
 
 async fn handle(conn: &Arc<Conn>, role: Role, body: bytes::Bytes) -> Flow {
-    let msg = match Message::decode(body) {
+    // Decoding hashes every cell: a large body is decoded off the runtime threads, so one
+    // connection's big frames do not hold up the others' small ones.
+    let decoded = if body.len() > LARGE_FRAME_BYTES {
+        match tokio::task::spawn_blocking(move || Message::decode(body)).await {
+            Ok(d) => d,
+            Err(_) => return Flow::Close,
+        }
+    } else {
+        Message::decode(body)
+    };
+    let msg = match decoded {
         Ok(m) => m,
         Err(e) => {
             if let Some(m) = conn.metrics() {

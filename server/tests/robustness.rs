@@ -201,6 +201,24 @@ async fn hostile_clients_do_not_slow_a_healthy_one() {
         }
     }
 
+    // Large valid frames (a PING with 1,000 unreferenced 4 KB cells: 4 MB to hash each),
+    // back to back: each is answered, and decoding them does not hold up others.
+    let mut heavy = Raw::connect(addr).await;
+    let junk: Vec<Cell> = (0..1000u32)
+        .map(|i| {
+            let mut b = vec![0u8; 4000];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            Cell::blob(&b)
+        })
+        .collect();
+    for round in 0..8i64 {
+        let body = etch_formats::encode_body(&message::ping(1000 + round), junk.iter());
+        heavy.send_body(&body).await;
+    }
+    for round in 0..8i64 {
+        assert_eq!(heavy.recv_result().await.id, Some(1000 + round));
+    }
+
     assert!(ping_time(addr).await < PING_BUDGET);
     stop.store(true, Ordering::SeqCst);
     let pings = pinger.await.expect("pinger");
