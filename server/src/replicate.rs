@@ -103,29 +103,45 @@ async fn run(shared: &Arc<Shared>, conn: &Arc<Conn>, peer: &PeerSpec) {
         if conn.queued_bytes() > limits.queued_bytes / 2 {
             continue;
         }
-        push(shared, conn, &root, &mut known);
+        known = push(shared, conn, &root, known).await;
         last_pushed = Some(*root.id());
     }
 }
 
-/// Sends `[:LV [] root]` with the cells of `root` not in `known`, then counts them as known.
-fn push(shared: &Shared, conn: &Conn, root: &Cell, known: &mut HashSet<ValueId>) {
+/// Sends `[:LV [] root]` with the cells of `root` not in `known`; returns `known` with the
+/// cells sent added.
+async fn push(
+    shared: &Arc<Shared>,
+    conn: &Conn,
+    root: &Cell,
+    mut known: HashSet<ValueId>,
+) -> HashSet<ValueId> {
     if known.len() > KNOWN_IDS_MAX {
         known.clear();
     }
-    let served = crate::handler::served_root(root, shared.store.as_ref());
-    let payload = message::lattice_value(&[], served, None);
-    let (body, sent) = encode_delta(
-        &payload,
-        shared.store.as_ref(),
-        &|id: &ValueId| known.contains(id),
-        shared.config.limits.response_bytes,
-    );
+    // Walking the root reads the store: off the runtime threads.
+    let (s, r) = (shared.clone(), root.clone());
+    let encoded = tokio::task::spawn_blocking(move || {
+        let served = crate::handler::served_root(&r, s.store.as_ref());
+        let payload = message::lattice_value(&[], served, None);
+        let (body, sent) = encode_delta(
+            &payload,
+            s.store.as_ref(),
+            &|id: &ValueId| known.contains(id),
+            s.config.limits.response_bytes,
+        );
+        (body, sent, known)
+    })
+    .await;
+    let Ok((body, sent, mut known)) = encoded else {
+        return HashSet::new();
+    };
     if conn.send_body(&body) {
         Metrics::inc(&shared.metrics.pushes);
         tracing::debug!(peer = %conn.addr(), root = %root.id(), cells = sent.len(), "root pushed");
         known.extend(sent);
     }
+    known
 }
 
 /// Why a pull failed.
