@@ -96,9 +96,11 @@ fn status(shared: &Shared) -> Cell {
 async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: OwnedSemaphorePermit) {
     let id = msg.id();
     if msg.kind == MessageType::DataRequest {
-        // Cheap store reads: no global slot needed.
+        // Store reads (no node-wide slot: each is bounded by 254 cells), on a blocking thread
+        // since a read may go to the disk.
         if let Some(id) = id {
-            serve_data(shared, conn, id, &msg);
+            let (s, c) = (shared.clone(), conn.clone());
+            let _ = tokio::task::spawn_blocking(move || serve_data(&s, &c, id, &msg)).await;
         }
         return;
     }
