@@ -219,3 +219,37 @@ async fn pushes_beyond_the_budget_are_completed_by_data_requests() {
         s.shutdown(Duration::from_secs(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cannot_prove_its_key_is_not_replicated_with() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ls = listeners(2).await;
+    let addrs: Vec<SocketAddr> = ls.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let mut ls = ls.into_iter();
+    // Node 0 expects key 7 at node 1's address; node 1 holds key 2.
+    let n0 = start_on(
+        ls.next().expect("l"),
+        &tmp.path().join("n0"),
+        Some(key(1)),
+        config(&[addrs[1]], &[public(7)]),
+    );
+    let n1 = start_on(
+        ls.next().expect("l"),
+        &tmp.path().join("n1"),
+        Some(key(2)),
+        Config::default(),
+    );
+    admin_eval(n1.node(), "(store \"only at node 1\")");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = admin_eval(n0.node(), "(fetch (value-id \"only at node 1\"))");
+    assert_eq!(text(&r), "nil", "nothing pulled from an impostor");
+    use std::sync::atomic::Ordering::SeqCst;
+    assert!(
+        n0.metrics().peer_connects.load(SeqCst) >= 2,
+        "it keeps trying"
+    );
+    assert_eq!(n0.metrics().pulls.load(SeqCst), 0);
+    assert_eq!(n0.metrics().pushes.load(SeqCst), 0);
+    n0.shutdown(Duration::from_secs(5)).await;
+    n1.shutdown(Duration::from_secs(5)).await;
+}
