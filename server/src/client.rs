@@ -224,6 +224,27 @@ impl BlockingClient {
         self.runtime.block_on(self.client.query(form))
     }
 
+    /// [`Client::query`] that stops waiting once `cancel` is set (checked every 20 ms):
+    /// `Ok(None)`. The server's evaluation still runs to its end or deadline; its answer,
+    /// if it comes, is ignored as an unmatched RESULT.
+    pub fn query_cancellable(
+        &self,
+        form: Cell,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<ResultRecord>, ClientError> {
+        self.runtime.block_on(async {
+            let watch = async {
+                while !cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::select! {
+                r = self.client.query(form) => r.map(Some),
+                _ = watch => Ok(None),
+            }
+        })
+    }
+
     /// See [`Client::data_request`].
     pub fn data_request(&self, hashes: &[ValueId]) -> Result<Vec<Option<Cell>>, ClientError> {
         self.runtime.block_on(self.client.data_request(hashes))

@@ -129,9 +129,18 @@ impl RemoteBackend {
 }
 
 impl Backend for RemoteBackend {
-    fn eval(&mut self, text: &str, _cancel: &AtomicBool) -> Result<Cell, EvalError> {
-        // A QUERY cannot be withdrawn once sent; the server's deadline bounds it.
-        eval_remote(&self.client, text)
+    fn eval(&mut self, text: &str, cancel: &AtomicBool) -> Result<Cell, EvalError> {
+        // Ctrl-C stops the wait; a QUERY cannot be withdrawn once sent (the server's deadline
+        // bounds it).
+        let form = query_form(text)?;
+        match self.client.query_cancellable(form, cancel) {
+            Ok(Some(r)) => match r.error_code() {
+                None => Ok(r.value),
+                Some(code) => Err(EvalError::new(intern_code(&code), error_text(&r))),
+            },
+            Ok(None) => Err(EvalError::new("CANCELLED", "Query cancelled")),
+            Err(e) => Err(client_error(&e)),
+        }
     }
 
     fn resolver(&self) -> &dyn Resolver {

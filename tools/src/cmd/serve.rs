@@ -22,7 +22,7 @@ GOODBYE.\n\n\
 The node's root is the lattice root: :data (Value ID → value, union), :fs (owner → signed map of \
 DLFS drives; each owner slot must be signed by its owner, drives merge by timestamps), :p2p \
 (:nodes → owner → signed NodeInfo, last write wins) and :local (owner → signed map, last write \
-wins). Every signed value is verified before it is merged; a bad signature refuses the whole \
+wins; this node's own: neither pushed nor served to others). Every signed value is verified before it is merged; a bad signature refuses the whole \
 update. Other root keys are ignored.\n\n\
 With --peer (repeatable; HOST:PORT, optionally @HEX of the peer's public key, which it must \
 prove), the node replicates: it pushes its root to each peer when it changes (at most every \
