@@ -488,10 +488,40 @@ pub(crate) async fn merge_incoming(
         return Err(Refusal::new("FORMAT", "Wrong element count"));
     }
     let path = path_of(msg.arg(1), true).ok_or_else(|| Refusal::new("FORMAT", "Bad path"))?;
+    if crosses_signature(shared.node.lattice(), &path)
+        && !is_peer(shared, conn)
+        && !is_admin(shared, conn)
+    {
+        // Below a signature the node would re-sign with its own key: a write in its name,
+        // which only its peers and admins may cause (the engine alone would allow it for
+        // any sender, as protocol.md §7.7 permits when the node holds the owner's key).
+        return Err(Refusal::new(
+            "TRUST",
+            "Writing below a signed value needs a verified peer or admin key",
+        ));
+    }
     let value = msg
         .arg(2)
         .ok_or_else(|| Refusal::new("FORMAT", "Value not in the message"))?;
     merge_value(shared, conn, path, value, refuse_stale).await
+}
+
+/// Whether `path` goes through the `:value` of a Signed lattice (an owner slot's content).
+fn crosses_signature(root: &Lattice, path: &[Cell]) -> bool {
+    let mut lat = root;
+    for key in path {
+        if matches!(lat, Lattice::Signed(_))
+            && key.kind() == Kind::Keyword
+            && key.name_bytes() == Some(b"value".as_slice())
+        {
+            return true;
+        }
+        match lat.child(key) {
+            Some(c) => lat = c,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// Completes `value` from the other end of `conn`, checks and merges it at `path`.

@@ -503,6 +503,21 @@ async fn forged_signed_updates_are_refused() {
     let r = c.recv_result().await;
     assert_eq!((r.id, r.error_code().as_deref()), (Some(4), Some("TRUST")));
 
+    // 5. Below the node's own signature (which it would re-sign): not for an unproven client.
+    c.send(&message::lattice_value(
+        &[kw("fs"), owner.clone(), kw("value")],
+        Cell::map(vec![]),
+        Some(7),
+    ))
+    .await;
+    let r = c.recv_result().await;
+    assert_eq!((r.id, r.error_code().as_deref()), (Some(7), Some("TRUST")));
+    assert!(
+        text(&r.value).contains("below a signed value"),
+        "{}",
+        text(&r.value)
+    );
+
     // Nothing changed, and the same forgery without an ack ID is dropped silently too.
     let unacked = message::lattice_value(
         &[kw("fs")],
