@@ -190,16 +190,44 @@ async fn hostile_clients_do_not_slow_a_healthy_one() {
     // A client that sends requests and never reads the answers: the node stops reading it
     // (its queue is bounded); the healthy client is unaffected.
     let mut greedy = Raw::connect(addr).await;
-    let big = message::lattice_query(1, &[]);
-    for _ in 0..2000 {
-        let (b, _) = encode_complete(&big, &etch_formats::NoResolver, FRAME_BYTES_MAX);
-        if tokio::time::timeout(Duration::from_millis(50), greedy.send_body(&b))
+    // Each QUERY's form is a 100 KB String (no two 4 KB chunks alike), which evaluates to
+    // itself: 100 KB answers.
+    let mut y: u32 = 7;
+    let text: String = (0..100_000)
+        .map(|_| {
+            y = y.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (b'a' + ((y >> 16) % 26) as u8) as char
+        })
+        .collect();
+    let (b, _) = encode_complete(
+        &message::query(1, Cell::string(&text), None),
+        &etch_formats::NoResolver,
+        FRAME_BYTES_MAX,
+    );
+    let mut sent = 0;
+    for _ in 0..1000 {
+        if tokio::time::timeout(Duration::from_millis(200), greedy.send_body(&b))
             .await
             .is_err()
         {
             break;
         }
+        sent += 1;
     }
+    // 100 MB of answers would be due; the node stopped reading at its 16 MiB queue limit, so our
+    // sending stalled first.
+    println!(
+        "greedy client sent {sent} requests before stalling; node: {} frames in, {} bytes out, {} queries",
+        server.metrics().frames_in.load(Ordering::SeqCst),
+        server.metrics().bytes_out.load(Ordering::SeqCst),
+        server.metrics().queries.load(Ordering::SeqCst)
+    );
+    assert!(
+        sent < 1000,
+        "the node kept reading a client that never reads"
+    );
+    assert!(ping_time(addr).await < PING_BUDGET);
+    drop(greedy);
 
     // Large valid frames (a PING with 1,000 unreferenced 4 KB cells: 4 MB to hash each),
     // back to back: each is answered, and decoding them does not hold up others.
