@@ -475,10 +475,12 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                         Metrics::inc(&m.frames_in);
                         Metrics::add(&m.bytes_in, whole.len() as u64);
                     }
-                    frame_started = Instant::now();
                     if let Flow::Close = handle(&conn, role, body).await {
                         return;
                     }
+                    // A frame already partly buffered gets its full time from here (handling
+                    // may have waited for an in-flight slot).
+                    frame_started = Instant::now();
                 }
                 Ok(None) => break,
             }
