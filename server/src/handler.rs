@@ -23,8 +23,8 @@ fn kw(name: &str) -> Cell {
 }
 
 /// Handles a request message. STATUS is answered inline; other requests take one of the
-/// connection's in-flight slots (waiting for one pauses reading this connection) and run in
-/// their own task.
+/// connection's in-flight slots (waiting for one pauses reading this connection; a
+/// LATTICE_VALUE never waits) and run in their own task.
 pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message) {
     if msg.kind == MessageType::Status {
         if let Some(id) = msg.id() {

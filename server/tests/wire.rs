@@ -518,6 +518,17 @@ async fn forged_signed_updates_are_refused() {
         text(&r.value)
     );
 
+    // 6. A NodeInfo slot under [:p2p :nodes] signed by someone else than its owner.
+    let info = Cell::map(vec![(kw("timestamp"), Cell::long(i64::MAX))]);
+    c.send(&message::lattice_value(
+        &[kw("p2p"), kw("nodes")],
+        Cell::map(vec![(owner.clone(), sign(&key(4), info))]),
+        Some(8),
+    ))
+    .await;
+    let r = c.recv_result().await;
+    assert_eq!((r.id, r.error_code().as_deref()), (Some(8), Some("TRUST")));
+
     // Nothing changed, and the same forgery without an ack ID is dropped silently too.
     let unacked = message::lattice_value(
         &[kw("fs")],
