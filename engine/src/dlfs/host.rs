@@ -82,6 +82,11 @@ pub fn encryption_metadata(key: &ContentKey, plaintext_len: u64) -> Cell {
     ])
 }
 
+/// The metadata key that marks an encrypted file: `:encrypted`.
+pub fn encryption_marker_key() -> Cell {
+    kw("encrypted")
+}
+
 /// Is a file with this metadata encrypted (its metadata is a Map with `:encrypted`)?
 pub fn is_encrypted(metadata: &Cell, r: &dyn Resolver) -> Result<bool, ResolveError> {
     Ok(metadata.kind() == Kind::Map && !value_at_path(metadata, &[kw("encrypted")], r)?.is_nil())
