@@ -277,4 +277,7 @@ export {:.1} s, re-import {:.1} s, total {:.1} s",
         again_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    drop(tmp);
+    eprintln!("removed the temporary files in {:.1} s", t.elapsed().as_secs_f64());
 }
