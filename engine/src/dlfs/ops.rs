@@ -271,6 +271,11 @@ pub fn put(drive: &Cell, p: &DrivePath, data: Cell, now: i64, r: &dyn Resolver) 
                 let mut items = elements(&n, r)?;
                 items[1] = data;
                 items[3] = Cell::long(t);
+                // New contents are not encrypted by this write: a private file's marker
+                // (docs/DLFS.md) would make readers try to decrypt them. Other metadata stays.
+                if super::host::is_encrypted(&items[2], r)? {
+                    items[2] = Cell::nil();
+                }
                 Cell::vector(items)
             }
             Node::Directory(_) => return Err(DlfsError::IsADirectory(p.text.clone())),
