@@ -155,7 +155,11 @@ fn same_tree(a: &Path, b: &Path) {
             assert!(pb.is_dir());
             same_tree(&pa, &pb);
         } else {
-            assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(), "{}", pa.display());
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "{}",
+                pa.display()
+            );
         }
     }
 }
@@ -167,12 +171,26 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
     let host = tmp.path().join("host");
     write_tree(&host);
     let (tree, scan) = scan_host(&host).unwrap();
-    assert_eq!((scan.files, scan.directories, scan.bytes), (5, 5, 3 + 600_000 + 5000));
+    assert_eq!(
+        (scan.files, scan.directories, scan.bytes),
+        (5, 5, 3 + 600_000 + 5000)
+    );
     let opts = PutOptions { encrypt: None };
     let before = store.stats().unwrap().encoding_bytes;
-    let (d1, rep) = import_tree(store.as_ref(), &Cell::nil(), &p("home"), &tree, 1000, opts, &|_| {})
-        .unwrap();
-    assert_eq!((rep.files, rep.bytes_read, rep.files_unchanged), (5, 605_003, 0));
+    let (d1, rep) = import_tree(
+        store.as_ref(),
+        &Cell::nil(),
+        &p("home"),
+        &tree,
+        1000,
+        opts,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (rep.files, rep.bytes_read, rep.files_unchanged),
+        (5, 605_003, 0)
+    );
     let written = store.stats().unwrap().encoding_bytes - before;
     // The copy of `big` costs nothing: about 305 kB of contents stored, plus the tree cells.
     assert!(written > 305_003 && written < 320_000, "{written}");
@@ -190,11 +208,16 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
     same_tree(&host, &out);
     // Export never overwrites.
     let e = export_tree(&d1, &p("home"), &out, None, store.as_ref(), &|_| {}).unwrap_err();
-    assert!(e.to_string().ends_with("exists and is not empty (export never overwrites)"), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with("exists and is not empty (export never overwrites)"),
+        "{e}"
+    );
 
     // Again: nothing new, the same drive value.
     let before = store.stats().unwrap().encoding_bytes;
-    let (d2, rep) = import_tree(store.as_ref(), &d1, &p("home"), &tree, 2000, opts, &|_| {}).unwrap();
+    let (d2, rep) =
+        import_tree(store.as_ref(), &d1, &p("home"), &tree, 2000, opts, &|_| {}).unwrap();
     assert_eq!((rep.files, rep.files_unchanged), (5, 5));
     assert_eq!(d2, d1);
     assert_eq!(store.stats().unwrap().encoding_bytes, before);
@@ -202,18 +225,40 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
     // One changed file: only its node and its ancestors get the new time.
     std::fs::write(host.join("a/one.txt"), b"uno").unwrap();
     let (tree, _) = scan_host(&host).unwrap();
-    let (d3, rep) = import_tree(store.as_ref(), &d1, &p("home"), &tree, 3000, opts, &|_| {}).unwrap();
+    let (d3, rep) =
+        import_tree(store.as_ref(), &d1, &p("home"), &tree, 3000, opts, &|_| {}).unwrap();
     assert_eq!(rep.files_unchanged, 4);
     let r: &dyn Resolver = store.as_ref();
-    assert_eq!(dlfs::stat(&d3, &p("home/a/one.txt"), r).unwrap().utime, 3000);
+    assert_eq!(
+        dlfs::stat(&d3, &p("home/a/one.txt"), r).unwrap().utime,
+        3000
+    );
     assert_eq!(dlfs::stat(&d3, &p("home/a"), r).unwrap().utime, 3000);
     assert_eq!(dlfs::stat(&d3, &p("home/a/b"), r).unwrap().utime, 1000);
     assert_eq!(dlfs::stat(&d3, &p("home/top"), r).unwrap().utime, 1000);
 
     // Into a subdirectory: the parent must exist.
-    let e = import_tree(store.as_ref(), &d3, &p("home/x/y"), &tree, 4000, opts, &|_| {}).unwrap_err();
+    let e = import_tree(
+        store.as_ref(),
+        &d3,
+        &p("home/x/y"),
+        &tree,
+        4000,
+        opts,
+        &|_| {},
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "No such directory: home/x");
-    let (d4, _) = import_tree(store.as_ref(), &d3, &p("home/copy"), &tree, 4000, opts, &|_| {}).unwrap();
+    let (d4, _) = import_tree(
+        store.as_ref(),
+        &d3,
+        &p("home/copy"),
+        &tree,
+        4000,
+        opts,
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(
         dlfs::ls(&d4, &p("home/copy"), r).unwrap(),
         ["a", "empty-dir", "top"]
@@ -231,8 +276,14 @@ fn private_files_are_stored_encrypted() {
     let r: &dyn Resolver = store.as_ref();
     let key = ContentKey::from_owner_seed(&[1; 32]);
     let plain: Vec<u8> = b"top secret plans; ".repeat(20_000);
-    let (blob, meta, n) =
-        store_contents(store.as_ref(), &mut &plain[..], PutOptions { encrypt: Some(&key) }).unwrap();
+    let (blob, meta, n) = store_contents(
+        store.as_ref(),
+        &mut &plain[..],
+        PutOptions {
+            encrypt: Some(&key),
+        },
+    )
+    .unwrap();
     assert_eq!(n, plain.len() as u64);
     let stored = blob_bytes(&blob, r).unwrap();
     assert!(!stored.windows(10).any(|w| w == b"top secret"));
@@ -253,7 +304,10 @@ fn private_files_are_stored_encrypted() {
     assert!(back == plain);
     // Without a key, with the wrong key.
     let e = file_reader(&node, "h/s", None, r).err().unwrap();
-    assert_eq!(e.to_string(), "h/s: the file is encrypted; give the owner's key to read it");
+    assert_eq!(
+        e.to_string(),
+        "h/s: the file is encrypted; give the owner's key to read it"
+    );
     let wrong = ContentKey::from_owner_seed(&[2; 32]);
     let e = file_reader(&node, "h/s", Some(&wrong), r).err().unwrap();
     assert_eq!(
@@ -268,7 +322,12 @@ fn private_files_are_stored_encrypted() {
     // A storage node alters one byte of the ciphertext.
     let mut altered = stored.clone();
     altered[70_000] ^= 0x20;
-    let forged = Cell::vector(vec![Cell::nil(), Cell::blob(&altered), meta, Cell::long(100)]);
+    let forged = Cell::vector(vec![
+        Cell::nil(),
+        Cell::blob(&altered),
+        meta,
+        Cell::long(100),
+    ]);
     store.put(&forged).unwrap();
     let mut out = Vec::new();
     let e = file_reader(&forged, "h/s", Some(&key), r)
@@ -279,9 +338,21 @@ fn private_files_are_stored_encrypted() {
         e.to_string(),
         "encrypted contents damaged or altered (segment 1 fails authentication)"
     );
+    // A plain write over a private file drops the marker (its new contents are plain).
+    let plain_again = dlfs::put(&d, &p("h/s"), Cell::blob(b"open"), 300, r).unwrap();
+    assert_eq!(
+        dlfs::stat(&plain_again, &p("h/s"), r).unwrap().metadata,
+        Cell::nil()
+    );
     // The same plaintext encrypts differently each time (fresh nonces): no equality leak.
-    let (blob2, _, _) =
-        store_contents(store.as_ref(), &mut &plain[..], PutOptions { encrypt: Some(&key) }).unwrap();
+    let (blob2, _, _) = store_contents(
+        store.as_ref(),
+        &mut &plain[..],
+        PutOptions {
+            encrypt: Some(&key),
+        },
+    )
+    .unwrap();
     assert_ne!(blob2.id(), blob.id());
 }
 
@@ -326,12 +397,22 @@ fn mv_leaves_a_tombstone_and_stamps_the_moved_node() {
     let m2 = dlfs::mv(&d, &p("h/a"), &p("h/b/a2"), 300, R).unwrap();
     assert_eq!(dlfs::ls(&m2, &p("h/b/a2"), R).unwrap(), ["f"]);
     assert_eq!(dlfs::ls(&m2, &p("h"), R).unwrap(), ["b"]);
-    let err = |from: &str, to: &str| dlfs::mv(&d, &p(from), &p(to), 300, R).unwrap_err().to_string();
+    let err = |from: &str, to: &str| {
+        dlfs::mv(&d, &p(from), &p(to), 300, R)
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(err("h/a/x", "h/b/x"), "No such file or directory: h/a/x");
     assert_eq!(err("h/a/f", "h/b"), "Already exists: h/b");
-    assert_eq!(err("h/a", "h/a/in"), "Invalid path: h/a/in (inside the moved h/a)");
+    assert_eq!(
+        err("h/a", "h/a/in"),
+        "Invalid path: h/a/in (inside the moved h/a)"
+    );
     assert_eq!(err("h/a/f", "h/none/f"), "No such directory: h/none");
-    assert_eq!(err("h/a/f", "w/f"), "Invalid path: w/f (a move stays within one drive)");
+    assert_eq!(
+        err("h/a/f", "w/f"),
+        "Invalid path: w/f (a move stays within one drive)"
+    );
     assert_eq!(err("h", "h/z"), "Cannot delete drive root");
 }
 
@@ -367,7 +448,9 @@ fn tombstones_older_than_the_cutoff_are_purged() {
     let (purged, n) = dlfs::purge_tombstones(&d, 1001, R).unwrap();
     assert_eq!(n.tombstones, 1);
     // Times are kept; the old tombstone's name is gone, the newer one stays.
-    let a = dlfs::lookup(&purged, &["a".to_string()], R).unwrap().unwrap();
+    let a = dlfs::lookup(&purged, &["a".to_string()], R)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         a,
         directory(
@@ -403,7 +486,12 @@ fn dlfs_uris_of_the_spec() {
     );
     assert_eq!(
         u("dlfs://host.example.com/bob/shared/images/photo.png"),
-        ok(Some("host.example.com"), false, "bob", "shared/images/photo.png")
+        ok(
+            Some("host.example.com"),
+            false,
+            "bob",
+            "shared/images/photo.png"
+        )
     );
     assert_eq!(
         u("dlfs:local:bob/private/report.pdf"),
@@ -411,7 +499,12 @@ fn dlfs_uris_of_the_spec() {
     );
     assert_eq!(
         u("https://host.example.com/dlfs/bob/shared/images/photo.png"),
-        ok(Some("host.example.com"), false, "bob", "shared/images/photo.png")
+        ok(
+            Some("host.example.com"),
+            false,
+            "bob",
+            "shared/images/photo.png"
+        )
     );
     assert_eq!(
         u("did:key:z6MkTest/dlfs/docs/specs"),
@@ -419,8 +512,14 @@ fn dlfs_uris_of_the_spec() {
     );
     assert_eq!(u("home/a"), None);
     assert_eq!(u("https://example.com/x"), None);
-    assert_eq!(u("dlfs:bob"), Some(Err("Invalid path: dlfs:bob".to_string())));
-    assert_eq!(u("dlfs:bob/"), Some(Err("Invalid path: dlfs:bob/".to_string())));
+    assert_eq!(
+        u("dlfs:bob"),
+        Some(Err("Invalid path: dlfs:bob".to_string()))
+    );
+    assert_eq!(
+        u("dlfs:bob/"),
+        Some(Err("Invalid path: dlfs:bob/".to_string()))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,7 +664,10 @@ fn forged_updates_to_a_signed_drive_are_rejected_on_merge() {
         good.signed_signature().unwrap().try_into().unwrap(),
         evil_drives.clone(),
     );
-    assert_eq!(offer(&peer, &Cell::map(vec![(owner.clone(), altered.clone())])), fs);
+    assert_eq!(
+        offer(&peer, &Cell::map(vec![(owner.clone(), altered.clone())])),
+        fs
+    );
 
     // 3. A replayed older state, validly signed: the drive does not go back.
     assert_eq!(offer(&peer, &old_fs), fs);
@@ -575,7 +677,7 @@ fn forged_updates_to_a_signed_drive_are_rejected_on_merge() {
 
     // A fresh node refuses the forgeries too (a nil own is no excuse), and takes the real one.
     let (fresh, _) = node_in(&tmp.path().join("fresh"), 8);
-    let slot_of = |fs: &Cell| value_at_path(fs, &[owner.clone()], R).unwrap();
+    let slot_of = |fs: &Cell| value_at_path(fs, std::slice::from_ref(&owner), R).unwrap();
     assert_eq!(slot_of(&offer(&fresh, &forged)), Cell::nil());
     let altered_map = Cell::map(vec![(owner.clone(), altered)]);
     assert_eq!(slot_of(&offer(&fresh, &altered_map)), Cell::nil());
@@ -590,8 +692,13 @@ fn forged_updates_to_a_signed_drive_are_rejected_on_merge() {
     let laptop_fs = fs_of(&laptop);
     assert_eq!(offer(&peer, &laptop_fs), fs);
     let merged = offer(&owner_node, &laptop_fs);
-    let d = dlfs::drive(&owner_node.root_value(), &owner, "home", owner_node.store().as_ref())
-        .unwrap();
+    let d = dlfs::drive(
+        &owner_node.root_value(),
+        &owner,
+        "home",
+        owner_node.store().as_ref(),
+    )
+    .unwrap();
     let r: &dyn Resolver = owner_node.store().as_ref();
     assert_eq!(dlfs::ls(&d, &p("home"), r).unwrap(), ["f", "g"]);
     assert_eq!(dlfs::read(&d, &p("home/f"), r).unwrap(), blob("v2"));

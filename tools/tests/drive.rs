@@ -85,11 +85,21 @@ fn commands_with_exact_outcomes() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&shell.stdout), "0x48656c6c6f\n");
 
-    ok(h, s, &["meta", "docs/notes/a.txt", "mime", "\"text/plain\""]);
-    assert_eq!(ok(h, s, &["meta", "docs/notes/a.txt"]), "{:mime \"text/plain\"}\n");
+    ok(
+        h,
+        s,
+        &["meta", "docs/notes/a.txt", "mime", "\"text/plain\""],
+    );
+    assert_eq!(
+        ok(h, s, &["meta", "docs/notes/a.txt"]),
+        "{:mime \"text/plain\"}\n"
+    );
     ok(h, s, &["mv", "docs/notes/a.txt", "docs/b.txt"]);
     assert_eq!(ok(h, s, &["cat", "docs/b.txt"]), "Hello");
-    assert_eq!(ok(h, s, &["meta", "docs/b.txt"]), "{:mime \"text/plain\"}\n");
+    assert_eq!(
+        ok(h, s, &["meta", "docs/b.txt"]),
+        "{:mime \"text/plain\"}\n"
+    );
     assert_eq!(
         fails(h, s, &["cat", "docs/notes/a.txt"]),
         "etch drive: No such file or directory: docs/notes/a.txt\n"
@@ -110,16 +120,31 @@ fn commands_with_exact_outcomes() {
     // From stdin, encrypted; the stored bytes are not the plaintext; a wrong key is refused.
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, b"the secret formula ".repeat(1000)).unwrap();
-    let (code, _, err) = drive(h, s, &["put", "--encrypt", "-", "docs/secret"], Some(&secret));
+    let (code, _, err) = drive(
+        h,
+        s,
+        &["put", "--encrypt", "-", "docs/secret"],
+        Some(&secret),
+    );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(ok(h, s, &["cat", "docs/secret"]).as_bytes(), std::fs::read(&secret).unwrap());
+    assert_eq!(
+        ok(h, s, &["cat", "docs/secret"]).as_bytes(),
+        std::fs::read(&secret).unwrap()
+    );
     let ls = ok(h, s, &["ls", "docs"]);
-    assert!(ls.contains("          19000 ") && ls.ends_with(" secret  (encrypted)\n"), "{ls}");
+    assert!(
+        ls.contains("          19000 ") && ls.ends_with(" secret  (encrypted)\n"),
+        "{ls}"
+    );
     let log = std::fs::read(store.join("log")).unwrap_or_default();
     assert!(!log.windows(18).any(|w| w == b"the secret formula"));
     let other = tmp.path().join("other.key");
     std::fs::write(&other, [9u8; 32]).unwrap();
-    let err = fails(h, s, &["cat", "docs/secret", "--key-file", other.to_str().unwrap()]);
+    let err = fails(
+        h,
+        s,
+        &["cat", "docs/secret", "--key-file", other.to_str().unwrap()],
+    );
     assert!(
         err.starts_with("etch drive: docs/secret: wrong key: the file was encrypted with key "),
         "{err}"
@@ -130,7 +155,10 @@ fn commands_with_exact_outcomes() {
         s,
         &["mkdir", &format!("dlfs:{}/docs/x", "11".repeat(32))],
     );
-    assert!(err.starts_with("etch drive: Not authorised to write drive of owner 0x1111"), "{err}");
+    assert!(
+        err.starts_with("etch drive: Not authorised to write drive of owner 0x1111"),
+        "{err}"
+    );
     assert_eq!(ok(h, s, &["ls", "docs"]), ls);
 }
 
@@ -139,18 +167,33 @@ fn generate(root: &Path, small_files: usize, big_files: usize, big_bytes: usize)
     // Small files: nested three deep, every 10th empty, every 7th a copy of an earlier one.
     let jobs: Vec<(PathBuf, u64, usize)> = (0..small_files)
         .map(|i| {
-            let dir = root.join(format!("d{:02}/e{}/f{}", i % 20, (i / 20) % 10, (i / 200) % 3));
+            let dir = root.join(format!(
+                "d{:02}/e{}/f{}",
+                i % 20,
+                (i / 20) % 10,
+                (i / 200) % 3
+            ));
             let path = dir.join(format!("file-{i:05}.dat"));
             let size = if i % 10 == 0 { 0 } else { (i * 7919) % 40_000 };
             let seed = if i % 7 == 3 { (i - 3) as u64 } else { i as u64 };
-            let size = if i % 7 == 3 { ((i - 3) * 7919) % 40_000 * usize::from((i - 3) % 10 != 0) } else { size };
+            let size = if i % 7 == 3 {
+                ((i - 3) * 7919) % 40_000 * usize::from((i - 3) % 10 != 0)
+            } else {
+                size
+            };
             (path, seed, size)
         })
         .collect();
     // Large files: pairs of identical ones, and a last one equal to the first but for one
     // changed byte in its middle (shares all chunks but one path).
     let mut big: Vec<(PathBuf, u64, usize)> = (0..big_files)
-        .map(|j| (root.join(format!("big/{j:02}.bin")), 1_000_000 + (j / 2) as u64, big_bytes))
+        .map(|j| {
+            (
+                root.join(format!("big/{j:02}.bin")),
+                1_000_000 + (j / 2) as u64,
+                big_bytes,
+            )
+        })
         .collect();
     big.push((root.join("big/patched.bin"), 1_000_000, big_bytes));
     std::fs::create_dir_all(root.join("big")).unwrap();
@@ -212,7 +255,9 @@ fn assert_same_tree(a: &Path, b: &Path) -> usize {
 
 /// The figure after `label` in an import report line.
 fn figure(line: &str, label: &str) -> u64 {
-    let at = line.find(label).unwrap_or_else(|| panic!("{label:?} in {line}"));
+    let at = line
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} in {line}"));
     line[..at]
         .trim_end()
         .rsplit([' ', ','])
@@ -237,7 +282,10 @@ fn a_large_tree_round_trips_byte_for_byte_and_a_second_import_stores_nothing() {
     };
     let (files, total) = generate(&host, small, big, big_bytes);
     if !cfg!(debug_assertions) {
-        assert!(files >= 10_000 && total >= 1 << 30, "{files} files, {total} bytes");
+        assert!(
+            files >= 10_000 && total >= 1 << 30,
+            "{files} files, {total} bytes"
+        );
     }
     let generated = started.elapsed();
 
@@ -258,7 +306,10 @@ fn a_large_tree_round_trips_byte_for_byte_and_a_second_import_stores_nothing() {
     let exported = tmp.path().join("out");
     let out = ok(h, s, &["export", "tree", exported.to_str().unwrap()]);
     let export_time = t.elapsed();
-    assert!(out.starts_with(&format!("exported {files} files, ")), "{out}");
+    assert!(
+        out.starts_with(&format!("exported {files} files, ")),
+        "{out}"
+    );
     assert!(out.contains(&format!(" {total} bytes to ")), "{out}");
     let entries = assert_same_tree(&host, &exported);
     assert!(entries > files, "{entries}");
@@ -279,5 +330,8 @@ export {:.1} s, re-import {:.1} s, total {:.1} s",
     );
     let t = Instant::now();
     drop(tmp);
-    eprintln!("removed the temporary files in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "removed the temporary files in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }

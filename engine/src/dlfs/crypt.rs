@@ -140,7 +140,9 @@ pub fn encrypt_stream(
         };
         let last = next_len == 0;
         if index > u64::from(u32::MAX) {
-            return Err(io::Error::other("file too large to encrypt (over 2^32 segments)"));
+            return Err(io::Error::other(
+                "file too large to encrypt (over 2^32 segments)",
+            ));
         }
         let sealed = cipher
             .encrypt(
@@ -305,11 +307,23 @@ mod tests {
     #[test]
     fn round_trip_at_segment_boundaries() {
         let key = ContentKey::from_owner_seed(&[1; 32]);
-        for n in [0, 1, 100, SEGMENT_BYTES - 1, SEGMENT_BYTES, SEGMENT_BYTES + 1, 3 * SEGMENT_BYTES] {
+        for n in [
+            0,
+            1,
+            100,
+            SEGMENT_BYTES - 1,
+            SEGMENT_BYTES,
+            SEGMENT_BYTES + 1,
+            3 * SEGMENT_BYTES,
+        ] {
             let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
             let stored = enc(&key, &data);
             let segments = n.div_ceil(SEGMENT_BYTES).max(1);
-            assert_eq!(stored.len(), HEADER_BYTES + n + segments * TAG_BYTES, "n = {n}");
+            assert_eq!(
+                stored.len(),
+                HEADER_BYTES + n + segments * TAG_BYTES,
+                "n = {n}"
+            );
             assert_eq!(plaintext_len(stored.len() as u64), Some(n as u64));
             assert_eq!(dec(&key, &stored).unwrap(), data, "n = {n}");
         }
@@ -322,7 +336,11 @@ mod tests {
         let data = vec![42u8; 2 * SEGMENT_BYTES + 5];
         let stored = enc(&key, &data);
         let e = dec(&other, &stored).unwrap_err();
-        assert!(e.to_string().starts_with("wrong key: the file was encrypted with key "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("wrong key: the file was encrypted with key "),
+            "{e}"
+        );
         let mut bad = stored.clone();
         bad[HEADER_BYTES + 10] ^= 1;
         assert_eq!(

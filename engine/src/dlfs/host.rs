@@ -138,10 +138,7 @@ fn store_host_file(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Res<(Cell, Cell, u64)> {
     let f = std::fs::File::open(path).map_err(host_err(path))?;
-    let mut reader = Counting {
-        inner: f,
-        on_bytes,
-    };
+    let mut reader = Counting { inner: f, on_bytes };
     store_contents(store, &mut reader, options).map_err(host_err(path))
 }
 
@@ -273,9 +270,11 @@ fn scan_dir(dir: &Path, scan: &mut HostScan, depth: usize) -> Res<HostDir> {
             scan.bytes += len;
             entries.push((name, HostNode::File { path, len }));
         } else if ft.is_symlink() {
-            scan.skipped.push((path, "symbolic link (not followed)".into()));
+            scan.skipped
+                .push((path, "symbolic link (not followed)".into()));
         } else {
-            scan.skipped.push((path, "not a regular file or directory".into()));
+            scan.skipped
+                .push((path, "not a regular file or directory".into()));
         }
     }
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -316,7 +315,11 @@ pub fn import_tree(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Res<(Cell, ImportReport)> {
     let r: &dyn Resolver = store;
-    let drive = if drive.is_nil() { node::zero() } else { drive.clone() };
+    let drive = if drive.is_nil() {
+        node::zero()
+    } else {
+        drive.clone()
+    };
     let t = write_time(&drive, now, r)?;
     let existing = find(&drive, &p.path, r)?.unwrap_or_else(Cell::nil);
     if !existing.is_nil() && !node::is_directory(&existing, r)? {
@@ -389,7 +392,8 @@ fn import_dir(
                 let old_is_file = live(&old)? && node::is_file(&old, r)?;
                 let old_data = vector_get(&old, 1, r)?.unwrap_or_else(Cell::nil);
                 let old_meta = vector_get(&old, 2, r)?.unwrap_or_else(Cell::nil);
-                if old_is_file && meta.is_nil() && old_data == blob && !is_encrypted(&old_meta, r)? {
+                if old_is_file && meta.is_nil() && old_data == blob && !is_encrypted(&old_meta, r)?
+                {
                     report.files_unchanged += 1;
                     continue;
                 }
@@ -465,9 +469,7 @@ pub fn tree_size(node: &Cell, r: &dyn Resolver) -> Res<(u64, u64)> {
     collect_nodes(node, PathBuf::new(), r, &mut files, &mut dirs, 0)?;
     let bytes = files
         .iter()
-        .map(|(_, n)| {
-            vector_get(n, 1, r).map(|d| d.map_or(0, |d| d.count()))
-        })
+        .map(|(_, n)| vector_get(n, 1, r).map(|d| d.map_or(0, |d| d.count())))
         .sum::<Result<u64, ResolveError>>()?;
     Ok((files.len() as u64, bytes))
 }

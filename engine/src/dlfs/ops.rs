@@ -501,7 +501,13 @@ pub fn purge_tombstones(drive: &Cell, cutoff: i64, r: &dyn Resolver) -> Res<(Cel
     Ok((out, purged))
 }
 
-fn purge_in(n: &Cell, cutoff: i64, r: &dyn Resolver, purged: &mut Purged, depth: usize) -> Res<Cell> {
+fn purge_in(
+    n: &Cell,
+    cutoff: i64,
+    r: &dyn Resolver,
+    purged: &mut Purged,
+    depth: usize,
+) -> Res<Cell> {
     if depth > node::MAX_DEPTH {
         return Err(DlfsError::Malformed("directory nesting too deep".into()));
     }
@@ -513,16 +519,14 @@ fn purge_in(n: &Cell, cutoff: i64, r: &dyn Resolver, purged: &mut Purged, depth:
     for_each_index_entry(&entries, r, &mut |k, v| {
         let name = key_text(&k, r)?;
         match classify(&v, r)? {
-            Node::Tombstone => {
-                if node::update_time(&v, r)?.is_some_and(|t| t < cutoff) {
-                    purged.tombstones += 1;
-                    changes.push(Change {
-                        key: k.clone(),
-                        kid: Some(name_kid(&name)),
-                        had: true,
-                        value: None,
-                    });
-                }
+            Node::Tombstone if node::update_time(&v, r)?.is_some_and(|t| t < cutoff) => {
+                purged.tombstones += 1;
+                changes.push(Change {
+                    key: k.clone(),
+                    kid: Some(name_kid(&name)),
+                    had: true,
+                    value: None,
+                });
             }
             Node::Directory(_) => match purge_in(&v, cutoff, r, purged, depth + 1) {
                 Ok(new) if new != v => changes.push(Change {

@@ -187,7 +187,7 @@ struct BenchArgs {
 pub fn run(args: DriveArgs) -> io::Result<ExitCode> {
     let result = match args.what {
         DriveCommand::Bench(b) => return bench(b),
-        DriveCommand::Drives(c) => with_node(&c, |s| drives(s)),
+        DriveCommand::Drives(c) => with_node(&c, drives),
         DriveCommand::Mkdrive(a) => with_node(&a.common, |s| mkdrive(s, &a.name)),
         DriveCommand::Ls(a) => with_node(&a.common, |s| ls(s, &a.loc)),
         DriveCommand::Stat(a) => with_node(&a.common, |s| stat(s, &a.loc)),
@@ -298,9 +298,8 @@ the local store (replicate the drive with `etch serve` first)"
         let seed: [u8; 32] = match &self.key_file {
             Some(f) => {
                 let b = std::fs::read(f).map_err(|e| err(format!("{}: {e}", f.display())))?;
-                b.try_into().map_err(|_| {
-                    err(format!("{}: a key file holds 32 bytes", f.display()))
-                })?
+                b.try_into()
+                    .map_err(|_| err(format!("{}: a key file holds 32 bytes", f.display())))?
             }
             None => match self.node.signing_key() {
                 Some(k) => k.to_bytes(),
@@ -317,10 +316,7 @@ the local store (replicate the drive with `etch serve` first)"
         name: &str,
         edit: impl FnOnce(&Cell, i64, &dyn Resolver) -> Result<Cell, DlfsError>,
     ) -> io::Result<Cell> {
-        let d = self
-            .node
-            .write_drive(owner, name, edit)
-            .map_err(node_err)?;
+        let d = self.node.write_drive(owner, name, edit).map_err(node_err)?;
         Ok(d)
     }
 }
@@ -370,7 +366,11 @@ fn ls(s: &Session, loc: &str) -> io::Result<()> {
             kind_char(st.kind),
             size,
             iso_time(st.utime),
-            if st.kind == StatKind::Directory { "/" } else { "" },
+            if st.kind == StatKind::Directory {
+                "/"
+            } else {
+                ""
+            },
         )?;
     }
     Ok(())
@@ -398,7 +398,11 @@ fn stat(s: &Session, loc: &str) -> io::Result<()> {
     }
     writeln!(out, "utime     {} ({})", st.utime, iso_time(st.utime))?;
     writeln!(out, "hash      {}", st.hash.to_hex())?;
-    writeln!(out, "metadata  {}", print(&st.metadata, s.r()).map_err(err)?)?;
+    writeln!(
+        out,
+        "metadata  {}",
+        print(&st.metadata, s.r()).map_err(err)?
+    )?;
     Ok(())
 }
 
@@ -422,7 +426,9 @@ fn mv(s: &Session, from: &str, to: &str) -> io::Result<()> {
     if owner != owner2 {
         return Err(err("a move stays within one owner's drive"));
     }
-    let d = s.write(&owner, &pf.drive, |cur, now, r| dlfs::mv(cur, &pf, &pt, now, r))?;
+    let d = s.write(&owner, &pf.drive, |cur, now, r| {
+        dlfs::mv(cur, &pf, &pt, now, r)
+    })?;
     println!("{}", d.id().to_hex());
     Ok(())
 }
@@ -436,7 +442,9 @@ fn meta(s: &Session, loc: &str, key: Option<&str>, value: Option<&str>) -> io::R
         return Ok(());
     };
     let Some(value) = value else {
-        return Err(err("give the value to set (Convex-Lisp text; nil removes the key)"));
+        return Err(err(
+            "give the value to set (Convex-Lisp text; nil removes the key)",
+        ));
     };
     let k = Cell::keyword(key.trim_start_matches(':')).map_err(err)?;
     let v = read_one(value).map_err(|e| err(format!("value {value:?}: {e}")))?;
@@ -497,17 +505,19 @@ fn write_transfer<T>(
 ) -> io::Result<(Cell, T)> {
     let mut failure: Option<TransferError> = None;
     let mut result: Option<T> = None;
-    let written = s.node.write_drive(owner, drive, |cur, now, r| match work(cur, now, r) {
-        Ok((d, t)) => {
-            result = Some(t);
-            Ok(d)
-        }
-        Err(TransferError::Dlfs(e)) => Err(e),
-        Err(e) => {
-            failure = Some(e);
-            Err(DlfsError::InvalidPath(String::new()))
-        }
-    });
+    let written = s
+        .node
+        .write_drive(owner, drive, |cur, now, r| match work(cur, now, r) {
+            Ok((d, t)) => {
+                result = Some(t);
+                Ok(d)
+            }
+            Err(TransferError::Dlfs(e)) => Err(e),
+            Err(e) => {
+                failure = Some(e);
+                Err(DlfsError::InvalidPath(String::new()))
+            }
+        });
     match (written, failure, result) {
         (_, Some(e), _) => Err(err(e)),
         (Ok(d), None, Some(t)) => Ok((d, t)),
@@ -518,7 +528,11 @@ fn write_transfer<T>(
 
 fn put(s: &Session, file: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     let (owner, p) = s.location(loc)?;
-    let key = if encrypt { Some(s.content_key()?) } else { None };
+    let key = if encrypt {
+        Some(s.content_key()?)
+    } else {
+        None
+    };
     let options = PutOptions {
         encrypt: key.as_ref(),
     };
@@ -533,32 +547,33 @@ fn put(s: &Session, file: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     };
     let bar = bytes_bar(total, "put");
     let store = s.store.clone();
-    let (_, n) = write_transfer(s, &owner, &p.drive, |cur, now, r| {
-        let mut reader: Box<dyn io::Read> = if stdin {
-            Box::new(io::stdin().lock())
-        } else {
-            Box::new(std::fs::File::open(file).map_err(|e| TransferError::Host {
-                path: file.to_path_buf(),
-                source: e,
-            })?)
-        };
-        let mut counted = bar.wrap_read(&mut reader);
-        let (blob, meta, n) = host::store_contents(store.as_ref(), &mut counted, options)
-            .map_err(|e| TransferError::Host {
-                path: file.to_path_buf(),
-                source: e,
-            })?;
-        let d = dlfs::put(cur, &p, blob, now, r)?;
-        let d = if meta.is_nil() && !was_encrypted(cur, &p, r)? {
-            d
-        } else {
-            // An encrypted file carries its marker; a plain one written over an encrypted
-            // one loses it.
-            let t = dlfs::stat(&d, &p, r)?.utime;
-            dlfs::set_metadata(&d, &p, meta, t, r)?
-        };
-        Ok((d, n))
-    })?;
+    let (_, n) =
+        write_transfer(s, &owner, &p.drive, |cur, now, r| {
+            let mut reader: Box<dyn io::Read> = if stdin {
+                Box::new(io::stdin().lock())
+            } else {
+                Box::new(std::fs::File::open(file).map_err(|e| TransferError::Host {
+                    path: file.to_path_buf(),
+                    source: e,
+                })?)
+            };
+            let mut counted = bar.wrap_read(&mut reader);
+            let (blob, meta, n) = host::store_contents(store.as_ref(), &mut counted, options)
+                .map_err(|e| TransferError::Host {
+                    path: file.to_path_buf(),
+                    source: e,
+                })?;
+            let d = dlfs::put(cur, &p, blob, now, r)?;
+            let d = if meta.is_nil() && !was_encrypted(cur, &p, r)? {
+                d
+            } else {
+                // An encrypted file carries its marker; a plain one written over an encrypted
+                // one loses it.
+                let t = dlfs::stat(&d, &p, r)?.utime;
+                dlfs::set_metadata(&d, &p, meta, t, r)?
+            };
+            Ok((d, n))
+        })?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -589,7 +604,14 @@ fn cat(s: &Session, loc: &str) -> io::Result<()> {
     let key = s.content_key().ok();
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    match host::copy_file_to(&n, &p.text, key.as_ref(), s.r(), &mut out, Path::new("stdout")) {
+    match host::copy_file_to(
+        &n,
+        &p.text,
+        key.as_ref(),
+        s.r(),
+        &mut out,
+        Path::new("stdout"),
+    ) {
         Ok(_) => out.flush(),
         Err(TransferError::Host { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
             Ok(())
@@ -600,7 +622,11 @@ fn cat(s: &Session, loc: &str) -> io::Result<()> {
 
 fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     let (owner, p) = s.location(loc)?;
-    let key = if encrypt { Some(s.content_key()?) } else { None };
+    let key = if encrypt {
+        Some(s.content_key()?)
+    } else {
+        None
+    };
     let options = PutOptions {
         encrypt: key.as_ref(),
     };
@@ -650,8 +676,8 @@ fn export(s: &Session, loc: &str, dir: &Path) -> io::Result<()> {
     let (_, stored) = host::tree_size(&top, s.r()).map_err(err)?;
     let bar = bytes_bar(stored, "export");
     let on_bytes = |n: u64| bar.inc(n);
-    let report = host::export_tree(&d, &p, dir, key.as_ref(), s.store.as_ref(), &on_bytes)
-        .map_err(err)?;
+    let report =
+        host::export_tree(&d, &p, dir, key.as_ref(), s.store.as_ref(), &on_bytes).map_err(err)?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -684,7 +710,10 @@ fn purge(s: &Session, drive: &str, days: f64) -> io::Result<()> {
         removed = n.tombstones;
         Ok(d)
     })?;
-    println!("removed {removed} tombstones older than {days} days from {}", p.drive);
+    println!(
+        "removed {removed} tombstones older than {days} days from {}",
+        p.drive
+    );
     Ok(())
 }
 
@@ -760,9 +789,8 @@ fn bench(args: BenchArgs) -> io::Result<ExitCode> {
     let mut put_secs = Vec::new();
     for (label, encrypt) in [("put", false), ("put --encrypt", true)] {
         let store_dir = dir.join(format!("store-{}", put_secs.len()));
-        let store: Arc<dyn CellStore> = Arc::new(
-            NativeStore::create(&store_dir, options.clone()).map_err(err)?,
-        );
+        let store: Arc<dyn CellStore> =
+            Arc::new(NativeStore::create(&store_dir, options.clone()).map_err(err)?);
         let key = ContentKey::from_owner_seed(&[7; 32]);
         let t = Instant::now();
         let mut f = std::fs::File::open(&source)?;
@@ -780,10 +808,8 @@ fn bench(args: BenchArgs) -> io::Result<ExitCode> {
         if !encrypt {
             // cat: read the Blob back to a file, fdatasync.
             let t = Instant::now();
-            let mut out = io::BufWriter::with_capacity(
-                1 << 20,
-                std::fs::File::create(dir.join("cat.bin"))?,
-            );
+            let mut out =
+                io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join("cat.bin"))?);
             etch_engine::dlfs::blob::write_blob(&blob, store.as_ref(), &mut out, &mut |_| {})
                 .map_err(err)?;
             out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
