@@ -706,3 +706,30 @@ fn forged_updates_to_a_signed_drive_are_rejected_on_merge() {
     assert_eq!(offer(&peer, &merged), merged);
     assert_eq!(offer(&laptop, &merged), merged);
 }
+
+#[test]
+fn imported_file_nodes_equal_the_nodes_put_builds() {
+    // Import holds contents by reference; the nodes must be the very cells `put` makes.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = native(&tmp.path().join("s"));
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let big = bytes(5, 70_000);
+    std::fs::write(host.join("big"), &big).unwrap();
+    std::fs::write(host.join("small"), b"tiny").unwrap();
+    let (tree, _) = scan_host(&host).unwrap();
+    let (d, _) = import_tree(
+        store.as_ref(),
+        &Cell::nil(),
+        &p("h"),
+        &tree,
+        500,
+        PutOptions { encrypt: None },
+        &|_| {},
+    )
+    .unwrap();
+    let r: &dyn Resolver = store.as_ref();
+    let expected = dlfs::put(&zero(), &p("h/big"), Cell::blob(&big), 500, r).unwrap();
+    let expected = dlfs::put(&expected, &p("h/small"), blob("tiny"), 500, r).unwrap();
+    assert_eq!(d.id(), expected.id());
+}

@@ -14,8 +14,9 @@ use crate::lattice::coll::{self, Change, MapKind};
 use crate::lattice::dlfs as node;
 use crate::lattice::value_at_path;
 use crate::store::{CellStore, StoreError};
+use etch_formats::cell::{tag, Encoder};
 use etch_formats::value::{elements, vector_get};
-use etch_formats::{Cell, Kind, ResolveError, Resolver};
+use etch_formats::{Cell, Kind, Ref, ResolveError, Resolver};
 use rayon::prelude::*;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -327,9 +328,14 @@ pub fn import_tree(
     }
     let mut files = Vec::new();
     collect_files(dir, &mut files);
-    let stored: Vec<Res<(Cell, Cell, u64)>> = files
+    // Each file's contents are stored at once and then held by ID only (a slot), so memory
+    // grows by a few dozen bytes per file, not by the files' leaves.
+    let stored: Vec<Res<(Ref, Cell, u64)>> = files
         .par_iter()
-        .map(|(path, _)| store_host_file(store, path, options, on_bytes))
+        .map(|(path, _)| {
+            store_host_file(store, path, options, on_bytes)
+                .map(|(blob, meta, n)| (detach(blob), meta, n))
+        })
         .collect();
     let mut report = ImportReport::default();
     let mut stored = stored.into_iter();
@@ -353,7 +359,7 @@ pub fn import_tree(
 fn import_dir(
     existing: &Cell,
     dir: &HostDir,
-    stored: &mut dyn Iterator<Item = Res<(Cell, Cell, u64)>>,
+    stored: &mut dyn Iterator<Item = Res<(Ref, Cell, u64)>>,
     t: i64,
     r: &dyn Resolver,
     report: &mut ImportReport,
@@ -392,7 +398,10 @@ fn import_dir(
                 let old_is_file = live(&old)? && node::is_file(&old, r)?;
                 let old_data = vector_get(&old, 1, r)?.unwrap_or_else(Cell::nil);
                 let old_meta = vector_get(&old, 2, r)?.unwrap_or_else(Cell::nil);
-                if old_is_file && meta.is_nil() && old_data == blob && !is_encrypted(&old_meta, r)?
+                if old_is_file
+                    && meta.is_nil()
+                    && *old_data.id() == blob.id()
+                    && !is_encrypted(&old_meta, r)?
                 {
                     report.files_unchanged += 1;
                     continue;
@@ -404,7 +413,7 @@ fn import_dir(
                 } else {
                     meta
                 };
-                Cell::vector(vec![Cell::nil(), blob, meta, Cell::long(t)])
+                file_node(blob, meta, t)
             }
             HostNode::Dir(sub) => {
                 let base = if live(&old)? && node::is_directory(&old, r)? {
@@ -437,6 +446,28 @@ fn import_dir(
     items[0] = entries;
     items[3] = Cell::long(t);
     Ok(Cell::vector(items))
+}
+
+/// A stored cell held by reference only: a branch cell becomes an unresolved ref (the store
+/// has it), an embedded one stays inline.
+fn detach(c: Cell) -> Ref {
+    if c.is_embedded() {
+        Ref::Embedded(c)
+    } else {
+        Ref::unresolved(*c.id())
+    }
+}
+
+/// The file node `[nil data meta t]` with its contents given as a slot: the same cell as
+/// `Cell::vector` builds from the contents cell.
+fn file_node(data: Ref, meta: Cell, t: i64) -> Cell {
+    let mut e = Encoder::new(tag::VECTOR);
+    e.vlq(4)
+        .slot(Ref::nil())
+        .slot(data)
+        .child(meta)
+        .child(Cell::long(t));
+    e.finish()
 }
 
 fn name_kid(name: &str) -> coll::KeyId {
