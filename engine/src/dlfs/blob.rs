@@ -24,11 +24,17 @@ pub const BATCH_BYTES: usize = 8 << 20;
 
 const CHUNK: usize = CHUNK_BYTES as usize;
 
+/// The batch buffer's first size: small files never need more.
+const INITIAL_BUFFER_BYTES: usize = 16 << 10;
+
 /// Builds a Blob tree from bytes written to it, storing each finished cell at once.
 pub struct BlobWriter<'a> {
     store: &'a dyn CellStore,
-    /// Bytes not yet cut into leaves (less than one batch plus one write).
+    /// The batch buffer: `buffer[..filled]` are bytes not yet cut into leaves. It starts small
+    /// and doubles up to [`BATCH_BYTES`] as a stream proves long, and is zeroed only when it
+    /// grows (zeroing a whole batch per read made small files cost megabytes of memset each).
     buffer: Vec<u8>,
+    filled: usize,
     /// `pending[k]`: finished complete subtrees of `4096·16^k` bytes, at most 15.
     pending: Vec<Vec<Cell>>,
     /// Bytes written so far.
@@ -40,7 +46,8 @@ impl<'a> BlobWriter<'a> {
     pub fn new(store: &'a dyn CellStore) -> BlobWriter<'a> {
         BlobWriter {
             store,
-            buffer: Vec::with_capacity(BATCH_BYTES + CHUNK),
+            buffer: Vec::new(),
+            filled: 0,
             pending: vec![Vec::new()],
             total: 0,
         }
@@ -56,17 +63,29 @@ impl<'a> BlobWriter<'a> {
         self.total == 0
     }
 
+    /// Makes room for more bytes: grows the buffer, or, when it is a full batch, cuts it into
+    /// leaves.
+    fn make_room(&mut self) -> Result<(), StoreError> {
+        if self.filled < self.buffer.len() {
+            return Ok(());
+        }
+        if self.buffer.len() == BATCH_BYTES {
+            return self.flush_leaves(BATCH_BYTES);
+        }
+        let size = (self.buffer.len() * 2).clamp(INITIAL_BUFFER_BYTES, BATCH_BYTES);
+        self.buffer.resize(size, 0);
+        Ok(())
+    }
+
     /// Appends bytes.
     pub fn push(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
         self.total += data.len() as u64;
         while !data.is_empty() {
-            let room = BATCH_BYTES - self.buffer.len();
-            let take = room.min(data.len());
-            self.buffer.extend_from_slice(&data[..take]);
+            self.make_room()?;
+            let take = (self.buffer.len() - self.filled).min(data.len());
+            self.buffer[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
             data = &data[take..];
-            if self.buffer.len() == BATCH_BYTES {
-                self.flush_leaves(BATCH_BYTES)?;
-            }
         }
         Ok(())
     }
@@ -75,28 +94,18 @@ impl<'a> BlobWriter<'a> {
     pub fn read_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
         let start = self.total;
         loop {
-            if self.buffer.len() == BATCH_BYTES {
-                self.flush_leaves(BATCH_BYTES).map_err(io::Error::other)?;
-            }
-            let len = self.buffer.len();
+            self.make_room().map_err(io::Error::other)?;
             // Read straight into the batch buffer: no intermediate copy.
-            self.buffer.resize(BATCH_BYTES, 0);
-            let n = match reader.read(&mut self.buffer[len..]) {
+            let n = match reader.read(&mut self.buffer[self.filled..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    self.buffer.truncate(len);
-                    continue;
-                }
-                Err(e) => {
-                    self.buffer.truncate(len);
-                    return Err(e);
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
-            self.buffer.truncate(len + n);
-            self.total += n as u64;
             if n == 0 {
                 return Ok(self.total - start);
             }
+            self.filled += n;
+            self.total += n as u64;
         }
     }
 
@@ -104,6 +113,7 @@ impl<'a> BlobWriter<'a> {
     /// in parallel, stores them and files them at level 0.
     fn flush_leaves(&mut self, upto: usize) -> Result<(), StoreError> {
         debug_assert_eq!(upto % CHUNK, 0);
+        debug_assert!(upto <= self.filled);
         let leaves: Vec<Cell> = self.buffer[..upto]
             .par_chunks(CHUNK)
             .map(|chunk| {
@@ -112,7 +122,8 @@ impl<'a> BlobWriter<'a> {
                 leaf
             })
             .collect();
-        self.buffer.drain(..upto);
+        self.buffer.copy_within(upto..self.filled, 0);
+        self.filled -= upto;
         self.store.put_many(&leaves)?;
         for leaf in leaves {
             self.push_subtree(0, leaf)?;
@@ -155,10 +166,10 @@ impl<'a> BlobWriter<'a> {
     /// Finishes the Blob: the remaining bytes become leaves, the tail is folded upwards, and
     /// the top cell (stored) is returned.
     pub fn finish(mut self) -> Result<Cell, StoreError> {
-        let full = self.buffer.len() / CHUNK * CHUNK;
+        let full = self.filled / CHUNK * CHUNK;
         if self.total <= CHUNK_BYTES {
             // A flat Blob, never a tree.
-            let leaf = Cell::blob(&self.buffer);
+            let leaf = Cell::blob(&self.buffer[..self.filled]);
             self.store.put(&leaf)?;
             return Ok(leaf);
         }
@@ -168,10 +179,10 @@ impl<'a> BlobWriter<'a> {
         // The tail: a partial leaf, then at each level the pending complete subtrees plus the
         // tail so far. One item passes up as it is; several make a node of their total size.
         let mut carry: Option<(Cell, u64)> = None;
-        if !self.buffer.is_empty() {
-            let leaf = Cell::blob(&self.buffer);
+        if self.filled > 0 {
+            let leaf = Cell::blob(&self.buffer[..self.filled]);
             self.store.put(&leaf)?;
-            carry = Some((leaf, self.buffer.len() as u64));
+            carry = Some((leaf, self.filled as u64));
         }
         let pending = std::mem::take(&mut self.pending);
         for (level, items) in pending.into_iter().enumerate() {
