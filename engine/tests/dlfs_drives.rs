@@ -3,7 +3,7 @@
 //! in either merge order, and signed drives that refuse forged updates on merge.
 
 use ed25519_dalek::SigningKey;
-use etch_engine::dlfs::blob::{store_reader, write_blob, BlobReader, BlobWriter};
+use etch_engine::dlfs::blob::{store_reader, write_blob, BlobReader, BlobWriter, BATCH_BYTES};
 use etch_engine::dlfs::crypt::ContentKey;
 use etch_engine::dlfs::host::{
     export_tree, file_reader, import_tree, scan_host, store_contents, PutOptions, TransferError,
@@ -77,7 +77,9 @@ impl Rng {
 fn streamed_blobs_equal_the_blob_of_the_whole_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let store = native(&tmp.path().join("s"));
-    let sizes = [
+    // Batch boundaries with small batches (cheap in debug builds); the real 8 MiB batch in
+    // release builds.
+    let mut cases: Vec<(usize, usize)> = [
         0usize,
         1,
         4095,
@@ -87,22 +89,29 @@ fn streamed_blobs_equal_the_blob_of_the_whole_bytes() {
         65537,
         16 * 65536,
         16 * 65536 + 1,
-        3 * 1048576 + 4096 * 5 + 17,
-        (8 << 20) + 4096 * 17 + 5,
-        17 << 20,
-    ];
-    for (i, &n) in sizes.iter().enumerate() {
+        3 * 65536 * 16 + 4096 * 5 + 17,
+    ]
+    .iter()
+    .flat_map(|&n| [(n, 20_480), (n, 65_536)])
+    .collect();
+    if !cfg!(debug_assertions) {
+        cases.push(((8 << 20) + 4096 * 17 + 5, BATCH_BYTES));
+        cases.push((17 << 20, BATCH_BYTES));
+    }
+    for (i, &(n, batch)) in cases.iter().enumerate() {
         let data = bytes(i as u64, n);
         let expected = Cell::blob(&data);
         // In uneven pieces, and straight from a reader.
-        let mut w = BlobWriter::new(store.as_ref());
+        let mut w = BlobWriter::with_batch_bytes(store.as_ref(), batch);
         for piece in data.chunks(7919) {
             w.push(piece).unwrap();
         }
         assert_eq!(w.len(), n as u64);
         let top = w.finish().unwrap();
         assert_eq!(top.id(), expected.id(), "pushed, n = {n}");
-        let (top2, len) = store_reader(store.as_ref(), &mut &data[..]).unwrap();
+        let mut w = BlobWriter::with_batch_bytes(store.as_ref(), batch);
+        let len = w.read_from(&mut &data[..]).unwrap();
+        let top2 = w.finish().unwrap();
         assert_eq!((top2.id(), len), (expected.id(), n as u64), "read, n = {n}");
         // Everything is in the store: read back through it, by leaf and as a reader.
         let fresh = store.get(top.id()).unwrap();
@@ -121,6 +130,10 @@ fn streamed_blobs_equal_the_blob_of_the_whole_bytes() {
             .unwrap();
         assert!(out2 == data, "reader, n = {n}");
     }
+    // The plain constructor and `store_reader` use the real batch size.
+    let data = bytes(99, 200_000);
+    let (top, len) = store_reader(store.as_ref(), &mut &data[..]).unwrap();
+    assert_eq!((top.id(), len), (Cell::blob(&data).id(), 200_000));
 }
 
 // ---------------------------------------------------------------------------------------------

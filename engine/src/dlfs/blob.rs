@@ -39,6 +39,8 @@ pub struct BlobWriter<'a> {
     pending: Vec<Vec<Cell>>,
     /// Bytes written so far.
     total: u64,
+    /// Bytes per batch: [`BATCH_BYTES`] unless a test asks for less.
+    batch_bytes: usize,
 }
 
 impl<'a> BlobWriter<'a> {
@@ -50,7 +52,16 @@ impl<'a> BlobWriter<'a> {
             filled: 0,
             pending: vec![Vec::new()],
             total: 0,
+            batch_bytes: BATCH_BYTES,
         }
+    }
+
+    /// A writer with smaller batches (a multiple of 4096 bytes, at least one chunk): the same
+    /// result, more batch boundaries — for tests.
+    pub fn with_batch_bytes(store: &'a dyn CellStore, batch_bytes: usize) -> BlobWriter<'a> {
+        let mut w = BlobWriter::new(store);
+        w.batch_bytes = (batch_bytes / CHUNK).max(1) * CHUNK;
+        w
     }
 
     /// Bytes written so far.
@@ -69,10 +80,11 @@ impl<'a> BlobWriter<'a> {
         if self.filled < self.buffer.len() {
             return Ok(());
         }
-        if self.buffer.len() == BATCH_BYTES {
-            return self.flush_leaves(BATCH_BYTES);
+        let batch = self.batch_bytes;
+        if self.buffer.len() == batch {
+            return self.flush_leaves(batch);
         }
-        let size = (self.buffer.len() * 2).clamp(INITIAL_BUFFER_BYTES, BATCH_BYTES);
+        let size = (self.buffer.len() * 2).clamp(INITIAL_BUFFER_BYTES.min(batch), batch);
         self.buffer.resize(size, 0);
         Ok(())
     }
