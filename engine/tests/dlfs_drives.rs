@@ -183,11 +183,29 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
     let store = native(&tmp.path().join("s"));
     let host = tmp.path().join("host");
     write_tree(&host);
+    std::os::unix::fs::symlink(host.join("top"), host.join("link")).unwrap();
+    let odd: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(b"bad-\xff");
+    std::fs::write(host.join(odd), b"x").unwrap();
     let (tree, scan) = scan_host(&host).unwrap();
     assert_eq!(
         (scan.files, scan.directories, scan.bytes),
         (5, 5, 3 + 600_000 + 5000)
     );
+    let mut skipped: Vec<String> = scan
+        .skipped
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            "bad-\u{fffd}: name is not UTF-8",
+            "link: symbolic link (not followed)"
+        ]
+    );
+    std::fs::remove_file(host.join("link")).unwrap();
+    std::fs::remove_file(host.join(odd)).unwrap();
     let opts = PutOptions { encrypt: None };
     let before = store.stats().unwrap().encoding_bytes;
     let (d1, rep) = import_tree(

@@ -53,22 +53,50 @@ enum DriveCommand {
     /// Create a directory (its parent must exist).
     Mkdir(LocArgs),
     /// Store a host file (or stdin, `-`) as a file of a drive.
+    ///
+    /// The file is streamed in constant memory: cut into 4096-byte chunks, hashed on every
+    /// core, stored once per distinct chunk. An existing file is replaced (its metadata kept);
+    /// the parent directory must exist. With --encrypt the contents are encrypted with the
+    /// owner's content key first (docs/DLFS.md, "Private files").
     Put(PutArgs),
     /// Write a file's contents to stdout (decrypting a private file).
+    ///
+    /// A private file is decrypted with the content key of the node key (or of --key-file); a
+    /// wrong key, or stored bytes that were altered, stop with an error before or at the
+    /// damaged 64 KiB segment.
     Cat(LocArgs),
     /// Delete a file or an empty directory (leaves a tombstone that replicates).
     Rm(LocArgs),
     /// Move or rename a file or directory within its drive.
+    ///
+    /// Leaves a tombstone at the old place and puts the node at the new one with the write
+    /// time, so the move replicates as a delete plus a create. The target must not exist.
     Mv(MvArgs),
     /// Show a node's metadata, or set one key of it.
     Meta(MetaArgs),
     /// Import a host folder tree into a drive (a sync: unchanged files stay as they are).
+    ///
+    /// Files are stored on every core; identical files and chunks are stored once. A file whose
+    /// contents equal the drive's keeps its node (time and hash); entries the drive has and the
+    /// host lacks are kept. Symbolic links and special files are skipped and listed. Prints
+    /// bytes read against bytes newly stored. One commit at the end.
     Import(ImportArgs),
     /// Export a drive directory to a new host folder, byte for byte.
+    ///
+    /// The folder must not exist or be empty: nothing on the host is overwritten. Private
+    /// files are decrypted with the owner's key.
     Export(ExportArgs),
     /// Remove tombstones older than a retention period (tombstone expiry).
+    ///
+    /// Deletions are kept as tombstones so that they replicate. Purging one older than DAYS is
+    /// safe only if every replica has synced since: a replica still holding an older live
+    /// version would bring the name back (the spec recommends 30 days or more).
     Purge(PurgeArgs),
     /// Measure put/cat throughput next to the raw disk and SHA3 on this machine.
+    ///
+    /// Writes N MiB of generated data to a host file, then times, on the same bytes: a raw
+    /// write + fdatasync, SHA3-256 on one and on all cores, put into a new store with a
+    /// durable commit, cat back to a file, and an encrypted put. Prints MB/s per step.
     Bench(BenchArgs),
 }
 
@@ -545,7 +573,16 @@ fn put(s: &Session, file: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
             .map_err(|e| err(format!("{}: {e}", file.display())))?
             .len()
     };
-    let bar = bytes_bar(total, "put");
+    let bar = if stdin {
+        let b = ProgressBar::new_spinner();
+        b.set_style(
+            ProgressStyle::with_template("put {spinner} {bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b
+    } else {
+        bytes_bar(total, "put")
+    };
     let store = s.store.clone();
     let (_, n) =
         write_transfer(s, &owner, &p.drive, |cur, now, r| {
