@@ -738,7 +738,8 @@ fn purge(s: &Session, drive: &str, days: f64) -> io::Result<()> {
         return Err(err("purge works on a whole drive: give its name"));
     }
     let mut removed = 0;
-    let cutoff_of = |now: i64| now - (days * 86_400_000.0) as i64;
+    // The cast saturates for absurd day counts; the subtraction must too.
+    let cutoff_of = |now: i64| now.saturating_sub((days * 86_400_000.0) as i64);
     s.write(&owner, &p.drive, |cur, now, r| {
         if cur.is_nil() {
             return Err(DlfsError::NotFound(p.text.clone()));
