@@ -352,3 +352,60 @@ export {:.1} s, re-import {:.1} s, total {:.1} s",
         t.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn an_encrypted_import_exports_with_the_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, store) = (tmp.path().join("home"), tmp.path().join("s"));
+    let (h, s) = (home.as_path(), store.as_path());
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("sub/a"), b"alpha beta gamma delta ".repeat(5000)).unwrap();
+    std::fs::write(host.join("empty"), b"").unwrap();
+    std::fs::write(host.join("b"), bytes(3, 200_000)).unwrap();
+    let out = ok(
+        h,
+        s,
+        &["import", "--encrypt", host.to_str().unwrap(), "vault"],
+    );
+    assert!(
+        out.starts_with("imported 3 files, 2 directories into vault: 315000 bytes read, "),
+        "{out}"
+    );
+    let log = std::fs::read(store.join("log")).unwrap();
+    assert!(!log.windows(16).any(|w| w == b"alpha beta gamma"));
+    let ls = ok(h, s, &["ls", "vault"]);
+    assert_eq!(
+        ls.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{} {} {}", f[0], f[1], f[3..].join(" "))
+            })
+            .collect::<Vec<_>>(),
+        [
+            "- 200000 b (encrypted)",
+            "- 0 empty (encrypted)",
+            "d 1 sub/"
+        ]
+    );
+    let other = tmp.path().join("other.key");
+    std::fs::write(&other, [5u8; 32]).unwrap();
+    let err = fails(
+        h,
+        s,
+        &[
+            "export",
+            "vault",
+            tmp.path().join("bad").to_str().unwrap(),
+            "--key-file",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains(": wrong key: the file was encrypted with key "),
+        "{err}"
+    );
+    let back = tmp.path().join("back");
+    ok(h, s, &["export", "vault", back.to_str().unwrap()]);
+    assert_same_tree(&host, &back);
+}
