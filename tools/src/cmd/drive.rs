@@ -337,7 +337,8 @@ the local store (replicate the drive with `etch serve` first)"
         Ok(ContentKey::from_owner_seed(&seed))
     }
 
-    /// Writes drive `name` of `owner` with `edit`; prints the new drive state hash.
+    /// Writes drive `name` of `owner` with `edit` (signed and committed by the node); returns
+    /// the new drive value.
     fn write(
         &self,
         owner: &Cell,
