@@ -140,6 +140,9 @@ impl Default for NativeOptions {
 /// threads on a 16-core machine).
 const INDEX_SHARDS: usize = 16;
 
+/// A memtable entry: a record's id and log address.
+type MemtableEntry = ([u8; 32], u64);
+
 /// One shard of the index: the memtable entries of the ids of this shard, and the runs
 /// (newest first; every shard holds the same list).
 struct IndexShard {
@@ -224,7 +227,7 @@ impl Index {
     }
 
     /// The memtable's entries (unordered) and the runs.
-    fn snapshot(&self) -> (Vec<([u8; 32], u64)>, Vec<Arc<Run>>) {
+    fn snapshot(&self) -> (Vec<MemtableEntry>, Vec<Arc<Run>>) {
         let mut entries = Vec::with_capacity(self.memtable_len());
         for s in &self.shards {
             let s = s.read().unwrap_or_else(|p| p.into_inner());
