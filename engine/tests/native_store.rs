@@ -302,7 +302,7 @@ fn a_damaged_record_is_an_error_never_a_wrong_value() {
 fn readers_see_every_put_cell_through_flushes_and_merges() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(NativeStore::create(&dir.path().join("c"), opts(IoMode::Pwrite, 32)).unwrap());
+    let s = Arc::new(NativeStore::create(dir.path().join("c"), opts(IoMode::Pwrite, 32)).unwrap());
     let n = 6000u64;
     let done_upto = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
