@@ -294,3 +294,54 @@ fn a_damaged_record_is_an_error_never_a_wrong_value() {
         assert_eq!(s.get(c.id()).unwrap().as_ref(), Some(c));
     }
 }
+
+/// Readers on other threads find every cell already put while the writer keeps flushing the
+/// memtable into runs and merging them (the index is sharded: each shard's swap of runs and
+/// memtable must never hide an id).
+#[test]
+fn readers_see_every_put_cell_through_flushes_and_merges() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(NativeStore::create(dir.path().join("c"), opts(IoMode::Pwrite, 32)).unwrap());
+    let n = 6000u64;
+    let done_upto = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|t| {
+            let (s, done_upto, stop) = (s.clone(), done_upto.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64(77 + t);
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let upto = done_upto.load(Ordering::Acquire);
+                    if upto == 0 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let i = rng.next_u64() % upto;
+                    let c = blob(i, 40);
+                    assert_eq!(
+                        s.get(c.id()).unwrap().as_ref(),
+                        Some(&c),
+                        "cell {i} of {upto}"
+                    );
+                    assert!(s.contains(c.id()).unwrap());
+                    checked += 1;
+                }
+                checked
+            })
+        })
+        .collect();
+    for i in 0..n {
+        s.put(&blob(i, 40)).unwrap();
+        done_upto.store(i + 1, Ordering::Release);
+        if i % 500 == 499 {
+            s.commit().unwrap();
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(s.runs().len() > 1, "flushes happened: {:?}", s.runs());
+}

@@ -84,6 +84,10 @@ enum Command {
         about = "Salvage the intact cells of a damaged store into a new one, with the newest whole root."
     )]
     Recover(cmd::recover::RecoverArgs),
+    #[command(
+        about = "DLFS drives: ls, put, cat, mkdir, rm, mv, stat, meta, import/export folders, private files."
+    )]
+    Drive(cmd::drive::DriveArgs),
     #[command(about = "Cells by type, sizes, tree depth, dedup ratio, garbage.")]
     Stats(cmd::inspect::StatsArgs),
     #[command(about = "List a store's records in file order: offset, Value ID, length, type.")]
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Command::Recover(args) => cmd::recover::run(args),
         Command::Stats(args) => cmd::inspect::stats(args),
         Command::Dump(args) => cmd::inspect::dump(args),
+        Command::Drive(args) => cmd::drive::run(args),
     };
     match result {
         Ok(code) => code,

@@ -18,14 +18,17 @@
 //! - Messages carry the location as the caller wrote it (`<loc>`), and parents in their
 //!   normalised form `drive/dir/...` (`<parent>`).
 
+pub mod blob;
+pub mod crypt;
+pub mod host;
 mod ops;
 mod path;
 
 pub use ops::{
-    entries_live, find, lookup, ls, mkdir, mkdrive, put, read, rm, stat, update, write_time, Stat,
-    StatKind,
+    entries_live, find, lookup, ls, ls_long, mkdir, mkdrive, mv, purge_tombstones, put, read, rm,
+    set_metadata, stat, update, write_time, Purged, Stat, StatKind,
 };
-pub use path::{is_valid_name, normalise, DrivePath};
+pub use path::{is_valid_name, normalise, DlfsUri, DrivePath};
 
 use etch_formats::ResolveError;
 

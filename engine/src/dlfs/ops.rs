@@ -271,6 +271,11 @@ pub fn put(drive: &Cell, p: &DrivePath, data: Cell, now: i64, r: &dyn Resolver) 
                 let mut items = elements(&n, r)?;
                 items[1] = data;
                 items[3] = Cell::long(t);
+                // New contents are not encrypted by this write: a private file's marker
+                // (docs/DLFS.md) would make readers try to decrypt them. Other metadata stays.
+                if super::host::is_encrypted(&items[2], r)? {
+                    items[2] = Cell::nil();
+                }
                 Cell::vector(items)
             }
             Node::Directory(_) => return Err(DlfsError::IsADirectory(p.text.clone())),
@@ -387,4 +392,164 @@ pub fn stat(drive: &Cell, p: &DrivePath, r: &dyn Resolver) -> Res<Stat> {
         hash: *n.id(),
         metadata: vector_get(&n, 2, r)?.unwrap_or_else(Cell::nil),
     })
+}
+
+/// `ls` with details: every live entry of the directory at `p` with its [`Stat`], in Index
+/// (byte) order.
+pub fn ls_long(drive: &Cell, p: &DrivePath, r: &dyn Resolver) -> Res<Vec<(String, Stat)>> {
+    let (_, kind) = found(drive, p, r)?;
+    let Node::Directory(entries) = kind else {
+        return Err(DlfsError::NotADirectory(p.text.clone()));
+    };
+    let mut out = Vec::new();
+    for (name, n) in entries_live(&entries, r)? {
+        let (kind, size) = match classify(&n, r)? {
+            Node::File(data) => (StatKind::File, data.count()),
+            Node::Directory(e) => (StatKind::Directory, entries_live(&e, r)?.len() as u64),
+            Node::Tombstone | Node::Malformed => continue,
+        };
+        out.push((
+            name,
+            Stat {
+                kind,
+                size,
+                utime: node::update_time(&n, r)?.unwrap_or(0),
+                hash: *n.id(),
+                metadata: vector_get(&n, 2, r)?.unwrap_or_else(Cell::nil),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// `mv`: `drive` with the node at `from` moved to `to` (same drive): a tombstone is left at
+/// `from` (so the move replicates as a delete plus a create), and the node is placed at `to`
+/// with its update time set to `t`, so that it beats an older tombstone or entry there. `to`
+/// must be absent (or a tombstone) in an existing directory, and not inside `from`.
+pub fn mv(drive: &Cell, from: &DrivePath, to: &DrivePath, now: i64, r: &dyn Resolver) -> Res<Cell> {
+    if from.path.is_empty() {
+        return Err(DlfsError::CannotDeleteRoot);
+    }
+    if from.drive != to.drive {
+        return Err(DlfsError::InvalidPath(format!(
+            "{} (a move stays within one drive)",
+            to.text
+        )));
+    }
+    if to.path.len() >= from.path.len() && to.path[..from.path.len()] == from.path[..] {
+        return Err(DlfsError::InvalidPath(format!(
+            "{} (inside the moved {})",
+            to.text, from.text
+        )));
+    }
+    let (n, kind) = found(drive, from, r)?;
+    if to.path.is_empty() {
+        return Err(DlfsError::AlreadyExists(to.text.clone()));
+    }
+    check_name(to)?;
+    let entries = parent_entries(drive, to, r)?;
+    if existing(&entries, to, r)?.is_some() {
+        return Err(DlfsError::AlreadyExists(to.text.clone()));
+    }
+    let t = write_time(drive, now, r)?;
+    let moved = match kind {
+        Node::Directory(_) | Node::File(_) => {
+            let mut items = elements(&n, r)?;
+            items[3] = Cell::long(t);
+            Cell::vector(items)
+        }
+        Node::Tombstone | Node::Malformed => return Err(DlfsError::NotFound(from.text.clone())),
+    };
+    let without = update(drive, &from.path, node::tombstone(t), t, r)?;
+    update(&without, &to.path, moved, t, r)
+}
+
+/// `set-metadata`: `drive` with element 2 of the node at `p` (file or directory, the drive
+/// root included) set to `metadata` (nil clears it), the node's and its ancestors' times set
+/// to `t`. A directory's metadata survives merges only while no merge rebuilds it
+/// (lattice.md §7.5 consequence 3).
+pub fn set_metadata(
+    drive: &Cell,
+    p: &DrivePath,
+    metadata: Cell,
+    now: i64,
+    r: &dyn Resolver,
+) -> Res<Cell> {
+    let (n, _) = found(drive, p, r)?;
+    let t = write_time(drive, now, r)?;
+    let mut items = elements(&n, r)?;
+    items[2] = metadata;
+    items[3] = Cell::long(t);
+    update(drive, &p.path, Cell::vector(items), t, r)
+}
+
+/// What [`purge_tombstones`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Tombstones removed.
+    pub tombstones: u64,
+}
+
+/// Tombstone expiry (lattice.md §7.6): `drive` without the tombstones whose update time is
+/// before `cutoff` (ms since the epoch), anywhere in the tree. Directories keep their update
+/// times: purging is housekeeping, not a write that should win merges, and a replica that
+/// still has a purged tombstone simply merges it back. The risk the spec names applies: a
+/// replica that kept an older live version and did not sync since `cutoff` resurrects the name.
+pub fn purge_tombstones(drive: &Cell, cutoff: i64, r: &dyn Resolver) -> Res<(Cell, Purged)> {
+    let mut purged = Purged::default();
+    let out = purge_in(drive, cutoff, r, &mut purged, 0)?;
+    Ok((out, purged))
+}
+
+fn purge_in(
+    n: &Cell,
+    cutoff: i64,
+    r: &dyn Resolver,
+    purged: &mut Purged,
+    depth: usize,
+) -> Res<Cell> {
+    if depth > node::MAX_DEPTH {
+        return Err(DlfsError::Malformed("directory nesting too deep".into()));
+    }
+    let Node::Directory(entries) = classify(n, r)? else {
+        return Ok(n.clone());
+    };
+    let mut changes = Vec::new();
+    let mut walk_err = None;
+    for_each_index_entry(&entries, r, &mut |k, v| {
+        let name = key_text(&k, r)?;
+        match classify(&v, r)? {
+            Node::Tombstone if node::update_time(&v, r)?.is_some_and(|t| t < cutoff) => {
+                purged.tombstones += 1;
+                changes.push(Change {
+                    key: k.clone(),
+                    kid: Some(name_kid(&name)),
+                    had: true,
+                    value: None,
+                });
+            }
+            Node::Directory(_) => match purge_in(&v, cutoff, r, purged, depth + 1) {
+                Ok(new) if new != v => changes.push(Change {
+                    key: k.clone(),
+                    kid: Some(name_kid(&name)),
+                    had: true,
+                    value: Some(new),
+                }),
+                Ok(_) => {}
+                Err(e) => walk_err = Some(e),
+            },
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if let Some(e) = walk_err {
+        return Err(e);
+    }
+    if changes.is_empty() {
+        return Ok(n.clone());
+    }
+    let entries = coll::apply_changes(MapKind::Index, &entries, changes, r)?;
+    let mut items = elements(n, r)?;
+    items[0] = entries;
+    Ok(Cell::vector(items))
 }

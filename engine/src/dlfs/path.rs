@@ -97,3 +97,69 @@ fn join(drive: &str, comps: &[String]) -> String {
     }
     s
 }
+
+/// A `dlfs:` URI (lattice.md §7.9), parsed: who owns the drive, where it resolves, and the
+/// location in it. The owner is kept as written (a user name, a `did:key:…`, a hex key); what
+/// it names is for the caller to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlfsUri {
+    /// The host of `dlfs://host/…`; `None` for the other forms.
+    pub host: Option<String>,
+    /// True for `dlfs:local:…` (a local drive, not publicly resolvable).
+    pub local: bool,
+    /// The owner component as written.
+    pub owner: String,
+    /// The drive and the path in it.
+    pub location: DrivePath,
+}
+
+impl DlfsUri {
+    /// Parses `dlfs:owner/drive/path`, `dlfs://host/owner/drive/path`,
+    /// `dlfs:local:owner/drive/path`, `https://host/dlfs/owner/drive/path` and
+    /// `did:key:z…/dlfs/drive/path` (the DID is the owner). `None` when `text` is none of
+    /// these; [`DlfsError::InvalidPath`] when it is one but names no drive.
+    pub fn parse(text: &str) -> Option<Result<DlfsUri, DlfsError>> {
+        let invalid = || DlfsError::InvalidPath(text.to_string());
+        let (host, local, rest) = if let Some(rest) = text.strip_prefix("dlfs://") {
+            let (host, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            (Some(host.to_string()), false, rest)
+        } else if let Some(rest) = text.strip_prefix("dlfs:local:") {
+            (None, true, rest)
+        } else if let Some(rest) = text.strip_prefix("dlfs:") {
+            (None, false, rest)
+        } else if let Some(rest) = text.strip_prefix("https://") {
+            let (host, rest) = rest.split_once("/dlfs/")?;
+            (Some(host.to_string()), false, rest)
+        } else if text.starts_with("did:") {
+            let (did, rest) = text.split_once("/dlfs/")?;
+            return Some(
+                DrivePath::parse(rest)
+                    .map_err(|_| invalid())
+                    .map(|location| DlfsUri {
+                        host: None,
+                        local: false,
+                        owner: did.to_string(),
+                        location,
+                    }),
+            );
+        } else {
+            return None;
+        };
+        let Some((owner, loc)) = rest.split_once('/') else {
+            return Some(Err(invalid()));
+        };
+        if owner.is_empty() {
+            return Some(Err(invalid()));
+        }
+        Some(
+            DrivePath::parse(loc)
+                .map_err(|_| invalid())
+                .map(|location| DlfsUri {
+                    host,
+                    local,
+                    owner: owner.to_string(),
+                    location,
+                }),
+        )
+    }
+}

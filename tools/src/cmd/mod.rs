@@ -6,6 +6,7 @@ pub mod convert;
 pub mod copy;
 pub mod decode;
 pub mod disk;
+pub mod drive;
 pub mod encode;
 pub mod eval;
 pub mod export;
