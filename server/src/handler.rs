@@ -66,8 +66,16 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message)
     };
     tokio::spawn(async move {
         Metrics::inc(&shared.metrics.in_flight);
+        let (kind, id, started) = (msg.kind.name(), msg.id(), std::time::Instant::now());
         work(&shared, &conn, msg, permit).await;
         Metrics::dec(&shared.metrics.in_flight);
+        tracing::debug!(
+            addr = %conn.addr(),
+            kind,
+            id,
+            micros = started.elapsed().as_micros() as u64,
+            "request done"
+        );
     });
 }
 
