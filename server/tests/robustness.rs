@@ -318,7 +318,12 @@ async fn overload_answers_load() {
         None,
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Wait until it is being evaluated (it then runs for tens of ms) ...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.metrics().queries.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // ... so another query waits for a slot, then gets :LOAD.
     let started = std::time::Instant::now();
     b.send(&message::query(2, Cell::long(1), None)).await;
