@@ -60,7 +60,7 @@ async fn ping_status_and_goodbye() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_results_errors_and_session() {
+async fn query_results_errors_and_rights() {
     let dir = tempfile::tempdir().expect("tmp");
     let server = start(&dir.path().join("s"), Some(key(1)), Config::default()).await;
     let mut c = Raw::connect(server.local_addr()).await;
