@@ -118,7 +118,7 @@ fn main() {
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
                         let started = Instant::now();
-                        if n % 10 == 0 {
+                        if n.is_multiple_of(10) {
                             let r = client.query(query.clone()).await.expect("query");
                             assert_eq!(r.value.as_long(), Some(3));
                         } else {
