@@ -350,3 +350,40 @@ fn eval_on_a_store_uses_the_node_key_of_the_etch_directory() {
     );
     assert_eq!(std::fs::read(&key_file).unwrap(), b"short");
 }
+
+/// A store held by a running writer (here a shell reading a script from a pipe that stays
+/// open) cannot be opened for writing by another process: a one-line error naming the store
+/// once, exit 1.
+#[test]
+fn a_locked_store_is_refused_with_one_clear_line() {
+    let home = tempfile::tempdir().expect("temp Etch directory");
+    let store = home.path().join("locked");
+    let store_arg = store.to_str().expect("utf-8 path");
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["shell", "--store", store_arg])
+        .env("ETCH_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the holder");
+    let mut holder_in = holder.stdin.take().expect("stdin");
+    holder_in.write_all(b"(store 1)\n").expect("write");
+    // The holder has the lock once it has answered.
+    let mut out = holder.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains(&b'\n') {
+        let n = std::io::Read::read(&mut out, &mut buf).expect("read");
+        assert!(n > 0, "the holder ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let (code, stdout, stderr) = etch_in(home.path(), &["eval", "--store", store_arg, "2"], "");
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert_eq!(
+        stderr,
+        format!("etch: {store_arg}: the store is locked by another writer\n")
+    );
+    drop(holder_in);
+    assert!(holder.wait().expect("wait").success());
+}

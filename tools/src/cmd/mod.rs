@@ -114,7 +114,19 @@ pub fn open_any_with(
     let mut options = etch_engine::store::OpenOptions::writable(create.into());
     options.writable = writable;
     options.native.io = io.into();
-    etch_engine::store::open_store(path, &options).map_err(|e| format!("{}: {e}", path.display()))
+    etch_engine::store::open_store(path, &options).map_err(|e| with_path(path, &e))
+}
+
+/// An error's text starting with the path it concerns (errors that already name it first are
+/// left as they are, so no message says the path twice).
+pub fn with_path(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let shown = path.display().to_string();
+    if text.starts_with(&shown) {
+        text
+    } else {
+        format!("{shown}: {text}")
+    }
 }
 
 /// Formats ms since the epoch as an ISO 8601 UTC time (`2026-11-22T06:33:31.123Z`).

@@ -69,7 +69,7 @@ pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
     let (store, format): (Arc<dyn CellStore>, StoreFormat) = match target.snapshot {
         Some(seq) => {
             let s = NativeStore::open_snapshot(path, seq, NativeOptions::default())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| super::with_path(path, &e))?;
             (Arc::new(s), StoreFormat::Native)
         }
         None => {
@@ -86,8 +86,7 @@ pub fn open_node(path: &Path, target: &StoreTarget) -> Result<Opened, String> {
         }
         Err(e) => return Err(format!("node key: {e}")),
     };
-    let node =
-        LocalNode::open(store.clone(), key).map_err(|e| format!("{}: {e}", path.display()))?;
+    let node = LocalNode::open(store.clone(), key).map_err(|e| super::with_path(path, &e))?;
     let mode = match (target.snapshot, target.read_only) {
         (Some(seq), _) => format!(", snapshot {seq}, read-only"),
         (None, true) => ", read-only".to_string(),
