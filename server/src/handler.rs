@@ -5,7 +5,9 @@ use crate::acquire::{complete_tree, AcquireLimits};
 use crate::conn::Conn;
 use crate::metrics::Metrics;
 use crate::Shared;
-use etch_engine::lattice::{signature_valid, value_at_path, Lattice, MergeContext, MergeError};
+use etch_engine::lattice::{
+    lookup_path, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
+};
 use etch_engine::node::{wall_clock_ms, NodeError};
 use etch_engine::query::{eval_form, Env, EvalContext, EvalError, Rights};
 use etch_formats::message::{encode_complete, encode_data_result};
@@ -361,7 +363,7 @@ async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Mes
     let s = shared.clone();
     let body = tokio::task::spawn_blocking(move || {
         let root = served_root(&s.node.root_value(), s.store.as_ref());
-        let record = match value_at_path(&root, &path, s.store.as_ref()) {
+        let record = match lookup_path(&root, &path, s.store.as_ref()) {
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),
         };

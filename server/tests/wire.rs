@@ -625,3 +625,57 @@ async fn partial_lattice_values_beyond_the_in_flight_limit_do_not_stall_the_read
     );
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// LATTICE_QUERY navigates as protocol.md §7.6 says: into SignedData by `:value`,
+/// `:public-key` and `:signature`, and a Set answers membership as a boolean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lattice_query_looks_into_signed_data_and_sets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    let signed = sign(&key(9), Cell::vector(vec![Cell::long(1), Cell::long(2)]));
+    let set = Cell::set(vec![kw("a"), kw("b")]);
+    let data = Cell::index(vec![
+        (Cell::blob(signed.id().as_bytes()), signed.clone()),
+        (Cell::blob(set.id().as_bytes()), set.clone()),
+    ])
+    .expect("index");
+    c.send(&message::lattice_value(&[kw("data")], data, Some(1)))
+        .await;
+    assert_eq!(c.recv_result().await.error, None);
+    let at_signed = |k: &str| vec![kw("data"), Cell::blob(signed.id().as_bytes()), kw(k)];
+    let at_set = |k: Cell| vec![kw("data"), Cell::blob(set.id().as_bytes()), k];
+    let cases: Vec<(Vec<Cell>, String)> = vec![
+        (at_signed("value"), "[1 2]".into()),
+        (
+            at_signed("public-key"),
+            format!("0x{}", hex::encode(key(9).verifying_key().to_bytes())),
+        ),
+        (
+            at_signed("signature"),
+            format!("0x{}", hex::encode(signed.signed_signature().expect("sig"))),
+        ),
+        (at_signed("other"), "nil".into()),
+        (at_set(kw("a")), "true".into()),
+        (at_set(kw("z")), "false".into()),
+        (
+            vec![
+                kw("data"),
+                Cell::blob(signed.id().as_bytes()),
+                kw("value"),
+                Cell::long(1),
+            ],
+            "2".into(),
+        ),
+    ];
+    for (i, (path, want)) in cases.into_iter().enumerate() {
+        c.send(&message::lattice_query(10 + i as i64, &path)).await;
+        let r = c.recv_result().await;
+        assert_eq!(
+            (r.id, text(&r.value)),
+            (Some(10 + i as i64), want),
+            "{path:?}"
+        );
+    }
+    server.shutdown(Duration::from_secs(5)).await;
+}

@@ -40,6 +40,37 @@ pub fn value_at_path(value: &Cell, path: &[Cell], r: &dyn Resolver) -> Result<Ce
     Ok(v)
 }
 
+/// The generic lookup of a LATTICE_QUERY path (protocol.md §7.6): like [`value_at_path`] (maps
+/// by key, vectors by integer index, Index by blob-like key, SignedData by `:value`), and also
+/// SignedData by `:public-key` (a 32-byte Blob) and `:signature` (a 64-byte Blob), and a Set
+/// answers membership of the key as a boolean. A step that finds `nil` or a value it cannot
+/// look into gives `nil`.
+pub fn lookup_path(value: &Cell, path: &[Cell], r: &dyn Resolver) -> Result<Cell, ResolveError> {
+    let mut v = value.clone();
+    for key in path {
+        v = match v.kind() {
+            Kind::Set => Cell::bool(coll::hash_get(&v, key.id(), r)?.is_some()),
+            Kind::Signed if is_keyword(key, b"public-key") => match v.signed_public_key() {
+                Some(k) => Cell::blob(k),
+                None => Cell::nil(),
+            },
+            Kind::Signed if is_keyword(key, b"signature") => match v.signed_signature() {
+                Some(s) => Cell::blob(s),
+                None => Cell::nil(),
+            },
+            _ => step(&v, key, r)?.unwrap_or_else(Cell::nil),
+        };
+        if v.is_nil() {
+            break;
+        }
+    }
+    Ok(v)
+}
+
+fn is_keyword(key: &Cell, name: &[u8]) -> bool {
+    key.kind() == Kind::Keyword && key.name_bytes() == Some(name)
+}
+
 fn step(v: &Cell, key: &Cell, r: &dyn Resolver) -> Result<Option<Cell>, ResolveError> {
     match v.kind() {
         Kind::Index => coll::index_get_value(v, key, r),
@@ -57,7 +88,7 @@ fn step(v: &Cell, key: &Cell, r: &dyn Resolver) -> Result<Option<Cell>, ResolveE
 }
 
 fn is_value_key(key: &Cell) -> bool {
-    key.kind() == Kind::Keyword && key.name_bytes() == Some(b"value".as_slice())
+    is_keyword(key, b"value")
 }
 
 /// Merges `value` at `path` into `root_value` (whose lattice is `root`) and returns the new
