@@ -205,8 +205,9 @@ impl LocalNode {
                 Ok(k)
             }
             _ => Err(DlfsError::NotAuthorised(
-                etch_formats::text::print(owner, self.store.as_ref())
-                    .unwrap_or_else(|_| "?".to_string()),
+                // Shortly: the owner may come from a query and be any (huge) value.
+                etch_formats::text::print_limited(owner, self.store.as_ref(), 200)
+                    .unwrap_or_else(|_| format!("{} ({:?})", owner.id(), owner.kind())),
             )),
         }
     }

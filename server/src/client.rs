@@ -51,7 +51,9 @@ pub fn error_text(r: &ResultRecord) -> String {
         Some(b) if r.value.kind() == etch_formats::Kind::String => {
             String::from_utf8_lossy(b).into_owned()
         }
-        _ => etch_formats::text::print(&r.value, &NoResolver).unwrap_or_default(),
+        // Bounded: the value comes from the server and may share subtrees without end.
+        _ => etch_formats::text::print_limited(&r.value, &NoResolver, 64 * 1024)
+            .unwrap_or_else(|_| format!("an error value of type {:?}", r.value.kind())),
     }
 }
 

@@ -111,6 +111,10 @@ pub struct Conn {
     verified_key: Mutex<Option<[u8; 32]>>,
     frame_bytes: AtomicUsize,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Slots of LATTICE_VALUEs being merged, apart from `in_flight`: a merge may wait for
+    /// DATA_REQUEST answers that only this connection's reader reads, so the reader must never
+    /// wait for a slot a merge holds (it would stall both until the request timeout).
+    pub(crate) lattice_values: Arc<Semaphore>,
     shared: Option<Arc<Shared>>,
     bad: AtomicU32,
     /// Set once this end has challenged the other (at most one challenge per connection).
@@ -314,6 +318,7 @@ pub(crate) fn start(
         addr,
         frame_bytes: AtomicUsize::new(params.frame_bytes),
         in_flight: Arc::new(Semaphore::new(params.in_flight)),
+        lattice_values: Arc::new(Semaphore::new(params.in_flight)),
         params,
         out: tx,
         queued: AtomicUsize::new(0),
@@ -474,6 +479,11 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                     if let Some(m) = conn.metrics() {
                         Metrics::inc(&m.frames_in);
                         Metrics::add(&m.bytes_in, whole.len() as u64);
+                    }
+                    // Pause before each buffered request, not only before the next read: a
+                    // single read may hold thousands of small requests with large replies.
+                    if !conn.wait_writable(conn.params.idle_timeout).await {
+                        return;
                     }
                     if let Flow::Close = handle(&conn, role, body).await {
                         return;

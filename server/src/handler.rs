@@ -25,8 +25,8 @@ fn kw(name: &str) -> Cell {
 }
 
 /// Handles a request message. STATUS is answered inline; other requests take one of the
-/// connection's in-flight slots (waiting for one pauses reading this connection; a
-/// LATTICE_VALUE never waits) and run in their own task.
+/// connection's in-flight slots (waiting for one pauses reading this connection) and run in
+/// their own task. A LATTICE_VALUE takes a slot of its own kind and never waits.
 pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message) {
     if msg.kind == MessageType::Status {
         if let Some(id) = msg.id() {
@@ -45,7 +45,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message)
         // it never pauses the reader. With every slot busy it is refused (:LOAD when it asked
         // for an acknowledgement) or dropped; lattice values are monotone, so the sender's
         // next push, root sync or our pull brings the same data.
-        match conn.in_flight.clone().try_acquire_owned() {
+        match conn.lattice_values.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 Metrics::inc(&shared.metrics.load_refused);
@@ -632,11 +632,13 @@ fn check_signed(
                     return Ok(());
                 }
                 let slot = slot.unwrap_or_else(Cell::nil);
-                let who = etch_formats::text::print(&owner, r).unwrap_or_else(|_| "?".into());
+                // Printed only for a refusal, and shortly: an owner key is the sender's data
+                // and may be a huge tree (a DAG printed in full could grow without bound).
+                let who = || owner_text(&owner, r);
                 if slot.kind() != Kind::Signed || !signature_valid(&slot) {
                     failure = Some(Refusal::new(
                         "TRUST",
-                        format!("Bad signature in the slot of owner {who}"),
+                        format!("Bad signature in the slot of owner {}", who()),
                     ));
                     return Ok(());
                 }
@@ -644,7 +646,7 @@ fn check_signed(
                 if !ctx.verify_owner(&owner, signer) {
                     failure = Some(Refusal::new(
                         "TRUST",
-                        format!("The slot of owner {who} is signed by another key"),
+                        format!("The slot of owner {} is signed by another key", who()),
                     ));
                     return Ok(());
                 }
@@ -656,7 +658,8 @@ fn check_signed(
                             failure = Some(Refusal::new(
                                 "STATE",
                                 format!(
-                                    "Stale value for owner {who}: nothing newer than the slot held"
+                                    "Stale value for owner {}: nothing newer than the slot held",
+                                    who()
                                 ),
                             ));
                         }
@@ -681,4 +684,15 @@ fn check_signed(
 /// Sets the flag every running QUERY checks (shutdown cancels evaluations).
 pub(crate) fn cancel_queries(shared: &Shared) {
     shared.cancel.store(true, Ordering::SeqCst);
+}
+
+/// Most bytes of an owner key shown in an error message.
+const OWNER_TEXT_BYTES_MAX: usize = 200;
+
+/// An owner key as text for an error message, at most [`OWNER_TEXT_BYTES_MAX`] bytes.
+fn owner_text(owner: &Cell, r: &dyn etch_formats::Resolver) -> String {
+    match etch_formats::text::print_limited(owner, r, OWNER_TEXT_BYTES_MAX) {
+        Ok(t) => t,
+        Err(_) => format!("{} (a {:?} too long to show)", owner.id(), owner.kind()),
+    }
 }

@@ -679,3 +679,89 @@ async fn lattice_query_looks_into_signed_data_and_sets() {
     }
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A LATTICE_VALUE whose owner key is a small DAG that shares one child 16 ways per level
+/// (16^30 leaves as a tree): refused quickly with a short message, never printed in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_owner_key_is_refused_without_printing_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    let mut key_cell = Cell::blob(&[7u8; 200]);
+    for _ in 0..30 {
+        key_cell = Cell::vector(vec![key_cell; 16]);
+    }
+    let before = server.node().root_value();
+    let started = std::time::Instant::now();
+    c.send(&message::lattice_value(
+        &[kw("fs")],
+        Cell::map(vec![(key_cell, Cell::long(1))]),
+        Some(5),
+    ))
+    .await;
+    let r = c.recv_result().await;
+    assert_eq!((r.id, r.error_code().as_deref()), (Some(5), Some("TRUST")));
+    let message = text(&r.value);
+    assert!(
+        message.starts_with("\"Bad signature in the slot of owner ") && message.len() < 400,
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.node().root_value().id(), before.id());
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// LATTICE_VALUEs waiting for our DATA_REQUEST answers do not hold the slots other requests
+/// wait for: with the merge slots all taken, a QUERY is still answered at once, and the merges
+/// complete when their cells arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_merges_do_not_block_other_requests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    let n = 16u8;
+    let blobs: Vec<Cell> = (0..n).map(|i| Cell::blob(&[i; 300])).collect();
+    for (i, b) in blobs.iter().enumerate() {
+        let v = Cell::index(vec![(Cell::blob(b.id().as_bytes()), b.clone())]).expect("index");
+        let lv = message::lattice_value(&[kw("data")], v, Some(100 + i as i64));
+        c.send_body(lv.encoding()).await; // top cell only: the blob is missing
+    }
+    let mut asked = Vec::new();
+    while asked.len() < n as usize {
+        let m = c.recv().await;
+        assert_eq!(m.kind, MessageType::DataRequest);
+        let hash = m.arg(2).expect("hash");
+        let b = blobs
+            .iter()
+            .find(|b| Some(b.id().as_bytes().as_slice()) == hash.flat_bytes())
+            .expect("one of ours");
+        asked.push((m.id().expect("id"), b.clone()));
+    }
+    let started = std::time::Instant::now();
+    c.send(&message::query(
+        7,
+        etch_formats::text::read_one("(+ 1 2)").expect("form"),
+        None,
+    ))
+    .await;
+    let r = c.recv_result().await;
+    assert_eq!((r.id, text(&r.value)), (Some(7), "3".to_string()));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for (id, b) in &asked {
+        c.send_body(&encode_data_result(*id, &[Some(b.clone())]))
+            .await;
+    }
+    let mut acked: Vec<i64> = Vec::new();
+    for _ in 0..n {
+        let r = c.recv_result().await;
+        assert_eq!(r.error_code(), None);
+        acked.push(r.id.expect("id"));
+    }
+    acked.sort();
+    assert_eq!(acked, (100..100 + n as i64).collect::<Vec<_>>());
+    server.shutdown(Duration::from_secs(5)).await;
+}
