@@ -106,11 +106,30 @@ fn status(shared: &Shared) -> Cell {
 async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: OwnedSemaphorePermit) {
     let id = msg.id();
     if msg.kind == MessageType::DataRequest {
-        // Store reads (no node-wide slot: each is bounded by 254 cells), on a blocking thread
-        // since a read may go to the disk.
+        // Store reads on a blocking thread (a read may go to the disk), a bounded number at
+        // once for the whole node so that many connections cannot fill the blocking pool.
         if let Some(id) = id {
+            let slot = tokio::time::timeout(
+                shared.config.limits.load_wait,
+                shared.data_reads.clone().acquire_owned(),
+            )
+            .await;
+            let Ok(Ok(slot)) = slot else {
+                Metrics::inc(&shared.metrics.load_refused);
+                conn.send_result(&ResultRecord::error(
+                    Some(id),
+                    "LOAD",
+                    "Trx overload",
+                    "PEER",
+                ));
+                return;
+            };
             let (s, c) = (shared.clone(), conn.clone());
-            let _ = tokio::task::spawn_blocking(move || serve_data(&s, &c, id, &msg)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                serve_data(&s, &c, id, &msg);
+                drop(slot);
+            })
+            .await;
         }
         return;
     }

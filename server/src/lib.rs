@@ -55,6 +55,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most hashes per DATA_REQUEST (`MISSING_LIMIT`); more is a `:FORMAT` error.
     pub data_request_hashes: usize,
+    /// DATA_REQUESTs of all connections being read from the store at once (each on a blocking
+    /// thread); one that waits `load_wait` for its turn is refused with `:LOAD`.
+    pub data_read_slots: usize,
     /// Budget of an ordinary response body; branches beyond are left for DATA_REQUEST.
     pub response_bytes: usize,
     /// Most bytes of cells fetched to complete one LATTICE_VALUE or pull.
@@ -82,6 +85,7 @@ impl Default for Limits {
             frame_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             data_request_hashes: etch_formats::message::DATA_REQUEST_HASHES_MAX,
+            data_read_slots: 64,
             response_bytes: etch_formats::message::RESPONSE_BYTES_BUDGET,
             acquire_bytes: 256 * 1024 * 1024,
             acquire_timeout: Duration::from_secs(30),
@@ -164,6 +168,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub metrics: Metrics,
     pub work: Arc<Semaphore>,
+    /// Node-wide slots of DATA_REQUEST store reads.
+    pub data_reads: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
     pub frame_buffers: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
@@ -238,6 +244,7 @@ impl Server {
             node,
             key,
             work: Arc::new(Semaphore::new(config.limits.work_slots)),
+            data_reads: Arc::new(Semaphore::new(config.limits.data_read_slots)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             frame_buffers: Arc::new(Semaphore::new(
                 // A single frame must always fit the budget.

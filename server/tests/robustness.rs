@@ -381,3 +381,26 @@ async fn large_frames_share_a_bounded_buffer_budget() {
     assert_eq!(r.error_code().as_deref(), Some("FORMAT"));
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// DATA_REQUEST store reads have node-wide slots: with none free within `load_wait`, the
+/// request is refused with `:LOAD` (and other requests are still answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_requests_beyond_the_read_slots_get_load() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        limits: Limits {
+            data_read_slots: 0,
+            load_wait: Duration::from_millis(200),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let server = start(&dir.path().join("s"), None, config).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    c.send(&message::data_request(3, &[ValueId([5; 32])])).await;
+    let r = c.recv_result().await;
+    assert_eq!((r.id, r.error_code().as_deref()), (Some(3), Some("LOAD")));
+    c.send(&message::ping(4)).await;
+    assert_eq!(c.recv_result().await.id, Some(4));
+    server.shutdown(Duration::from_secs(5)).await;
+}

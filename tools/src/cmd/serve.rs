@@ -31,7 +31,7 @@ each peer's root on connect and every --sync-interval, and reconnects with backo
 that was down catches up.\n\n\
 Limits: --max-connections (more are closed at once), 8 MiB frames from clients and 50 MB from \
 verified peers, 16 MiB of queued replies and 16 requests in flight per connection (reading \
-pauses beyond), 254 hashes per DATA_REQUEST, --idle-timeout, a 30 s limit to finish a started \
+pauses beyond), 254 hashes per DATA_REQUEST and 64 DATA_REQUESTs read at once node-wide, --idle-timeout, a 30 s limit to finish a started \
 frame, --request-timeout per QUERY; when all work slots stay busy for 8 s a request gets :LOAD. \
 STATUS answers the node's status with its counters under :metrics.\n\n\
 Rights: QUERY clients may read, `store` and `merge!` (not with --read-only-clients); a client \
