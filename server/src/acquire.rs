@@ -63,6 +63,7 @@ pub async fn complete_tree(
     let mut seen: HashSet<ValueId> = HashSet::new();
     let mut stack = vec![value.clone()];
     let mut missing: HashMap<ValueId, Vec<Ref>> = HashMap::new();
+    let mut got: HashMap<ValueId, Cell> = HashMap::new();
     loop {
         // Walk what is in memory; collect branches we lack.
         while let Some(cell) = stack.pop() {
@@ -79,6 +80,13 @@ pub async fn complete_tree(
                             if seen.insert(id) {
                                 stack.push(t.clone());
                             }
+                            continue;
+                        }
+                        // Fetched earlier for another parent (shared subtrees, e.g. equal
+                        // files of a drive): attach it, no second request, counted once.
+                        if let Some(c) = got.get(&id) {
+                            b.attach(c.clone())
+                                .map_err(|_| AcquireError::Mismatch(id))?;
                             continue;
                         }
                         if missing.contains_key(&id) {
@@ -141,6 +149,7 @@ pub async fn complete_tree(
                 }
             }
             fetched += 1;
+            got.insert(*h, cell.clone());
             if seen.insert(*h) {
                 stack.push(cell);
             }

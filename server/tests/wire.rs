@@ -765,3 +765,93 @@ async fn waiting_merges_do_not_block_other_requests() {
     assert_eq!(acked, (100..100 + n as i64).collect::<Vec<_>>());
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A cell that two parents share is fetched once, even when the second parent arrives in a
+/// later DATA_REQUEST answer than the cell itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_cell_is_fetched_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    // Round 1 fetches X and Z; round 2 fetches Y (inside Z), which refers to X again.
+    let x = Cell::blob(&[9u8; 300]);
+    let long_string = Cell::string(&"y".repeat(150));
+    let y = Cell::vector(vec![
+        x.clone(),
+        long_string.clone(),
+        Cell::blob(&[1u8; 110]),
+    ]);
+    let z = Cell::vector(vec![y.clone(), Cell::blob(&[2u8; 110])]);
+    let b = Cell::vector(vec![x.clone(), z.clone()]);
+    let v = Cell::index(vec![(Cell::blob(b.id().as_bytes()), b.clone())]).expect("index");
+    let cells: std::collections::HashMap<ValueId, Cell> = [
+        x.clone(),
+        y.clone(),
+        z.clone(),
+        b.clone(),
+        v.clone(),
+        long_string,
+    ]
+    .into_iter()
+    .map(|c| (*c.id(), c))
+    .collect();
+    c.send_body(message::lattice_value(&[kw("data")], v.clone(), Some(9)).encoding())
+        .await;
+    let mut asked: Vec<ValueId> = Vec::new();
+    let r = loop {
+        let m = c.recv().await;
+        if m.kind != MessageType::DataRequest {
+            break ResultRecord::parse(m.payload()).expect("a Result");
+        }
+        let mut answer = Vec::new();
+        for i in 2..m.arg_count() {
+            let h = m.arg(i).expect("hash");
+            let id = ValueId(h.flat_bytes().expect("blob").try_into().expect("32 bytes"));
+            asked.push(id);
+            answer.push(cells.get(&id).cloned());
+        }
+        c.send_body(&encode_data_result(m.id().expect("id"), &answer))
+            .await;
+    };
+    assert_eq!(
+        (r.id, r.error_code()),
+        (Some(9), None),
+        "{}",
+        text(&r.value)
+    );
+    asked.sort_by_key(|id| id.0);
+    let unique: std::collections::HashSet<ValueId> = asked.iter().copied().collect();
+    assert_eq!(
+        asked.len(),
+        unique.len(),
+        "each missing cell asked for once: {asked:?}"
+    );
+    let names: Vec<&str> = asked
+        .iter()
+        .map(|a| {
+            if a == x.id() {
+                "x"
+            } else if a == y.id() {
+                "y"
+            } else if a == b.id() {
+                "b"
+            } else if a == v.id() {
+                "v"
+            } else {
+                "s"
+            }
+        })
+        .collect();
+    assert!(
+        unique.contains(x.id()) && unique.contains(y.id()),
+        "{names:?}"
+    );
+    let data = value_at_path(
+        &server.node().root_value(),
+        &[kw("data")],
+        server.node().store().as_ref(),
+    )
+    .expect("data");
+    assert_eq!(data.id(), v.id());
+    server.shutdown(Duration::from_secs(5)).await;
+}
