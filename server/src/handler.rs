@@ -1,8 +1,8 @@
 //! The server side of the requests that need the node: STATUS, QUERY, DATA_REQUEST,
 //! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
 
-use crate::acquire::{complete_tree, AcquireLimits};
-use crate::conn::Conn;
+use crate::acquire::{complete_tree, AcquireError, AcquireLimits};
+use crate::conn::{Conn, Role};
 use crate::metrics::Metrics;
 use crate::Shared;
 use etch_engine::lattice::{
@@ -553,7 +553,12 @@ fn crosses_signature(root: &Lattice, path: &[Cell]) -> bool {
     false
 }
 
-/// Completes `value` from the other end of `conn`, checks and merges it at `path`.
+/// How long the sender of a value gets to answer a DATA_REQUEST before its missing cells are
+/// asked of our peers instead.
+const SENDER_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Completes `value` from the other end of `conn` (else from our peers), checks and merges it
+/// at `path`.
 pub(crate) async fn merge_value(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
@@ -565,19 +570,53 @@ pub(crate) async fn merge_value(
         return Ok(shared.committed_root());
     }
     let limits = &shared.config.limits;
-    let fetched = complete_tree(
-        conn,
-        &value,
-        shared.store.as_ref(),
+    let acquire = AcquireLimits {
+        bytes: limits.acquire_bytes,
+        timeout: limits.acquire_timeout,
+        request_timeout: limits.request_timeout,
+        batch: limits.data_request_hashes,
+    };
+    // Other holders to ask when the sender does not answer: our peer connections (the sender
+    // may be a Java node, which ignores requests on the connection it pushed over, §8.4).
+    let others: Vec<Arc<Conn>> = if conn.role() == Role::Inbound {
+        shared
+            .peer_conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let first = if others.is_empty() {
+        acquire
+    } else {
+        // With somewhere else to ask, do not wait the whole request timeout for a sender
+        // that may never answer.
         AcquireLimits {
-            bytes: limits.acquire_bytes,
-            timeout: limits.acquire_timeout,
-            request_timeout: limits.request_timeout,
-            batch: limits.data_request_hashes,
-        },
-    )
-    .await
-    .map_err(|e| Refusal::new("MISSING", e.to_string()))?;
+            request_timeout: acquire.request_timeout.min(SENDER_ANSWER_WAIT),
+            ..acquire
+        }
+    };
+    let mut result = complete_tree(conn, &value, shared.store.as_ref(), first).await;
+    for other in &others {
+        match &result {
+            Err(
+                AcquireError::Timeout
+                | AcquireError::Missing(_)
+                | AcquireError::Request(_)
+                | AcquireError::Refused(_),
+            ) => {
+                tracing::debug!(from = %conn.addr(), via = %other.addr(), "fetching missing cells from a peer");
+                // Cells already fetched stay attached: this continues where the last stopped.
+                result = complete_tree(other, &value, shared.store.as_ref(), acquire).await;
+            }
+            _ => break,
+        }
+    }
+    let fetched = result.map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
     let slot = tokio::time::timeout(limits.load_wait, shared.work.clone().acquire_owned()).await;
     let Ok(Ok(_slot)) = slot else {

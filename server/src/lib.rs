@@ -170,6 +170,10 @@ pub(crate) struct Shared {
     pub work: Arc<Semaphore>,
     /// Node-wide slots of DATA_REQUEST store reads.
     pub data_reads: Arc<Semaphore>,
+    /// Our open connections to configured peers: where missing cells of a value are fetched
+    /// when its sender does not answer (a Java node ignores requests on the connection it
+    /// pushed over, protocol.md §8.4).
+    pub peer_conns: std::sync::Mutex<Vec<Arc<conn::Conn>>>,
     pub connections: Arc<Semaphore>,
     pub frame_buffers: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
@@ -245,6 +249,7 @@ impl Server {
             key,
             work: Arc::new(Semaphore::new(config.limits.work_slots)),
             data_reads: Arc::new(Semaphore::new(config.limits.data_read_slots)),
+            peer_conns: std::sync::Mutex::new(Vec::new()),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             frame_buffers: Arc::new(Semaphore::new(
                 // A single frame must always fit the budget.

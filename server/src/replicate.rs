@@ -39,7 +39,9 @@ pub(crate) async fn peer_session(shared: Arc<Shared>, peer: PeerSpec) {
                 Metrics::inc(&shared.metrics.peer_connects);
                 tracing::info!(peer = %peer.address, "connected to peer");
                 backoff = BACKOFF_MIN;
+                lock(&shared.peer_conns).push(conn.clone());
                 run(&shared, &conn, &peer).await;
+                lock(&shared.peer_conns).retain(|c| !Arc::ptr_eq(c, &conn));
                 conn.close();
                 let _ = reader.await;
                 tracing::info!(peer = %peer.address, "peer connection closed");
@@ -177,4 +179,8 @@ async fn pull(shared: &Arc<Shared>, conn: &Arc<Conn>) -> Result<(), PullError> {
         .await
         .map_err(|e| PullError::Merge(e.code, e.message))?;
     Ok(())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -253,3 +253,51 @@ async fn a_peer_that_cannot_prove_its_key_is_not_replicated_with() {
     n0.shutdown(Duration::from_secs(5)).await;
     n1.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A sender that never answers our DATA_REQUEST (as a Java node on the connection it pushed
+/// over, protocol.md §8.4): the missing cells are fetched from a configured peer instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_cells_come_from_a_peer_when_the_sender_is_silent() {
+    use etch_formats::message;
+    use std::sync::atomic::Ordering;
+    let base = tempfile::tempdir().expect("tmp");
+    let [lb, la]: [TcpListener; 2] = listeners(2).await.try_into().expect("two");
+    let b_addr = lb.local_addr().expect("addr");
+    let b = start_on(lb, &base.path().join("b"), Some(key(2)), Config::default());
+    let x = Cell::blob(&[4u8; 300]);
+    b.node().store().put(&x).expect("put");
+    let a = start_on(
+        la,
+        &base.path().join("a"),
+        Some(key(1)),
+        Config {
+            sync_interval: Duration::from_secs(600),
+            ..config(&[b_addr], &[public(2)])
+        },
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.metrics().peer_connects.load(Ordering::Relaxed) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "A never reached B");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut pusher = common::Raw::connect(a.local_addr()).await;
+    let v = Cell::index(vec![(Cell::blob(x.id().as_bytes()), x.clone())]).expect("index");
+    let lv = message::lattice_value(&[common::kw("data")], v.clone(), Some(21));
+    pusher.send_body(lv.encoding()).await; // top cell only; X is left out
+                                           // A asks us for X (and may challenge us): we never answer.
+    let mut asked = 0;
+    let r = loop {
+        let m = pusher.recv().await;
+        match m.kind {
+            etch_formats::MessageType::DataRequest => asked += 1,
+            etch_formats::MessageType::Challenge => {}
+            _ => break etch_formats::ResultRecord::parse(m.payload()).expect("a Result"),
+        }
+    };
+    assert!(asked >= 1);
+    assert_eq!((r.id, r.error_code()), (Some(21), None));
+    assert!(a.node().store().contains(x.id()).expect("contains"));
+    a.shutdown(Duration::from_secs(5)).await;
+    b.shutdown(Duration::from_secs(5)).await;
+}
