@@ -584,8 +584,8 @@ pub(crate) async fn merge_value(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter_map(std::sync::Weak::upgrade)
             .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
-            .cloned()
             .collect()
     } else {
         Vec::new()

@@ -173,7 +173,9 @@ pub(crate) struct Shared {
     /// Our open connections to configured peers: where missing cells of a value are fetched
     /// when its sender does not answer (a Java node ignores requests on the connection it
     /// pushed over, protocol.md §8.4).
-    pub peer_conns: std::sync::Mutex<Vec<Arc<conn::Conn>>>,
+    /// Weak: a connection holds the node's shared state, so a strong reference here would be a
+    /// cycle that outlives a replication task aborted at shutdown.
+    pub peer_conns: std::sync::Mutex<Vec<std::sync::Weak<conn::Conn>>>,
     pub connections: Arc<Semaphore>,
     pub frame_buffers: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,

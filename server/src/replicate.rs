@@ -39,9 +39,12 @@ pub(crate) async fn peer_session(shared: Arc<Shared>, peer: PeerSpec) {
                 Metrics::inc(&shared.metrics.peer_connects);
                 tracing::info!(peer = %peer.address, "connected to peer");
                 backoff = BACKOFF_MIN;
-                lock(&shared.peer_conns).push(conn.clone());
+                {
+                    let mut conns = lock(&shared.peer_conns);
+                    conns.retain(|c| c.strong_count() > 0);
+                    conns.push(Arc::downgrade(&conn));
+                }
                 run(&shared, &conn, &peer).await;
-                lock(&shared.peer_conns).retain(|c| !Arc::ptr_eq(c, &conn));
                 conn.close();
                 let _ = reader.await;
                 tracing::info!(peer = %peer.address, "peer connection closed");
