@@ -855,3 +855,61 @@ fn random_damage_never_panics() {
         }
     }
 }
+
+/// `etch export -o -` piped into `etch import -`: the same root; a damaged stream imports
+/// nothing, names stdin and the offset, and leaves no temporary file behind.
+#[test]
+fn export_to_stdout_imports_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = dir.path().join("n");
+    let roots = native_store(&n);
+    let out = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["export", p(&n), "-o", "-"])
+        .output()
+        .expect("export");
+    assert!(out.status.success());
+    let import = |bytes: &[u8], store: &Path| -> (i32, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
+            .args(["import", "-", "--store", p(store)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("import");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let bytes = bytes.to_vec();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+        let r = child.wait_with_output().expect("wait");
+        writer.join().expect("writer").expect("write");
+        (
+            r.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+        )
+    };
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let t = sub.join("t");
+    let (code, err) = import(&out.stdout, &t);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(root_of(&t).unwrap(), roots[2].to_hex());
+    let mut damaged = out.stdout.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 1;
+    let fresh = sub.join("fresh");
+    let (code, err) = import(&damaged, &fresh);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("etch: stdin: damaged at byte offset "),
+        "{err}"
+    );
+    assert!(!fresh.exists());
+    let left: Vec<_> = std::fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("t")],
+        "temporary files left"
+    );
+}

@@ -56,13 +56,14 @@ twice: the first pass checks everything — header, every cell's length, Value I
 encoding) and canonical encoding, that every cell's children come before it, the end marker, \
 counts and checksum — and the second writes. A damaged or truncated file writes nothing: the \
 command names the byte offset of the first problem and exits 1. Cells the store already holds \
-are skipped.\n\n\
+are skipped. With FILE `-` the file is read from stdin, kept in a temporary file beside the store \
+for the two passes, and removed afterwards.\n\n\
 Exit status 0 imported, 1 the file is damaged (nothing imported), 2 usage or I/O error. --json \
 prints one object with the keys file, store, root, cells, new_cells, bytes, seconds (or ok false \
 and error, offset)."
 )]
 pub struct ImportArgs {
-    /// The export file.
+    /// The export file (`-`: stdin, e.g. from `etch export ... -o -` on another machine).
     file: PathBuf,
     /// The store to load it into.
     #[arg(long)]
@@ -425,25 +426,53 @@ fn read_export(
 }
 
 /// Runs `etch import`.
-pub fn import(args: ImportArgs) -> io::Result<ExitCode> {
+pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
     let start = Instant::now();
+    // The import reads its file twice (check, then write): stdin is kept in a temporary file
+    // beside the store (same disk, removed on every exit path when `_spool` drops).
+    let name = if args.file.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        args.file.display().to_string()
+    };
+    let _spool = if args.file.as_os_str() == "-" {
+        let dir = match args.store.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let spooled = tempfile::Builder::new()
+            .prefix(".etch-import-")
+            .tempfile_in(&dir)
+            .and_then(|mut t| {
+                io::copy(&mut io::stdin().lock(), &mut t)?;
+                t.as_file().sync_data()?;
+                Ok(t)
+            });
+        match spooled {
+            Ok(t) => {
+                args.file = t.path().to_path_buf();
+                Some(t)
+            }
+            Err(e) => return error_exit(format!("stdin (kept in {}): {e}", dir.display())),
+        }
+    } else {
+        None
+    };
     let size = match std::fs::metadata(&args.file) {
         Ok(m) => m.len(),
-        Err(e) => return error_exit(format!("{}: {e}", args.file.display())),
+        Err(e) => return error_exit(format!("{}: {e}", name)),
     };
     let report_damage = |d: Damage| -> io::Result<ExitCode> {
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({"file": args.file.display().to_string(), "ok": false,
+                serde_json::json!({"file": name.clone(), "ok": false,
                     "error": d.detail, "offset": d.offset})
             );
         } else {
             eprintln!(
                 "etch: {}: damaged at byte offset {}: {}; nothing imported",
-                args.file.display(),
-                d.offset,
-                d.detail
+                name, d.offset, d.detail
             );
         }
         Ok(ExitCode::from(EXIT_PROBLEMS))
@@ -496,7 +525,7 @@ pub fn import(args: ImportArgs) -> io::Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "file": args.file.display().to_string(),
+                "file": name.clone(),
                 "store": args.store.display().to_string(),
                 "ok": true,
                 "root": root,
