@@ -569,6 +569,10 @@ pub(crate) async fn merge_value(
     if value.is_nil() {
         return Ok(shared.committed_root());
     }
+    // A path with no lattice is refused before anything is fetched for it.
+    if shared.node.lattice().at_path(&path).is_none() {
+        return Err(Refusal::new("ARGUMENT", "No lattice at this path"));
+    }
     let limits = &shared.config.limits;
     let acquire = AcquireLimits {
         bytes: limits.acquire_bytes,

@@ -836,3 +836,23 @@ async fn a_shared_cell_is_fetched_once() {
     assert_eq!(data.id(), v.id());
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A LATTICE_VALUE for a path with no lattice is refused before any of its cells is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cells_are_fetched_for_a_path_without_a_lattice() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start(&dir.path().join("s"), None, Config::default()).await;
+    let mut c = Raw::connect(server.local_addr()).await;
+    let b = Cell::blob(&[3u8; 300]);
+    let v = Cell::index(vec![(Cell::blob(b.id().as_bytes()), b.clone())]).expect("index");
+    let lv = message::lattice_value(&[kw("nosuch")], v, Some(40));
+    c.send_body(lv.encoding()).await; // the blob is missing
+    let m = c.recv().await;
+    assert_eq!(m.kind, MessageType::Result, "asked for cells: {:?}", m.kind);
+    let r = ResultRecord::parse(m.payload()).expect("a Result");
+    assert_eq!(
+        (r.id, r.error_code().as_deref(), text(&r.value).as_str()),
+        (Some(40), Some("ARGUMENT"), "\"No lattice at this path\"")
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}
