@@ -50,12 +50,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, conn: Arc<Conn>, msg: Message)
             Err(_) => {
                 Metrics::inc(&shared.metrics.load_refused);
                 if let Some(id) = lv_ack_id(&msg) {
-                    conn.send_result(&ResultRecord::error(
-                        Some(id),
-                        "LOAD",
-                        "Trx overload",
-                        "PEER",
-                    ));
+                    send_load(&conn, id);
                 }
                 return;
             }
@@ -109,19 +104,8 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         // Store reads on a blocking thread (a read may go to the disk), a bounded number at
         // once for the whole node so that many connections cannot fill the blocking pool.
         if let Some(id) = id {
-            let slot = tokio::time::timeout(
-                shared.config.limits.load_wait,
-                shared.data_reads.clone().acquire_owned(),
-            )
-            .await;
-            let Ok(Ok(slot)) = slot else {
-                Metrics::inc(&shared.metrics.load_refused);
-                conn.send_result(&ResultRecord::error(
-                    Some(id),
-                    "LOAD",
-                    "Trx overload",
-                    "PEER",
-                ));
+            let Some(slot) = node_slot(shared, &shared.data_reads).await else {
+                send_load(conn, id);
                 return;
             };
             let (s, c) = (shared.clone(), conn.clone());
@@ -140,25 +124,11 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         return;
     }
     // Heavier work takes a node-wide slot; none in time → :LOAD (protocol.md §10).
-    let slot = tokio::time::timeout(
-        shared.config.limits.load_wait,
-        shared.work.clone().acquire_owned(),
-    )
-    .await;
-    let _slot = match slot {
-        Ok(Ok(s)) => s,
-        _ => {
-            Metrics::inc(&shared.metrics.load_refused);
-            if let Some(id) = id {
-                conn.send_result(&ResultRecord::error(
-                    Some(id),
-                    "LOAD",
-                    "Trx overload",
-                    "PEER",
-                ));
-            }
-            return;
+    let Some(_slot) = node_slot(shared, &shared.work).await else {
+        if let Some(id) = id {
+            send_load(conn, id);
         }
+        return;
     };
     match msg.kind {
         MessageType::Query => {
@@ -622,10 +592,8 @@ pub(crate) async fn merge_value(
     }
     let fetched = result.map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
-    let slot = tokio::time::timeout(limits.load_wait, shared.work.clone().acquire_owned()).await;
-    let Ok(Ok(_slot)) = slot else {
-        Metrics::inc(&shared.metrics.load_refused);
-        return Err(Refusal::new("LOAD", "Trx overload"));
+    let Some(_slot) = node_slot(shared, &shared.work).await else {
+        return Err(Refusal::new("LOAD", LOAD_MESSAGE));
     };
     let s = shared.clone();
     let merged = tokio::task::spawn_blocking(move || -> Result<(Cell, bool), Refusal> {
@@ -757,4 +725,32 @@ fn owner_text(owner: &Cell, r: &dyn etch_formats::Resolver) -> String {
         Ok(t) => t,
         Err(_) => format!("{} (a {:?} too long to show)", owner.id(), owner.kind()),
     }
+}
+
+/// The message of a `:LOAD` refusal (Java's text).
+const LOAD_MESSAGE: &str = "Trx overload";
+
+/// A node-wide slot of `slots`, waiting at most the load wait (protocol.md §10); `None`, counted
+/// as a refusal, when none came in time.
+async fn node_slot(
+    shared: &Shared,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Option<OwnedSemaphorePermit> {
+    match tokio::time::timeout(
+        shared.config.limits.load_wait,
+        slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => Some(p),
+        _ => {
+            Metrics::inc(&shared.metrics.load_refused);
+            None
+        }
+    }
+}
+
+/// Tells the requester of `id` that the node is overloaded (`:LOAD`).
+fn send_load(conn: &Conn, id: i64) {
+    conn.send_result(&ResultRecord::error(Some(id), "LOAD", LOAD_MESSAGE, "PEER"));
 }

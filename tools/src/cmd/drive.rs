@@ -557,11 +557,7 @@ fn write_transfer<T>(
 
 fn put(s: &Session, file: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     let (owner, p) = s.location(loc)?;
-    let key = if encrypt {
-        Some(s.content_key()?)
-    } else {
-        None
-    };
+    let key = encrypt.then(|| s.content_key()).transpose()?;
     let options = PutOptions {
         encrypt: key.as_ref(),
     };
@@ -660,11 +656,7 @@ fn cat(s: &Session, loc: &str) -> io::Result<()> {
 
 fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     let (owner, p) = s.location(loc)?;
-    let key = if encrypt {
-        Some(s.content_key()?)
-    } else {
-        None
-    };
+    let key = encrypt.then(|| s.content_key()).transpose()?;
     let options = PutOptions {
         encrypt: key.as_ref(),
     };

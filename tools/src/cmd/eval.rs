@@ -1,9 +1,9 @@
 //! `etch eval`: evaluate a query expression (or a script from stdin) and print the result.
 
 use super::shell::{open_node, StoreTarget};
-use etch_engine::query::{eval_text_in, Env, EvalContext};
+use etch_engine::query::{eval_text_in, Env, EvalContext, EvalError};
 use etch_formats::text::print;
-use etch_formats::{NoResolver, Resolver};
+use etch_formats::{Cell, NoResolver, Resolver};
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
@@ -62,7 +62,13 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     }
     let resolver: &dyn Resolver = ctx.resolver;
     let mut env = Env::new();
-    match eval_text_in(&text, &mut env, &ctx) {
+    report(eval_text_in(&text, &mut env, &ctx), resolver)
+}
+
+/// Prints a result (stdout, exit 0) or its error (stderr, exit 1), the same for a local and a
+/// remote evaluation.
+fn report(result: Result<Cell, EvalError>, resolver: &dyn Resolver) -> io::Result<ExitCode> {
+    match result {
         Ok(value) => match print(&value, resolver) {
             Ok(t) => {
                 writeln!(io::stdout().lock(), "{t}")?;
@@ -98,20 +104,5 @@ fn run_remote(address: &str, text: &str) -> io::Result<ExitCode> {
     };
     let result = etch_shell::remote::eval_remote(&client, text);
     let resolver = RemoteResolver::new(client.clone());
-    match result {
-        Ok(value) => match print(&value, &resolver) {
-            Ok(t) => {
-                writeln!(io::stdout().lock(), "{t}")?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("Exception: :MISSING {e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        Err(e) => {
-            eprintln!("Exception: :{} {}", e.code, e.message);
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    report(result, &resolver)
 }
