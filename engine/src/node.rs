@@ -49,6 +49,9 @@ pub enum NodeError {
     /// A DLFS operation failed (not found, exists, not authorised, ...).
     #[error(transparent)]
     Dlfs(#[from] DlfsError),
+    /// A value that cannot be stored (`nil`, or one that does not fit an Index entry).
+    #[error("{0}")]
+    Argument(String),
 }
 
 impl From<NodeError> for EvalError {
@@ -69,6 +72,7 @@ impl From<NodeError> for EvalError {
             NodeError::InvalidRoot => EvalError::new("ARGUMENT", "Invalid root value"),
             NodeError::RootNotLattice(_) => EvalError::new("STATE", e.to_string()),
             NodeError::Dlfs(d) => d.into(),
+            NodeError::Argument(m) => EvalError::new("ARGUMENT", m),
         }
     }
 }
@@ -182,6 +186,27 @@ impl LocalNode {
             *root = merged.clone();
         }
         Ok(merged)
+    }
+
+    /// Stores values the way `(store v)` does (lattice.md §5): each under its Value ID in the
+    /// root's `:data` Index, so it stays reachable (compaction keeps it) and an embedded value,
+    /// which has no record of its own, can still be fetched by ID. One merge and one durable
+    /// commit for the whole batch; when this returns `Ok`, every value is durable. `nil` cannot
+    /// be stored (`:data` holds no nil values).
+    pub fn store_values(&self, values: &[Cell]) -> Result<Cell, NodeError> {
+        let mut entries: Vec<(Cell, Cell)> = Vec::with_capacity(values.len());
+        let mut seen = std::collections::HashSet::with_capacity(values.len());
+        for v in values {
+            if v.is_nil() {
+                return Err(NodeError::Argument("Cannot store nil".into()));
+            }
+            if seen.insert(*v.id()) {
+                entries.push((Cell::blob(v.id().as_bytes()), v.clone()));
+            }
+        }
+        let entry = Cell::index(entries)
+            .map_err(|e| NodeError::Argument(e.to_string()))?;
+        self.merge(&[kw("data")], &entry)
     }
 
     /// Replaces the root (not a merge), commits. The value must pass the root lattice's
@@ -368,10 +393,7 @@ impl QueryNode for LocalNode {
 
     fn store(&self, value: &Cell) -> Result<ValueId, EvalError> {
         let id = *value.id();
-        let entry = Cell::index(vec![(Cell::blob(id.as_bytes()), value.clone())])
-            .map_err(|e| EvalError::new("ARGUMENT", e.to_string()))?;
-        let data = Cell::keyword("data").map_err(|e| EvalError::new("ARGUMENT", e.to_string()))?;
-        self.merge(&[data], &entry)?;
+        self.store_values(std::slice::from_ref(value))?;
         Ok(id)
     }
 

@@ -3,6 +3,7 @@
 //! Children resolve through a [`Resolver`]; walks are bounded by the tree shapes of the format.
 
 use crate::cell::{tag, Cell, Kind, Ref, ResolveError, Resolver, HASH_LEAF_MAX, VECTOR_LEAF_MAX};
+use crate::ValueId;
 
 type Res<T> = Result<T, ResolveError>;
 
@@ -115,20 +116,43 @@ pub fn for_each_index_entry(
     r: &dyn Resolver,
     f: &mut dyn FnMut(Cell, Cell) -> Res<()>,
 ) -> Res<()> {
+    for_each_surviving_index_entry(cell, r, f, &mut |id| Err(ResolveError::Missing(id)))
+}
+
+/// [`for_each_index_entry`] over a tree that may have lost cells: where a node or an entry's
+/// key or value cannot be found, `lost(id)` is called instead (it may fail the walk) and the
+/// walk goes on with the rest. Salvage uses it to keep every entry that survived.
+pub fn for_each_surviving_index_entry(
+    cell: &Cell,
+    r: &dyn Resolver,
+    f: &mut dyn FnMut(Cell, Cell) -> Res<()>,
+    lost: &mut dyn FnMut(ValueId) -> Res<()>,
+) -> Res<()> {
     let refs = cell.refs();
+    let mut entry = |k: &Ref, v: &Ref, f: &mut dyn FnMut(Cell, Cell) -> Res<()>| {
+        match (k.fetch(r), v.fetch(r)) {
+            (Ok(k), Ok(v)) => f(k, v),
+            (Err(ResolveError::Missing(id)), _) | (_, Err(ResolveError::Missing(id))) => lost(id),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    };
     match cell.count() {
         0 => Ok(()),
-        1 => f(refs[0].fetch(r)?, refs[1].fetch(r)?),
+        1 => entry(&refs[0], &refs[1], f),
         _ => {
             let has_entry = cell.index_header().map(|h| h.0).unwrap_or(false);
             let children = if has_entry {
-                f(refs[0].fetch(r)?, refs[1].fetch(r)?)?;
+                entry(&refs[0], &refs[1], f)?;
                 &refs[2..]
             } else {
                 refs
             };
             for ch in children {
-                for_each_index_entry(&ch.fetch(r)?, r, f)?;
+                match ch.fetch(r) {
+                    Ok(c) => for_each_surviving_index_entry(&c, r, f, lost)?,
+                    Err(ResolveError::Missing(id)) => lost(id)?,
+                    Err(e) => return Err(e),
+                }
             }
             Ok(())
         }

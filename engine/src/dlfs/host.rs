@@ -9,6 +9,7 @@
 
 use super::blob::{BlobReader, BlobWriter};
 use super::crypt::{self, ContentKey, CryptError, DecryptReader};
+use super::ops::name_kid;
 use super::{find, is_valid_name, kw, update, write_time, DlfsError, DrivePath};
 use crate::lattice::coll::{self, Change, MapKind};
 use crate::lattice::dlfs as node;
@@ -229,9 +230,13 @@ pub struct HostScan {
     pub directories: u64,
     /// Their total size in bytes.
     pub bytes: u64,
-    /// Entries left out, with why: symbolic links, devices, names that are not UTF-8 or not
-    /// valid DLFS names.
+    /// Entries left out by design, with why: symbolic links (not followed) and special files.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Files and folders whose names a drive cannot hold as given, with the error that says
+    /// why (not UTF-8, not a valid DLFS name, or the same first 32 bytes as another name in
+    /// the folder: DLFS identifies names by those, lattice.md §7.4). An import copies the rest
+    /// and must report these as failures.
+    pub refused: Vec<(PathBuf, String)>,
 }
 
 /// Reads the tree under `dir` (names sorted, so the work order is deterministic).
@@ -254,11 +259,12 @@ fn scan_dir(dir: &Path, scan: &mut HostScan, depth: usize) -> Res<HostDir> {
         let e = e.map_err(host_err(dir))?;
         let path = e.path();
         let Some(name) = e.file_name().to_str().map(str::to_string) else {
-            scan.skipped.push((path, "name is not UTF-8".into()));
+            scan.refused
+                .push((path, "name is not UTF-8 (DLFS names are text)".into()));
             continue;
         };
         if !is_valid_name(&name) {
-            scan.skipped.push((path, "not a valid DLFS name".into()));
+            scan.refused.push((path, "not a valid DLFS name".into()));
             continue;
         }
         let ft = e.file_type().map_err(host_err(&path))?;
@@ -279,7 +285,46 @@ fn scan_dir(dir: &Path, scan: &mut HostScan, depth: usize) -> Res<HostDir> {
         }
     }
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    Ok(HostDir { entries })
+    // Names sharing their first 32 bytes are neighbours in byte order: the first is kept, the
+    // others refused with the error a shell `put` of the same name gives.
+    let mut kept: Vec<(String, HostNode)> = Vec::with_capacity(entries.len());
+    for (name, node) in entries {
+        match kept.last() {
+            Some((prev, _)) if name_kid(prev) == name_kid(&name) => {
+                let path = dir.join(&name);
+                if let HostNode::Dir(sub) = &node {
+                    uncount(sub, scan);
+                    scan.directories -= 1;
+                } else if let HostNode::File { len, .. } = &node {
+                    scan.files -= 1;
+                    scan.bytes -= len;
+                }
+                let why = DlfsError::NameCollision {
+                    loc: path.display().to_string(),
+                    existing: prev.clone(),
+                };
+                scan.refused.push((path, why.to_string()));
+            }
+            _ => kept.push((name, node)),
+        }
+    }
+    Ok(HostDir { entries: kept })
+}
+
+/// Takes a refused folder's contents back out of the scan's counts.
+fn uncount(d: &HostDir, scan: &mut HostScan) {
+    for (_, n) in &d.entries {
+        match n {
+            HostNode::File { len, .. } => {
+                scan.files -= 1;
+                scan.bytes -= len;
+            }
+            HostNode::Dir(sub) => {
+                scan.directories -= 1;
+                uncount(sub, scan);
+            }
+        }
+    }
 }
 
 fn collect_files<'a>(d: &'a HostDir, out: &mut Vec<(&'a Path, u64)>) {
@@ -300,6 +345,9 @@ pub struct ImportReport {
     pub bytes_read: u64,
     /// Files whose node in the drive was kept because the contents were the same.
     pub files_unchanged: u64,
+    /// Entries not imported because the drive already holds a different name with the same
+    /// first 32 bytes in that folder: (location in the drive, the error).
+    pub refused: Vec<(String, String)>,
 }
 
 /// Imports the host tree `dir` (scanned with [`scan_host`]) into `drive` at `p` (the drive
@@ -339,7 +387,7 @@ pub fn import_tree(
         .collect();
     let mut report = ImportReport::default();
     let mut stored = stored.into_iter();
-    let new = import_dir(&existing, dir, &mut stored, t, r, &mut report)?;
+    let new = import_dir(&existing, dir, &p.text, &mut stored, t, r, &mut report)?;
     if new == existing {
         return Ok((drive, report));
     }
@@ -359,6 +407,7 @@ pub fn import_tree(
 fn import_dir(
     existing: &Cell,
     dir: &HostDir,
+    loc: &str,
     stored: &mut dyn Iterator<Item = Res<(Ref, Cell, u64)>>,
     t: i64,
     r: &dyn Resolver,
@@ -375,11 +424,22 @@ fn import_dir(
             Some((k, v)) => {
                 let stored_name = etch_formats::value::blob_bytes(&k, r)?;
                 if stored_name != name.as_bytes() {
-                    return Err(DlfsError::NameCollision {
-                        loc: name.clone(),
+                    let at = format!("{}/{name}", loc.trim_end_matches('/'));
+                    let why = DlfsError::NameCollision {
+                        loc: at.clone(),
                         existing: String::from_utf8_lossy(&stored_name).into_owned(),
+                    };
+                    report.refused.push((at, why.to_string()));
+                    // Its contents were stored (unreferenced): step past them.
+                    let mut files = Vec::new();
+                    match host {
+                        HostNode::File { path, len } => files.push((path.as_path(), *len)),
+                        HostNode::Dir(sub) => collect_files(sub, &mut files),
                     }
-                    .into());
+                    for _ in &files {
+                        stored.next().transpose()?;
+                    }
+                    continue;
                 }
                 (v.fetch(r)?, true)
             }
@@ -421,7 +481,8 @@ fn import_dir(
                 } else {
                     Cell::nil()
                 };
-                let n = import_dir(&base, sub, stored, t, r, report)?;
+                let sub_loc = format!("{}/{name}", loc.trim_end_matches('/'));
+                let n = import_dir(&base, sub, &sub_loc, stored, t, r, report)?;
                 if n == old {
                     continue;
                 }
@@ -468,14 +529,6 @@ fn file_node(data: Ref, meta: Cell, t: i64) -> Cell {
         .child(meta)
         .child(Cell::long(t));
     e.finish()
-}
-
-fn name_kid(name: &str) -> coll::KeyId {
-    let n = name.len();
-    coll::KeyId {
-        bytes: name.as_bytes()[..n.min(32)].to_vec(),
-        hex: (n.saturating_mul(2)).min(64),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ fn classify(n: &Cell, r: &dyn Resolver) -> Result<Node, ResolveError> {
     })
 }
 
-/// The Index identity of a name.
-fn name_kid(name: &str) -> KeyId {
+/// The Index identity of a name: its first 32 bytes (lattice.md §7.4).
+pub(crate) fn name_kid(name: &str) -> KeyId {
     let n = name.len();
     KeyId {
         bytes: name.as_bytes()[..n.min(32)].to_vec(),

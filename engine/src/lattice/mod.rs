@@ -36,7 +36,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use owner::{did_key, did_key_public_key, sign, signature_valid};
-pub use path::{lookup_path, merge_at_path, value_at_path, MergeError};
+pub use path::{lookup_path, merge_at_path, stored_value, value_at_path, MergeError};
 
 /// Result of an operation that reads cells through a resolver.
 pub type Res<T> = Result<T, ResolveError>;

@@ -27,6 +27,26 @@ pub enum MergeError {
     NoSigningKey,
 }
 
+/// The value stored under `id`: its record in the store (`r`), or else the entry of the
+/// root's `:data` Index under that key (lattice.md §5). A value small enough to embed is kept
+/// only inside `:data`, never as a record of its own, so both places must be looked at; the
+/// query `fetch`, `etch get` and recovery share this one lookup. `None` when neither has it.
+pub fn stored_value(
+    root: &Cell,
+    id: &etch_formats::ValueId,
+    r: &dyn Resolver,
+) -> Result<Option<Cell>, ResolveError> {
+    if let Some(c) = r.resolve(id)? {
+        return Ok(Some(c));
+    }
+    if root.kind() != Kind::Index {
+        return Ok(None);
+    }
+    let data = Cell::keyword("data").map_err(|e| ResolveError::Store(e.to_string()))?;
+    let v = value_at_path(root, &[data, Cell::blob(id.as_bytes())], r)?;
+    Ok((!v.is_nil() && v.id() == id).then_some(v))
+}
+
 /// The value at a path by generic lookup (lattice.md §4.1): Index and Map entries by key,
 /// Vector elements by Integer index, a SignedData's value under `:value`; nil where absent.
 pub fn value_at_path(value: &Cell, path: &[Cell], r: &dyn Resolver) -> Result<Cell, ResolveError> {

@@ -1078,19 +1078,12 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 }
             };
             ev.step(1)?;
-            if let Some(c) = ev.resolver().resolve(&id)? {
+            let root = match ev.node_opt() {
+                Some(node) => node.root()?,
+                None => Cell::nil(),
+            };
+            if let Some(c) = crate::lattice::stored_value(&root, &id, ev.resolver())? {
                 return data_v(c);
-            }
-            // A small stored value is embedded in the `:data` Index, not a record of its own.
-            if let Some(node) = ev.node_opt() {
-                let path = [
-                    Cell::keyword("data").map_err(|e| EvalError::new("ARGUMENT", e.to_string()))?,
-                    Cell::blob(id.as_bytes()),
-                ];
-                let v = crate::lattice::value_at_path(&node.root()?, &path, ev.resolver())?;
-                if !v.is_nil() && *v.id() == id {
-                    return data_v(v);
-                }
             }
             // Unknown IDs give nil (query.md §6.1).
             data_v(Cell::nil())

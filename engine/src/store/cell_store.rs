@@ -290,6 +290,11 @@ impl Resolver for EtchStore {
 
 impl CellStore for EtchStore {
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError> {
+        // Convex never writes a record for nil (every store knows it) and its validation
+        // rejects one (etch.md §12).
+        if value.is_nil() {
+            return Ok(*value.id());
+        }
         let complete = |id: &ValueId| -> Result<bool, StoreError> {
             Ok(self
                 .status(id)?
@@ -303,11 +308,12 @@ impl CellStore for EtchStore {
                     detail: other.to_string(),
                 },
             })?;
-            // The reference marks branch records NON_EMBEDDED and leaves both embedding bits
-            // clear on an embedded top-level record (small.etch's root has flags 03): do the same,
-            // so our files are byte-identical. Clear bits only under-claim, which is safe.
+            // As the reference writes them (Etch.appendData with the Ref's lazily set bits):
+            // a branch record is NON_EMBEDDED (0x23 once PERSISTED); the top-level record has
+            // neither embedding bit (0x03) whether or not it would embed, as in both reference
+            // files. Clear bits only under-claim, which is safe.
             let flags = cad047::status::PERSISTED
-                | if cell.is_embedded() {
+                | if cell.id() == value.id() {
                     0
                 } else {
                     FLAG_NON_EMBEDDED

@@ -14,19 +14,27 @@ use std::time::Instant;
 /// Arguments of `etch compact`.
 #[derive(clap::Args)]
 #[command(
-    long_about = "Rewrites a store keeping only what is reachable from its root (and, for \
-a native store, from its N newest earlier commits), parents next to their children, and \
-replaces the original atomically. Cells reachable from no kept root are dropped: other \
-applications that keep unrooted data in the store lose it.\n\n\
+    long_about = "Rewrites a store keeping what is reachable from its root (and, for a native \
+store, from its N newest earlier commits), parents next to their children, and replaces the \
+original atomically.\n\n\
+Records no kept root reaches are dropped only once they are older than the grace period \
+(--grace-days, 14 by default, like git's prune): a value stored a moment ago by a tool that \
+has not yet linked it to a root is never lost. Native stores know when each record was \
+committed; a CAD047 file keeps no times, so its unreachable records are kept unless \
+--prune-now is given. Values stored with `etch put`, `etch import` or the shell's (store v) \
+are in the root's :data and always kept. Before anything is replaced, the command states how \
+many records it drops; --dry-run prints the Value ID of each record that would be dropped and \
+the counts, and changes nothing.\n\n\
 The copy is built at PATH.compact-tmp and synced; then a CAD047 file is renamed over PATH, and a \
 native directory is renamed to PATH.compact-old, the copy renamed to PATH, and the old one \
 deleted. Opening the store completes a swap a crash interrupted, so PATH always holds the \
 original or the complete copy. The store is locked against writers throughout.\n\n\
 A native copy keeps the kept commits as its commits 1, 2, … (new numbers and times). Prints the \
 bytes before and after and what was reclaimed; --json prints one object with the keys path, \
-format, bytes_before, bytes_after, reclaimed, cells, cell_bytes, dropped (records no kept root \
-reaches), roots, seconds. Exit status 0, \
-or 2 on an error (a store with missing cells cannot be compacted: see etch verify / recover)."
+format, bytes_before, bytes_after, reclaimed, cells, cell_bytes, dropped (records dropped), \
+kept_young (unreachable records kept for the grace period), roots, seconds, dry_run. Exit \
+status 0, or 2 on an error (a store with missing cells cannot be compacted: see etch verify / \
+recover)."
 )]
 pub struct CompactArgs {
     /// The store (either format).
@@ -34,6 +42,15 @@ pub struct CompactArgs {
     /// Native stores: also keep the roots of the N newest commits before the current one.
     #[arg(long, default_value_t = 0)]
     keep_snapshots: usize,
+    /// Unreachable records younger than this many days are kept.
+    #[arg(long, value_name = "DAYS", default_value_t = 14.0)]
+    grace_days: f64,
+    /// Drop every unreachable record now, whatever its age (grace period 0; CAD047 too).
+    #[arg(long, conflicts_with = "grace_days")]
+    prune_now: bool,
+    /// Print what would be dropped and change nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -59,13 +76,83 @@ pub fn run(args: CompactArgs) -> io::Result<ExitCode> {
     }
 }
 
+/// What the walk of a store found to keep and to drop.
+struct Plan {
+    /// Cells copied (reachable, or beneath a young unreachable record).
+    cells: u64,
+    /// Their encoding bytes.
+    bytes: u64,
+    /// Unreachable records kept for the grace period.
+    kept_young: u64,
+    /// Records dropped.
+    dropped: Vec<ValueId>,
+}
+
+/// Walks the kept roots, then the unreachable records young enough to keep, calling `emit`
+/// for each cell to copy (children first) and `root_done` after each root.
+fn walk_plan(
+    src: &Source,
+    roots: &[Option<ValueId>],
+    args: &CompactArgs,
+    emit: &mut dyn FnMut(&Cell) -> Result<(), String>,
+    root_done: &mut dyn FnMut(Option<ValueId>) -> Result<(), String>,
+) -> Result<Plan, String> {
+    let mut plan = Plan {
+        cells: 0,
+        bytes: 0,
+        kept_young: 0,
+        dropped: Vec::new(),
+    };
+    let mut seen: HashSet<ValueId> = HashSet::new();
+    let nil = *Cell::nil().id();
+    let mut count = |cell: &Cell, plan: &mut Plan| -> Result<(), String> {
+        plan.cells += 1;
+        plan.bytes += cell.len() as u64;
+        emit(cell)
+    };
+    for root in roots {
+        // A CAD047 nil root has no record (etch.md §12).
+        let stored = |r: &ValueId| *r != nil || matches!(src, Source::Native(_));
+        if let Some(r) = root.filter(stored) {
+            post_order(src, &r, &mut seen, &mut |cell| count(cell, &mut plan))?;
+        }
+        root_done(*root)?;
+    }
+    let cutoff = if args.prune_now {
+        i64::MAX
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        now - (args.grace_days.max(0.0) * 86_400_000.0) as i64
+    };
+    let times = src.record_times()?;
+    for id in src.all_ids()? {
+        if seen.contains(&id) {
+            continue;
+        }
+        let young = match &times {
+            Some(t) => src.record_time(t, &id).is_none_or(|ms| ms > cutoff),
+            None => !args.prune_now,
+        };
+        if young {
+            plan.kept_young += 1;
+            post_order(src, &id, &mut seen, &mut |cell| count(cell, &mut plan))?;
+        } else {
+            plan.dropped.push(id);
+        }
+    }
+    // A dropped record may lie beneath a young one kept after it was listed.
+    plan.dropped.retain(|id| !seen.contains(id));
+    Ok(plan)
+}
+
 fn compact(args: &CompactArgs) -> Result<(), String> {
     let start = Instant::now();
     let path = &args.path;
     let src = Source::open(path, true)?;
     let format = src.format();
     let tmp = tmp_path(path);
-    remove_any(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let before = disk_bytes(path);
     let records_before = src.record_count()?;
     // The roots to keep, oldest first; each becomes a commit of the copy.
@@ -77,34 +164,36 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
         roots.extend(older[from..].iter().map(|s| s.1));
     }
     roots.push(src.root());
-    let mut sink = Sink::create(&tmp, format)?;
-    let pb = bar(records_before, "copy", false);
-    let (mut cells, mut bytes) = (0u64, 0u64);
-    let mut seen: HashSet<ValueId> = HashSet::new();
-    let nil = *Cell::nil().id();
-    let result = (|| -> Result<(), String> {
-        for root in &roots {
-            // A CAD047 nil root has no record (etch.md §12).
-            let stored = |r: &ValueId| *r != nil || matches!(src, Source::Native(_));
-            if let Some(r) = root.filter(stored) {
-                post_order(&src, &r, &mut seen, &mut |cell| {
-                    sink.put(cell, true, src.flags(cell.id()))?;
-                    cells += 1;
-                    bytes += cell.len() as u64;
-                    pb.inc(1);
-                    Ok(())
-                })?;
-            }
-            sink.commit_root(*root)?;
-        }
-        Ok(())
-    })();
-    pb.finish_and_clear();
-    if let Err(e) = result {
-        drop(sink);
-        let _ = remove_any(&tmp);
-        return Err(e);
+    if args.dry_run {
+        let plan = walk_plan(&src, &roots, args, &mut |_| Ok(()), &mut |_| Ok(()))?;
+        return report_dry_run(args, format.name(), &plan, roots.len());
     }
+    remove_any(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // Both callbacks write the one copy, one at a time.
+    let sink = std::cell::RefCell::new(Sink::create(&tmp, format)?);
+    let pb = bar(records_before, "copy", false);
+    let result = walk_plan(
+        &src,
+        &roots,
+        args,
+        &mut |cell| {
+            sink.borrow_mut().put(cell, true, src.flags(cell.id()))?;
+            pb.inc(1);
+            Ok(())
+        },
+        &mut |root| sink.borrow_mut().commit_root(root),
+    );
+    pb.finish_and_clear();
+    let sink = sink.into_inner();
+    let plan = match result {
+        Ok(p) => p,
+        Err(e) => {
+            drop(sink);
+            let _ = remove_any(&tmp);
+            return Err(e);
+        }
+    };
+    let (cells, bytes) = (plan.cells, plan.bytes);
     sink.finish()?;
     // The copy must open with the same root before it replaces anything.
     {
@@ -117,6 +206,16 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
                 src.root().map(|r| r.to_hex())
             ));
         }
+    }
+    if !args.json {
+        eprintln!(
+            "{}: dropping {} records that no kept root reaches and are older than the grace \
+             period; keeping {} cells, {} of them unreachable but younger",
+            path.display(),
+            plan.dropped.len(),
+            cells,
+            plan.kept_young
+        );
     }
     crash_point("copied");
     replace_with(path, &mut |step| match step {
@@ -139,8 +238,10 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
             "reclaimed": reclaimed,
             "cells": cells,
             "cell_bytes": bytes,
-            "dropped": records_before.saturating_sub(cells),
+            "dropped": plan.dropped.len(),
+            "kept_young": plan.kept_young,
             "roots": roots.len(),
+            "dry_run": false,
             "seconds": secs,
         });
         writeln!(out, "{v}")
@@ -162,15 +263,57 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
             )
         })
         .and_then(|_| {
-            let dropped = records_before.saturating_sub(cells);
-            if dropped == 0 {
+            if plan.dropped.is_empty() && plan.kept_young == 0 {
                 return Ok(());
             }
             writeln!(
                 out,
-                "dropped {dropped} records that no kept root reaches (data stored without a root is gone)"
+                "dropped {} records that no kept root reaches; kept {} such records younger than the grace period",
+                plan.dropped.len(),
+                plan.kept_young
             )
         })
+    };
+    res.map_err(|e| e.to_string())
+}
+
+/// `--dry-run`: each record that would go, then the counts; nothing changes.
+fn report_dry_run(
+    args: &CompactArgs,
+    format: &str,
+    plan: &Plan,
+    roots: usize,
+) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    let res = if args.json {
+        let v = serde_json::json!({
+            "path": args.path.display().to_string(),
+            "format": format,
+            "cells": plan.cells,
+            "cell_bytes": plan.bytes,
+            "dropped": plan.dropped.len(),
+            "dropped_ids": plan.dropped.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "kept_young": plan.kept_young,
+            "roots": roots,
+            "dry_run": true,
+        });
+        writeln!(out, "{v}")
+    } else {
+        plan.dropped
+            .iter()
+            .try_for_each(|id| writeln!(out, "would drop {}", id.to_hex()))
+            .and_then(|_| {
+                writeln!(
+                    out,
+                    "{}: dry run: would keep {} cells ({} bytes of encodings) reachable from {roots} root{} or younger than the grace period ({} unreachable records kept), would drop {} records; nothing changed",
+                    args.path.display(),
+                    plan.cells,
+                    plan.bytes,
+                    if roots == 1 { "" } else { "s" },
+                    plan.kept_young,
+                    plan.dropped.len()
+                )
+            })
     };
     res.map_err(|e| e.to_string())
 }

@@ -77,6 +77,33 @@ impl Source {
         }
     }
 
+    /// For each record, when it was written (ms since the epoch): native stores know it from
+    /// the commit that made the record durable; a CAD047 file keeps no times (`None`).
+    pub fn record_times(&self) -> Result<Option<RecordTimes>, String> {
+        match self {
+            Source::Native(s) => {
+                let ends = s
+                    .snapshots()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|x| (x.commit.log_end, x.commit.time_ms))
+                    .collect();
+                Ok(Some(RecordTimes { ends }))
+            }
+            Source::Cad(_) => Ok(None),
+        }
+    }
+
+    /// The time the record of `id` was committed (see [`Source::record_times`]).
+    pub fn record_time(&self, times: &RecordTimes, id: &ValueId) -> Option<i64> {
+        let Source::Native(s) = self else {
+            return None;
+        };
+        let addr = s.record_address(id)?;
+        let i = times.ends.partition_point(|(end, _)| *end <= addr);
+        times.ends.get(i).map(|(_, t)| *t)
+    }
+
     /// The CAD047 flags of a record.
     pub fn flags(&self, id: &ValueId) -> Option<u8> {
         match self {
@@ -118,6 +145,11 @@ impl Source {
             }
         }
     }
+}
+
+/// The log end and time of every commit of a native store, oldest first.
+pub struct RecordTimes {
+    ends: Vec<(u64, i64)>,
 }
 
 impl Resolver for Source {
@@ -252,6 +284,8 @@ impl Sink {
                 *dirty |= new;
                 Ok(new)
             }
+            // Convex never writes a record for nil, and its validation rejects one.
+            Sink::Cad(..) if cell.is_nil() => Ok(false),
             Sink::Cad(f, staged) => {
                 let existed = f.lookup(&cell.id().0).map_err(|e| e.to_string())?.is_some();
                 let mem = if complete {
@@ -273,11 +307,13 @@ impl Sink {
                         .unwrap_or(cad047::status::PERSISTED),
                     None => cad047::status::STORED,
                 };
+                // A CAD047 source's embedding bits are kept as they are, so a copy between
+                // CAD047 files is byte-identical; otherwise branches are marked NON_EMBEDDED.
                 let flags = status
-                    | if cell.is_embedded() {
-                        0
-                    } else {
-                        FLAG_NON_EMBEDDED
+                    | match source_flags {
+                        Some(src) => src & (FLAG_NON_EMBEDDED | cad047::FLAG_EMBEDDED),
+                        None if cell.is_embedded() => 0,
+                        None => FLAG_NON_EMBEDDED,
                     };
                 f.write(&cell.id().0, cell.encoding(), flags, mem.unwrap_or(0))
                     .map_err(|e| e.to_string())?;

@@ -78,8 +78,11 @@ enum DriveCommand {
     ///
     /// Files are stored on every core; identical files and chunks are stored once. A file whose
     /// contents equal the drive's keeps its node (time and hash); entries the drive has and the
-    /// host lacks are kept. Symbolic links and special files are skipped and listed. Prints
-    /// bytes read against bytes newly stored. One commit at the end.
+    /// host lacks are kept. Symbolic links and special files are skipped and listed. A file or
+    /// folder whose name a drive cannot hold as given (not UTF-8, not a valid name, or the same
+    /// first 32 bytes as another name in its folder: DLFS tells names apart by those) is not
+    /// imported: each is listed with why, the rest is imported, and the exit status is 1.
+    /// Prints bytes read against bytes newly stored. One commit at the end.
     Import(ImportArgs),
     /// Export a drive directory to a new host folder, byte for byte.
     ///
@@ -665,6 +668,9 @@ fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     for (path, why) in &scan.skipped {
         eprintln!("etch drive: skipped {}: {why}", path.display());
     }
+    for (path, why) in &scan.refused {
+        eprintln!("etch drive: not imported: {}: {why}", path.display());
+    }
     let before = s.store.stats().map_err(err)?.encoding_bytes;
     let bar = bytes_bar(scan.bytes, "import");
     let store = s.store.clone();
@@ -689,6 +695,16 @@ fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
         secs,
         report.bytes_read as f64 / 1e6 / secs.max(1e-9)
     );
+    for (at, why) in &report.refused {
+        eprintln!("etch drive: not imported: {at}: {why}");
+    }
+    let refused = scan.refused.len() + report.refused.len();
+    if refused > 0 {
+        return Err(io::Error::other(format!(
+            "{refused} files or folders were not imported (listed above: rename them and \
+             import again); everything else was imported and committed"
+        )));
+    }
     Ok(())
 }
 

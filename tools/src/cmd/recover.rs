@@ -6,6 +6,8 @@ use super::scan::{
 };
 use super::FormatArg;
 use etch_engine::store::StoreFormat;
+use etch_engine::lattice::value_at_path;
+use etch_formats::value::for_each_surviving_index_entry;
 use etch_formats::{decode_cell, Cell, Resolver, ValueId};
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -72,6 +74,152 @@ fn tree_complete(
     Ok(())
 }
 
+/// A root rebuilt from what survived of a damaged one.
+struct Salvaged {
+    root: Cell,
+    /// `:data` entries kept (their values' trees are whole).
+    data_kept: usize,
+    /// Cells found missing while walking it.
+    cells_lost: usize,
+    /// Keys of the root whose subtree was not whole (replaced from `whole`, or dropped).
+    dropped: Vec<String>,
+}
+
+/// True when every branch beneath `cell` is among the good records.
+fn value_complete(scan: &Scan, cell: &Cell, complete: &mut HashSet<[u8; 32]>) -> bool {
+    let mut kids = Vec::new();
+    branch_children(cell, &mut kids);
+    kids.iter().all(|k| tree_complete(scan, &k.0, complete).is_ok())
+}
+
+/// Rebuilds the lattice root `newest` from what survived (lattice.md §4, §5): each of its keys
+/// whose subtree is whole is kept; of `:data` (a union of values by ID), every entry whose value
+/// is whole is kept, with the entries of the newest whole root `whole` added; any other key
+/// that lost cells is taken from `whole` (or dropped). `None` when `newest` is not a readable
+/// lattice root.
+fn salvage_root(
+    scan: &Scan,
+    newest: &[u8; 32],
+    whole: Option<[u8; 32]>,
+    complete: &mut HashSet<[u8; 32]>,
+) -> Option<Salvaged> {
+    let res = scan.resolver();
+    let (top, _) = res.get(newest)?;
+    if top.kind() != etch_formats::Kind::Index {
+        return None;
+    }
+    let whole_root = whole.and_then(|w| res.get(&w)).map(|(c, _)| c);
+    let data_key = Cell::keyword("data").ok()?;
+    let mut cells_lost = 0usize;
+    let mut keys: Vec<(Cell, Cell)> = Vec::new();
+    let mut dropped = Vec::new();
+    let _ = for_each_surviving_index_entry(
+        &top,
+        &res,
+        &mut |k, v| {
+            keys.push((k, v));
+            Ok(())
+        },
+        &mut |_| {
+            cells_lost += 1;
+            Ok(())
+        },
+    );
+    let from_whole = |k: &Cell| -> Option<Cell> {
+        let w = whole_root.as_ref()?;
+        value_at_path(w, std::slice::from_ref(k), &res)
+            .ok()
+            .filter(|v| !v.is_nil())
+    };
+    let mut out: Vec<(Cell, Cell)> = Vec::new();
+    let mut data_kept = 0;
+    for (k, v) in keys {
+        if value_complete(scan, &v, complete) {
+            if k == data_key {
+                data_kept = v.count() as usize;
+            }
+            out.push((k, v));
+            continue;
+        }
+        if k != data_key {
+            dropped.push(etch_formats::text::print(&k, &res).unwrap_or_default());
+            if let Some(w) = from_whole(&k) {
+                out.push((k, w));
+            }
+            continue;
+        }
+        let mut entries: std::collections::BTreeMap<Vec<u8>, (Cell, Cell)> = Default::default();
+        for data in [Some(v.clone()), from_whole(&k)].into_iter().flatten() {
+            let mut incomplete = 0usize;
+            let _ = for_each_surviving_index_entry(
+                &data,
+                &res,
+                &mut |id, value| {
+                    if value_complete(scan, &value, complete) {
+                        entries.insert(id.encoding().to_vec(), (id, value));
+                    } else {
+                        incomplete += 1;
+                    }
+                    Ok(())
+                },
+                &mut |_| {
+                    cells_lost += 1;
+                    Ok(())
+                },
+            );
+            cells_lost += incomplete;
+        }
+        data_kept = entries.len();
+        let index = Cell::index(entries.into_values().collect()).ok()?;
+        out.push((k, index));
+    }
+    let root = Cell::index(out).ok()?;
+    Some(Salvaged {
+        root,
+        data_kept,
+        cells_lost,
+        dropped,
+    })
+}
+
+/// Resolves the cells of a tree built in memory (attached branches), then the scan's records.
+struct Overlay<'a> {
+    cells: std::collections::HashMap<ValueId, Cell>,
+    base: &'a dyn Resolver,
+}
+
+impl<'a> Overlay<'a> {
+    fn new(root: &Cell, base: &'a dyn Resolver) -> Overlay<'a> {
+        let mut cells = std::collections::HashMap::new();
+        let mut stack = vec![root.clone()];
+        while let Some(c) = stack.pop() {
+            for r in c.refs() {
+                match r {
+                    etch_formats::Ref::Embedded(e) => stack.push(e.clone()),
+                    etch_formats::Ref::Branch(_) => {
+                        if let Some(t) = r.cell() {
+                            if cells.insert(r.id(), t.clone()).is_none() {
+                                stack.push(t.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cells.insert(*root.id(), root.clone());
+        Overlay { cells, base }
+    }
+}
+
+impl Resolver for Overlay<'_> {
+    fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, etch_formats::ResolveError> {
+        match self.cells.get(id) {
+            Some(c) => Ok(Some(c.clone())),
+            None => self.base.resolve(id),
+        }
+    }
+}
+
 /// Runs `etch recover`.
 pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     let start = Instant::now();
@@ -83,6 +231,9 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => return error_exit(e),
     };
+    // Records past the last commit hash and decode like any other: salvage them too.
+    let uncommitted = std::mem::take(&mut scan.uncommitted);
+    scan.recs.extend(uncommitted);
     scan.check_records(show);
     let index_damaged = scan.problems.iter().any(|p| {
         matches!(
@@ -150,6 +301,14 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             },
         }
     }
+    // The newest root lost cells: keep what survived of it (every :data value whose tree is
+    // whole stays reachable by its ID) over the newest whole root.
+    let salvaged = match candidates.first() {
+        Some((seq, Some(r))) if lost.first().is_some_and(|l| l.1 == *r) => {
+            salvage_root(&scan, r, chosen.and_then(|c| c.1), &mut complete).map(|s| (*seq, *r, s))
+        }
+        _ => None,
+    };
     let to: StoreFormat = match args.format {
         Some(f) => f.into(),
         None => match scan.format {
@@ -166,7 +325,18 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     let result = (|| -> Result<(), String> {
         let res = scan.resolver();
         let mut seen: HashSet<ValueId> = HashSet::new();
-        if let Some((_, Some(r))) = chosen {
+        if let Some((_, _, s)) = &salvaged {
+            let overlay = Overlay::new(&s.root, &res);
+            post_order(&overlay, s.root.id(), &mut seen, &mut |cell| {
+                if sink.put(cell, true, None)? {
+                    cells += 1;
+                    bytes += cell.len() as u64;
+                }
+                pb.inc(1);
+                Ok(())
+            })?;
+            sink.commit_root(Some(*s.root.id()))?;
+        } else if let Some((_, Some(r))) = chosen {
             if res.resolve(&ValueId(r)).ok().flatten().is_some() {
                 post_order(&res, &ValueId(r), &mut seen, &mut |cell| {
                     if sink.put(cell, true, None)? {
@@ -178,7 +348,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
                 })?;
             }
         }
-        if let Some((_, root)) = chosen {
+        if let (None, Some((_, root))) = (&salvaged, chosen) {
             sink.commit_root(root.map(ValueId))?;
         }
         // Every other intact record, in file order.
@@ -210,9 +380,17 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
         return error_exit(e);
     }
     let secs = start.elapsed().as_secs_f64();
+    // Lost: a damaged record, a root whose tree is not whole, or bytes where records lay that
+    // could not be read. Damage to what only points at records (index, snapshots, header,
+    // commit chain) loses nothing once every record is salvaged.
     let something_lost = !damaged.is_empty()
         || !lost.is_empty()
-        || scan.problems.iter().any(|p| p.kind != Kind::Structure);
+        || scan.problems.iter().any(|p| {
+            matches!(
+                p.kind,
+                Kind::Frame | Kind::Truncated | Kind::Record | Kind::Hash | Kind::Encoding
+            )
+        });
     let hexs = |b: &[u8; 32]| hex::encode(b);
     let mut out = io::stdout().lock();
     if args.json {
@@ -223,7 +401,11 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             "records": scan.recs.len(),
             "good": scan.recs.iter().filter(|r| r.good).count(),
             "damaged": damaged.iter().map(|(o, id)| serde_json::json!({"offset": o, "id": hexs(id)})).collect::<Vec<_>>(),
-            "root": chosen.and_then(|c| c.1).map(|r| hexs(&r)),
+            "root": match &salvaged {
+                Some((_, _, sv)) => Some(sv.root.id().to_hex()),
+                None => chosen.and_then(|c| c.1).map(|r| hexs(&r)),
+            },
+            "salvaged_from": salvaged.as_ref().map(|(seq, r, sv)| serde_json::json!({"seq": seq, "root": hexs(r), "data_kept": sv.data_kept, "cells_lost": sv.cells_lost})),
             "root_seq": chosen.map(|c| c.0),
             "lost_roots": lost.iter().map(|(s, r, m)| serde_json::json!({"seq": s, "root": hexs(r), "missing": hexs(m)})).collect::<Vec<_>>(),
             "problems": scan.problems.len(),
@@ -259,7 +441,27 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             };
             writeln!(out, "lost: {which} {} (cell {} is gone)", hexs(r), hexs(m))?;
         }
-        match chosen {
+        if let Some((seq, old, sv)) = &salvaged {
+            let which = if scan.format == Format::Native {
+                format!("commit {seq}'s root")
+            } else {
+                "the header's root".into()
+            };
+            writeln!(
+                out,
+                "root: {} salvaged from {which} {}: {} :data values kept, {} cells of it lost{}",
+                sv.root.id().to_hex(),
+                hexs(old),
+                sv.data_kept,
+                sv.cells_lost,
+                if sv.dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} taken from the newest whole root or dropped", sv.dropped.join(", "))
+                }
+            )?;
+        } else {
+            match chosen {
             Some((seq, Some(r))) => writeln!(
                 out,
                 "root: {}{}",
@@ -272,6 +474,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             )?,
             Some((_, None)) => writeln!(out, "root: none was set")?,
             None => writeln!(out, "root: none survived: the new store has no root")?,
+            }
         }
         writeln!(
             out,

@@ -8,8 +8,8 @@
 
 use etch_engine::store::cad047::{self, digit, level_slots, DATA_START, LEVEL_MAX};
 use etch_engine::store::native::format::{
-    frame_crc, parse_frame_header, record_crc, records, Commit, Snapshot, FORMAT_MAGIC,
-    FRAME_HEADER_BYTES, FRAME_MAGIC, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX,
+    frame_at, frame_crc, parse_frame_header, record_crc, records, resync, Commit, Snapshot,
+    FORMAT_MAGIC, FRAME_HEADER_BYTES, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX,
     RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
 };
 use etch_engine::store::native::run::{parse_run_file_name, run_file_name, Run, RunError};
@@ -245,6 +245,9 @@ pub struct Scan {
     /// Every record of the store (committed records for native), in file order until
     /// [`Scan::sort_by_id`].
     pub recs: Vec<Rec>,
+    /// Native: intact-looking records past the last commit (what a crash or a truncation left
+    /// uncommitted; `recover` salvages them too). Not yet checked.
+    pub uncommitted: Vec<Rec>,
     /// Problems found.
     pub problems: Vec<Problem>,
     /// Observations that are not damage (an uncommitted tail, stray runs).
@@ -601,27 +604,7 @@ const SNAPSHOTS: &str = "snapshots";
 
 /// A well-formed frame at `pos` (header, bounds, checksum), as (kind, payload length, total).
 fn good_frame(log: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
-    let head = log.get(pos..pos.checked_add(FRAME_HEADER_BYTES)?)?;
-    let h = parse_frame_header(head)?;
-    let end = pos.checked_add(h.total())?;
-    if end > log.len() {
-        return None;
-    }
-    let payload = &log[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + h.len];
-    (frame_crc(head, payload) == h.crc).then_some((h.kind, h.len, h.total()))
-}
-
-/// The next 8-aligned offset ≥ `from` where a well-formed frame starts (or the log's end).
-fn resync(log: &[u8], from: usize) -> usize {
-    let mut p = (from + 7) & !7;
-    let magic = FRAME_MAGIC.to_le_bytes();
-    while p + FRAME_HEADER_BYTES <= log.len() {
-        if log[p..p + 4] == magic && good_frame(log, p).is_some() {
-            return p;
-        }
-        p += 8;
-    }
-    log.len()
+    frame_at(log, pos).map(|(h, _)| (h.kind, h.len, h.total()))
 }
 
 /// Records found by trying every offset of `bytes` (a damaged frame): `(offset, id, len)`
@@ -942,10 +925,11 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
             tail.len()
         ));
     }
-    recs.retain(|r| r.offset < committed_end);
     // Salvage after damage may meet a record twice (a damaged length spanning later frames).
     recs.sort_by_key(|r| r.offset);
     recs.dedup_by_key(|r| r.offset);
+    let (recs, uncommitted): (Vec<Rec>, Vec<Rec>) =
+        recs.into_iter().partition(|r| r.offset < committed_end);
     let before_damage = |a: u64| first_damage.is_none_or(|d| a < d);
     let roots: Vec<RootRef> = commits
         .iter()
@@ -1085,6 +1069,7 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
         rec_file: LOG.into(),
         map,
         recs,
+        uncommitted,
         problems,
         notes,
         roots,
@@ -1155,6 +1140,7 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
         rec_file: name.clone(),
         map: Mapped(None),
         recs: Vec::new(),
+        uncommitted: Vec::new(),
         problems: Vec::new(),
         notes,
         roots: Vec::new(),

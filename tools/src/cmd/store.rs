@@ -1,6 +1,10 @@
 //! `etch info`, `etch get`, `etch put`: a store from the command line.
 
-use super::{iso_time, open_any, FormatArg};
+use super::{iso_time, open_any, with_path, FormatArg};
+use etch_engine::lattice::stored_value;
+use etch_engine::node::LocalNode;
+use etch_formats::Cell;
+use std::io::BufRead;
 use etch_engine::store::{AnyStore, Root};
 use etch_formats::text::print;
 use etch_formats::text::read::read_one;
@@ -204,9 +208,21 @@ pub fn get(args: GetArgs) -> io::Result<ExitCode> {
         Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
-    let cell = match store.get(&id) {
+    // An embedded value stored with (store v) or `etch put` lives only in the root's :data;
+    // a root that cannot be read leaves the records themselves readable.
+    let (root, root_error) = match store.root() {
+        Ok(Root::Value(r)) => (r, None),
+        Ok(Root::Unset) => (Cell::nil(), None),
+        Err(e) => (Cell::nil(), Some(e)),
+    };
+    let cell = match stored_value(&root, &id, store.as_ref()) {
         Ok(Some(c)) => c,
-        Ok(None) => return fail(format!("no cell {id} in {}", args.path.display())),
+        Ok(None) => {
+            let why = root_error.map_or(String::new(), |e| {
+                format!(" (its root cannot be read, so its :data was not searched: {e})")
+            });
+            return fail(format!("no cell {id} in {}{why}", args.path.display()));
+        }
         Err(e) => return fail(e),
     };
     let mut out = io::stdout().lock();
@@ -221,13 +237,27 @@ pub fn get(args: GetArgs) -> io::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Values `etch put` stores per commit.
+const PUT_BATCH_VALUES: usize = 1000;
+/// Bytes of input text after which `etch put` commits the values read so far.
+const PUT_BATCH_TEXT_BYTES: usize = 8 << 20;
+
 /// Arguments of `etch put`.
 #[derive(clap::Args)]
 #[command(
     long_about = "Reads one value per line from stdin (Convex-Lisp text) and stores each \
-with all its branch cells, printing its Value ID. The store is created if it does not exist. \
-Everything is durable when the command exits 0. A line that cannot be read prints \
-`error: <kind>: <detail>`; the command goes on and exits 1."
+with all its branch cells, printing its Value ID. The store is created if it does not exist.\n\n\
+Each value is kept in the root's :data Index under its Value ID, as the shell's (store v) does, \
+so it stays reachable: compaction keeps it, and `etch get` finds it even when it is small \
+enough to be embedded (such a value has no record of its own). Values are committed in batches \
+of 1,000 values (or 8 MiB of text) and at the end of input; an ID is printed only once its \
+batch is durable, so every ID printed survives a crash or kill.\n\n\
+A line that cannot be read prints `error: <kind>: <detail>` in its place; the command goes on \
+and exits 1. If a commit fails, the values of that batch are reported as not stored and the \
+command stops with exit status 1.\n\n\
+With --no-root, each value is written as a record only (what a Convex peer's store does): \
+nothing in the root refers to it, so `etch compact` drops it once it is older than its grace \
+period, and an embedded value cannot be read back by `etch get`."
 )]
 pub struct PutArgs {
     /// The store (created if missing).
@@ -235,6 +265,15 @@ pub struct PutArgs {
     /// Format of a store created here.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
+    /// Write records only; do not keep the values in the root's :data (see above).
+    #[arg(long)]
+    no_root: bool,
+}
+
+/// What `etch put` prints for one input line once its batch is settled.
+enum PutLine {
+    Stored(ValueId),
+    Failed(String, String),
 }
 
 /// Runs `etch put`.
@@ -243,15 +282,91 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
         Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
-    let code = super::per_line(|line, out| {
-        let cell = read_one(line).map_err(|e| ("syntax".to_string(), e.to_string()))?;
-        let id = store
-            .put(&cell)
-            .map_err(|e| ("store".to_string(), e.to_string()))?;
-        writeln!(out, "{id}").map_err(|e| ("io".to_string(), e.to_string()))
-    })?;
-    if let Err(e) = store.commit() {
-        return fail(e);
+    let node = if args.no_root {
+        None
+    } else {
+        match LocalNode::open(store.clone(), None) {
+            Ok(n) => Some(n),
+            Err(e) => return fail(with_path(&args.path, &e)),
+        }
+    };
+    // Stores one batch durably; `Err` means none of it may be counted on.
+    let commit = |values: &[Cell]| -> Result<(), String> {
+        match &node {
+            Some(n) => n.store_values(values).map(|_| ()).map_err(|e| e.to_string()),
+            None => {
+                for v in values {
+                    store.put(v).map_err(|e| e.to_string())?;
+                }
+                store.commit().map_err(|e| e.to_string())
+            }
+        }
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let (mut lines, mut values, mut text_bytes) = (Vec::new(), Vec::new(), 0usize);
+    let mut failed = false;
+    let settle = |lines: &mut Vec<PutLine>,
+                      values: &mut Vec<Cell>,
+                      out: &mut dyn Write|
+     -> io::Result<Result<(), String>> {
+        let result = if values.is_empty() {
+            Ok(())
+        } else {
+            commit(values)
+        };
+        for line in lines.drain(..) {
+            match (&line, &result) {
+                (PutLine::Stored(id), Ok(())) => writeln!(out, "{id}")?,
+                (PutLine::Stored(id), Err(e)) => {
+                    writeln!(out, "error: store: {id} not stored: {}", e.replace('\n', " "))?
+                }
+                (PutLine::Failed(kind, detail), _) => writeln!(out, "error: {kind}: {detail}")?,
+            }
+        }
+        values.clear();
+        out.flush()?;
+        Ok(result)
+    };
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        text_bytes += line.len();
+        match read_one(line) {
+            Ok(cell) if cell.is_nil() && !args.no_root => {
+                failed = true;
+                lines.push(PutLine::Failed(
+                    "argument".into(),
+                    "nil cannot be stored (it has no record; its ID is known)".into(),
+                ));
+            }
+            Ok(cell) => {
+                lines.push(PutLine::Stored(*cell.id()));
+                values.push(cell);
+            }
+            Err(e) => {
+                failed = true;
+                lines.push(PutLine::Failed(
+                    "syntax".into(),
+                    e.to_string().replace('\n', " "),
+                ));
+            }
+        }
+        if values.len() >= PUT_BATCH_VALUES || text_bytes >= PUT_BATCH_TEXT_BYTES {
+            text_bytes = 0;
+            if let Err(e) = settle(&mut lines, &mut values, &mut out)? {
+                return fail(format!("{}: commit failed, stopped: {e}", args.path.display()));
+            }
+        }
     }
-    Ok(code)
+    if let Err(e) = settle(&mut lines, &mut values, &mut out)? {
+        return fail(format!("{}: commit failed, stopped: {e}", args.path.display()));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

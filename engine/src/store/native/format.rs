@@ -103,6 +103,33 @@ pub fn parse_frame_header(b: &[u8]) -> Option<FrameHeader> {
     })
 }
 
+/// The well-formed frame at `pos` of `log` (header, bounds, checksum): its header and payload.
+pub fn frame_at(log: &[u8], pos: usize) -> Option<(FrameHeader, &[u8])> {
+    let head = log.get(pos..pos.checked_add(FRAME_HEADER_BYTES)?)?;
+    let h = parse_frame_header(head)?;
+    let end = pos.checked_add(h.total())?;
+    if end > log.len() {
+        return None;
+    }
+    let payload = &log[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + h.len];
+    (frame_crc(head, payload) == h.crc).then_some((h, payload))
+}
+
+/// The next 8-aligned offset ≥ `from` where a well-formed frame starts, or the log's end:
+/// where reading resumes after damage (frames are 8-aligned, so nothing in between can start
+/// one).
+pub fn resync(log: &[u8], from: usize) -> usize {
+    let mut p = from.saturating_add(7) & !7;
+    let magic = FRAME_MAGIC.to_le_bytes();
+    while p.saturating_add(FRAME_HEADER_BYTES) <= log.len() {
+        if log[p..p + 4] == magic && frame_at(log, p).is_some() {
+            return p;
+        }
+        p += 8;
+    }
+    log.len()
+}
+
 /// The CRC of a record: CRC-32C over its id, length and encoding.
 pub fn record_crc(id: &[u8], len: &[u8], encoding: &[u8]) -> u32 {
     let c = crc32c::crc32c(id);

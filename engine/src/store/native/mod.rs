@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use etch_formats::cell::ResolveError;
 use etch_formats::{decode_cell, Cell, Resolver, ValueId};
 use format::{
-    parse_frame_header, push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES,
+    push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES,
     FORMAT_MAGIC, FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, KIND_COMMIT, KIND_DATA,
     RECORD_ENCODING_MAX, RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
 };
@@ -96,6 +96,21 @@ pub enum NativeError {
     /// A log write or sync failed earlier; the store must be reopened.
     #[error("{0}; reopen the store (recovery returns it to the last commit)")]
     WriterFailed(String),
+    /// The log is damaged where acknowledged commits lie: writing on would bury the damage.
+    #[error(
+        "{path}: the log is damaged at offset {offset}: {detail}. The store is not opened for \
+         writing; read-only commands still read what is intact. Run `etch verify {path}` to see \
+         the damage and `etch recover {path} --output NEW` to salvage every intact record and the \
+         newest complete root into a new store"
+    )]
+    Damaged {
+        /// The store.
+        path: PathBuf,
+        /// Where the first damage is.
+        offset: u64,
+        /// What is damaged.
+        detail: String,
+    },
     /// No commit with this sequence number.
     #[error("no snapshot {0}")]
     NoSnapshot(u64),
@@ -327,6 +342,10 @@ struct Recovered {
     unlisted: Vec<Snapshot>,
     /// Length of the log's valid prefix (the last commit's end).
     valid_end: u64,
+    /// Damage before the last acknowledged commit's end.
+    damage: Option<LogDamage>,
+    /// Intact COMMIT frames past `valid_end`.
+    tail_commits: u64,
 }
 
 /// True if `path` is a native store directory.
@@ -409,7 +428,7 @@ impl NativeStore {
             .map_err(&io)?;
 
         let listed = read_snapshots(&snapshots, &dir)?;
-        let rec = recover(&log, &dir, listed.last().copied())?;
+        let rec = recover(&log, &dir, &listed)?;
         let (commit, commit_addr) = rec.commit.unwrap_or((
             Commit {
                 seq: 0,
@@ -441,10 +460,34 @@ impl NativeStore {
         }
         let max_run = max_run_number(&dir)?;
         if writable {
+            if let Some(d) = &rec.damage {
+                return Err(NativeError::Damaged {
+                    path: dir.clone(),
+                    offset: d.offset,
+                    detail: d.detail.clone(),
+                });
+            }
             let log_len = log.metadata().map_err(&io)?.len();
             if log_len > rec.valid_end {
-                log.set_len(rec.valid_end).map_err(&io)?;
-                log.sync_all().map_err(&io)?;
+                let aside = set_aside_tail(&log, &dir, rec.valid_end, log_len)?;
+                let what = if rec.tail_commits > 0 {
+                    format!(
+                        "; they hold {} intact commit frame(s) that were never acknowledged or \
+                         follow damage: to salvage them, append the file back to the log before \
+                         any write (`cat FILE >> LOG`) and run `etch recover`",
+                        rec.tail_commits
+                    )
+                } else {
+                    " (writes a crash interrupted)".into()
+                };
+                eprintln!(
+                    "etch: {}: {} bytes after the last commit ({} at offset {}) set aside in {}{what}",
+                    dir.join(LOG_FILE).display(),
+                    log_len - rec.valid_end,
+                    commit.seq,
+                    rec.valid_end,
+                    aside.display(),
+                );
             }
             // Runs written for a commit that never became durable, or merged away.
             let live: Vec<u64> = runs.iter().map(|r| r.number).collect();
@@ -516,6 +559,12 @@ impl NativeStore {
             dir: dir.clone(),
         };
         Ok(store)
+    }
+
+    /// The log address of the record of `id`, if the store has one. With the commits' log ends
+    /// ([`NativeStore::snapshots`]) it tells which commit wrote a record, and so when.
+    pub fn record_address(&self, id: &ValueId) -> Option<u64> {
+        self.index.get(&id.0)
     }
 
     /// Opens the store read-only at an older commit: its root is that commit's root, read
@@ -1065,63 +1114,108 @@ fn read_snapshots(f: &File, dir: &Path) -> Result<Vec<Snapshot>, NativeError> {
     Ok(out)
 }
 
-/// Reads frames forward from a trusted start, as FORMAT.md §5 says.
-fn recover(log: &File, dir: &Path, hint: Option<Snapshot>) -> Result<Recovered, NativeError> {
+/// Damage found in the part of the log that acknowledged commits cover: a writable open
+/// refuses the store (writing on would bury the damage under new commits).
+#[derive(Debug, Clone)]
+struct LogDamage {
+    offset: u64,
+    detail: String,
+}
+
+/// Reads frames forward from a trusted start, as FORMAT.md §5 says. `listed` is the snapshots
+/// file's valid records: each was written only after its commit was durable, so every commit it
+/// lists was acknowledged and must still be in the log; a frame that fails its checks before
+/// the newest such commit's end is damage (reading resumes past it, so a read-only open still
+/// finds every intact record). Past the last commit whose chain checks out lies only what a
+/// crash can leave: frames of commits never acknowledged, whole, torn or missing.
+fn recover(log: &File, dir: &Path, listed: &[Snapshot]) -> Result<Recovered, NativeError> {
     let path = dir.join(LOG_FILE);
     let len = log.metadata().map_err(io_at(dir))?.len();
+    let map = if len == 0 {
+        None
+    } else {
+        // SAFETY: read-only map of the log; bytes are only read through bounds-checked
+        // slices, and writers only append past what is mapped here.
+        Some(unsafe { Mmap::map(log) }.map_err(io_at(dir))?)
+    };
+    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    let commit_at = |at: u64| -> Option<Commit> {
+        let (h, p) = format::frame_at(bytes, usize::try_from(at).ok()?)?;
+        (h.kind == KIND_COMMIT).then(|| Commit::decode(p)).flatten()
+    };
     // Trust the hint only if the log holds exactly that commit frame where it says.
-    let hint = hint.filter(|s| {
-        read_frame(log, s.commit_addr, len)
-            .ok()
-            .flatten()
-            .and_then(|(h, p)| {
-                (h.kind == KIND_COMMIT)
-                    .then(|| Commit::decode(&p))
-                    .flatten()
-            })
-            == Some(s.commit)
-    });
+    let hint = listed
+        .last()
+        .copied()
+        .filter(|s| commit_at(s.commit_addr) == Some(s.commit));
     let mut cur: Option<(Commit, u64)> = hint.map(|s| (s.commit, s.commit_addr));
-    let mut pos = cur.map_or(0, |(c, _)| c.indexed_end);
+    // What the hint vouches for: damage before this is not a crash's doing.
+    let covered = cur.map_or(0, |(c, _)| c.log_end) as usize;
+    let mut pos = cur.map_or(0, |(c, _)| c.indexed_end) as usize;
     let mut found: Vec<([u8; 32], u64)> = Vec::new();
     let mut unlisted = Vec::new();
-    loop {
-        let frame = match read_frame(log, pos, len) {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(e),
-        };
-        let (h, payload) = frame;
-        let next = pos + h.total() as u64;
-        if h.kind == KIND_DATA {
-            let Some(recs) = records(&payload) else { break };
-            for (off, id, _) in recs {
-                found.push((id, pos + FRAME_HEADER_BYTES as u64 + off as u64));
-            }
-        } else {
-            let Some(c) = Commit::decode(&payload) else {
-                break;
-            };
-            let prev_ok = match cur {
-                Some((p, paddr)) if c.seq <= p.seq => {
-                    // An older commit between indexed_end and the hint: already known.
-                    pos = next;
-                    let _ = paddr;
-                    continue;
+    let mut damage: Option<LogDamage> = None;
+    while pos < bytes.len() {
+        let frame = format::frame_at(bytes, pos);
+        let good = match frame {
+            Some((h, payload)) if h.kind == KIND_DATA => match records(payload) {
+                Some(recs) => {
+                    for (off, id, _) in recs {
+                        found.push((id, (pos + FRAME_HEADER_BYTES + off) as u64));
+                    }
+                    true
                 }
-                Some((p, paddr)) => c.seq == p.seq + 1 && c.prev_commit == paddr,
-                None => c.seq == 1 && c.prev_commit == u64::MAX,
-            };
-            if !prev_ok || c.log_end != next || c.indexed_end > pos {
-                break;
-            }
-            cur = Some((c, pos));
-            unlisted.push(Snapshot {
-                commit: c,
-                commit_addr: pos,
-            });
+                None => false,
+            },
+            Some((h, payload)) => match (Commit::decode(payload), cur) {
+                // An older commit between indexed_end and the hint: already known.
+                (Some(c), Some((p, _))) if c.seq <= p.seq => true,
+                (Some(c), _) => {
+                    let next = (pos + h.total()) as u64;
+                    let follows = match cur {
+                        Some((p, paddr)) => c.seq == p.seq + 1 && c.prev_commit == paddr,
+                        None => c.seq == 1 && c.prev_commit == u64::MAX,
+                    };
+                    let ok = follows && c.log_end == next && c.indexed_end <= pos as u64;
+                    if ok {
+                        cur = Some((c, pos as u64));
+                        unlisted.push(Snapshot {
+                            commit: c,
+                            commit_addr: pos as u64,
+                        });
+                    }
+                    ok
+                }
+                (None, _) => false,
+            },
+            None => false,
+        };
+        if good {
+            pos += frame.map_or(0, |(h, _)| h.total());
+            continue;
         }
-        pos = next;
+        if pos >= covered {
+            break;
+        }
+        damage.get_or_insert(LogDamage {
+            offset: pos as u64,
+            detail: format!(
+                "a damaged frame lies inside commit {} (which ends at {covered})",
+                cur.map_or(0, |(c, _)| c.seq)
+            ),
+        });
+        pos = format::resync(bytes, pos + 8);
+    }
+    let seq = cur.map_or(0, |(c, _)| c.seq);
+    if let Some(s) = listed.iter().find(|s| s.commit.seq > seq) {
+        damage.get_or_insert(LogDamage {
+            offset: s.commit_addr,
+            detail: format!(
+                "commit {} was acknowledged (the snapshots file lists it at log offset {}), \
+                 but the log ({len} bytes) no longer holds it whole",
+                s.commit.seq, s.commit_addr
+            ),
+        });
     }
     let _ = path;
     let (valid_end, memtable) = match cur {
@@ -1134,44 +1228,63 @@ fn recover(log: &File, dir: &Path, hint: Option<Snapshot>) -> Result<Recovered, 
         }
         None => (0, HashMap::default()),
     };
+    // Intact commits past the end: never acknowledged (a crash left them without the frames
+    // before them), or cut off by damage. Counted for the notice; the bytes are kept aside.
+    let mut tail_commits = 0u64;
+    let mut p = valid_end as usize;
+    while p < bytes.len() {
+        match format::frame_at(bytes, p) {
+            Some((h, payload)) => {
+                if h.kind == KIND_COMMIT && Commit::decode(payload).is_some_and(|c| c.seq > seq) {
+                    tail_commits += 1;
+                }
+                p += h.total();
+            }
+            None => p = format::resync(bytes, p + 8),
+        }
+    }
     Ok(Recovered {
         commit: cur,
         memtable,
         unlisted,
         valid_end,
+        damage,
+        tail_commits,
     })
 }
 
-/// The frame at `pos`, checked; `None` where the log ends or the frame is torn or damaged.
-fn read_frame(
-    log: &File,
-    pos: u64,
-    len: u64,
-) -> Result<Option<(format::FrameHeader, Vec<u8>)>, NativeError> {
-    if pos + FRAME_HEADER_BYTES as u64 > len {
-        return Ok(None);
+/// Moves the log's bytes past `valid_end` (what a crash left after the last commit) into a
+/// side file beside it, synced, before the log is cut there: an open never destroys bytes it
+/// cannot read. Returns the side file's path.
+fn set_aside_tail(log: &File, dir: &Path, valid_end: u64, len: u64) -> Result<PathBuf, NativeError> {
+    let mut aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}.{n}"));
+        n += 1;
     }
-    let mut head = [0u8; FRAME_HEADER_BYTES];
-    if log.read_exact_at(&mut head, pos).is_err() {
-        return Ok(None);
-    }
-    let Some(h) = parse_frame_header(&head) else {
-        return Ok(None);
+    let io = |e: io::Error| NativeError::Io {
+        path: aside.clone(),
+        source: e,
     };
-    if pos + h.total() as u64 > len {
-        return Ok(None);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&aside)
+        .map_err(&io)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = valid_end;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        log.read_exact_at(&mut buf[..n], at).map_err(io_at(dir))?;
+        out.write_all(&buf[..n]).map_err(&io)?;
+        at += n as u64;
     }
-    let mut payload = vec![0u8; h.len];
-    if log
-        .read_exact_at(&mut payload, pos + FRAME_HEADER_BYTES as u64)
-        .is_err()
-    {
-        return Ok(None);
-    }
-    if format::frame_crc(&head, &payload) != h.crc {
-        return Ok(None);
-    }
-    Ok(Some((h, payload)))
+    out.sync_all().map_err(&io)?;
+    sync_dir(dir)?;
+    log.set_len(valid_end).map_err(io_at(dir))?;
+    log.sync_all().map_err(io_at(dir))?;
+    Ok(aside)
 }
 
 impl Resolver for NativeStore {
