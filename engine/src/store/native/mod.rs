@@ -1204,6 +1204,25 @@ fn recover(log: &File, dir: &Path, listed: &[Snapshot]) -> Result<Recovered, Nat
                 cur.map_or(0, |(c, _)| c.seq)
             ),
         });
+        // A frame whose header still holds: each record carries its own CRC, so the intact
+        // ones stay readable; then go on after it if a frame starts there.
+        let intact_header = format::parse_frame_header(&bytes[pos..])
+            .map(|h| (h, pos + h.total()))
+            .filter(|(_, end)| *end <= bytes.len());
+        if let Some((h, end)) = intact_header {
+            let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + h.len];
+            if h.kind == KIND_DATA {
+                for (off, id, _) in records(payload).unwrap_or_default() {
+                    if format::check_record(&payload[off..], &id).is_ok() {
+                        found.push((id, (pos + FRAME_HEADER_BYTES + off) as u64));
+                    }
+                }
+            }
+            if format::frame_at(bytes, end).is_some() {
+                pos = end;
+                continue;
+            }
+        }
         pos = format::resync(bytes, pos + 8);
     }
     let seq = cur.map_or(0, |(c, _)| c.seq);
