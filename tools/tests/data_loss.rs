@@ -18,7 +18,10 @@ fn etch_in(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         .spawn()
         .expect("run etch");
     let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
+    // A command that refuses at once may exit before it reads its input.
+    if let Err(e) = input.write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     drop(input);
     let out = child.wait_with_output().expect("wait for etch");
     (

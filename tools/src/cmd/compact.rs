@@ -110,13 +110,16 @@ fn walk_plan(
         plan.bytes += cell.len() as u64;
         emit(cell)
     };
-    for root in roots {
+    for (i, root) in roots.iter().enumerate() {
         // A CAD047 nil root has no record (etch.md §12).
         let stored = |r: &ValueId| *r != nil || matches!(src, Source::Native(_));
         if let Some(r) = root.filter(stored) {
             post_order(src, &r, &mut seen, &mut |cell| count(cell, &mut plan))?;
         }
-        root_done(*root)?;
+        // The last root is committed after the young records, in the same commit.
+        if i + 1 < roots.len() {
+            root_done(*root)?;
+        }
     }
     let cutoff = if args.prune_now {
         i64::MAX
@@ -144,6 +147,9 @@ fn walk_plan(
     }
     // A dropped record may lie beneath a young one kept after it was listed.
     plan.dropped.retain(|id| !seen.contains(id));
+    if let Some(last) = roots.last() {
+        root_done(*last)?;
+    }
     Ok(plan)
 }
 
