@@ -238,6 +238,23 @@ impl EtchStore {
         Ok(EtchStore::with_file(EtchFile::create(path)?))
     }
 
+    /// Opens an existing Etch file on a given disk (tests use a simulated one).
+    pub fn open_on(
+        disk: &dyn super::io::Disk,
+        path: impl AsRef<Path>,
+        writable: bool,
+    ) -> Result<EtchStore, StoreError> {
+        Ok(EtchStore::with_file(EtchFile::open_on(disk, path, writable)?))
+    }
+
+    /// Creates a new Etch file on a given disk.
+    pub fn create_on(
+        disk: &dyn super::io::Disk,
+        path: impl AsRef<Path>,
+    ) -> Result<EtchStore, StoreError> {
+        Ok(EtchStore::with_file(EtchFile::create_on(disk, path)?))
+    }
+
     fn with_file(file: EtchFile) -> EtchStore {
         EtchStore {
             file: RwLock::new(file),

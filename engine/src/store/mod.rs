@@ -2,6 +2,7 @@
 
 pub mod cad047;
 pub mod cell_store;
+pub mod io;
 pub mod native;
 pub mod open;
 pub mod swap;

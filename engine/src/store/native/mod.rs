@@ -18,9 +18,9 @@ use format::{
 use memmap2::{Mmap, MmapOptions};
 use run::{merge_runs, parse_run_file_name, write_run, Run, RunError, RunSpec};
 use std::collections::{HashMap, VecDeque};
+use super::io::{os_disk, Disk, OpenMode, StorageFile};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
@@ -127,6 +127,10 @@ pub enum NativeError {
 /// How to open a native store.
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
+    /// Where the log and snapshots file are read and written (the I/O seam): the OS file
+    /// system, or a simulated disk in tests. Index runs and the FORMAT and LOCK files are always
+    /// OS files in the store's directory.
+    pub disk: Arc<dyn Disk>,
     /// How the log is written.
     pub io: IoMode,
     /// Byte budget of the decoded-cell cache.
@@ -142,6 +146,7 @@ pub struct NativeOptions {
 impl Default for NativeOptions {
     fn default() -> Self {
         NativeOptions {
+            disk: os_disk(),
             io: IoMode::Uring,
             cache_bytes: CACHE_BYTES_DEFAULT,
             verify_hashes: false,
@@ -294,7 +299,7 @@ struct Appender {
 /// A native Etch store.
 pub struct NativeStore {
     dir: PathBuf,
-    log: Arc<File>,
+    log: Arc<dyn StorageFile>,
     writable: bool,
     options: NativeOptions,
     io_mode: IoMode,
@@ -313,7 +318,7 @@ pub struct NativeStore {
     caches: Vec<Mutex<CellCache>>,
     /// The last durable commit, and the root readers see.
     head: RwLock<(Commit, Option<[u8; 32]>)>,
-    snapshots: Mutex<File>,
+    snapshots: Mutex<Arc<dyn StorageFile>>,
     _lock: Option<File>,
 }
 
@@ -368,8 +373,13 @@ impl NativeStore {
                 detail: "directory exists and is not empty".into(),
             });
         }
-        File::create(dir.join(LOG_FILE)).map_err(&io)?;
-        File::create(dir.join(SNAPSHOTS_FILE)).map_err(&io)?;
+        for name in [LOG_FILE, SNAPSHOTS_FILE] {
+            let f = options
+                .disk
+                .open(&dir.join(name), OpenMode::CreateNew)
+                .map_err(io_at(&dir.join(name)))?;
+            f.sync().map_err(io_at(&dir.join(name)))?;
+        }
         let mut f = File::create(dir.join(FORMAT_FILE)).map_err(&io)?;
         f.write_all(FORMAT_MAGIC).map_err(&io)?;
         f.sync_all().map_err(&io)?;
@@ -416,19 +426,21 @@ impl NativeStore {
         } else {
             None
         };
-        let log = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(dir.join(LOG_FILE))
-            .map_err(&io)?;
-        let mut snapshots = OpenOptions::new()
-            .read(true)
-            .append(writable)
-            .open(dir.join(SNAPSHOTS_FILE))
-            .map_err(&io)?;
+        let mode = if writable {
+            OpenMode::Write
+        } else {
+            OpenMode::Read
+        };
+        let log_path = dir.join(LOG_FILE);
+        let log = options.disk.open(&log_path, mode).map_err(io_at(&log_path))?;
+        let snapshots_path = dir.join(SNAPSHOTS_FILE);
+        let snapshots = options
+            .disk
+            .open(&snapshots_path, mode)
+            .map_err(io_at(&snapshots_path))?;
 
-        let listed = read_snapshots(&snapshots, &dir)?;
-        let rec = recover(&log, &dir, &listed)?;
+        let listed = read_snapshots(&*snapshots, &dir)?;
+        let rec = recover(&*log, &dir, &listed)?;
         let (commit, commit_addr) = rec.commit.unwrap_or((
             Commit {
                 seq: 0,
@@ -467,9 +479,10 @@ impl NativeStore {
                     detail: d.detail.clone(),
                 });
             }
-            let log_len = log.metadata().map_err(&io)?.len();
+            let log_len = log.len().map_err(io_at(&log_path))?;
             if log_len > rec.valid_end {
-                let aside = set_aside_tail(&log, &dir, rec.valid_end, log_len)?;
+                let aside =
+                    set_aside_tail(&*log, &*options.disk, &dir, rec.valid_end, log_len)?;
                 let what = if rec.tail_commits > 0 {
                     format!(
                         "; they hold {} intact commit frame(s) that were never acknowledged or \
@@ -500,22 +513,25 @@ impl NativeStore {
                 }
             }
             // Complete the snapshot list with commits only the log had.
-            let len = snapshots.metadata().map_err(&io)?.len();
+            let io = io_at(&snapshots_path);
+            let len = snapshots.len().map_err(&io)?;
             let whole = len - len % SNAPSHOT_RECORD_BYTES as u64;
             let keep = listed.len() as u64 * SNAPSHOT_RECORD_BYTES as u64;
             if keep != len {
                 // A torn or damaged tail: keep the valid records only.
                 snapshots.set_len(keep.min(whole)).map_err(&io)?;
             }
-            for s in &rec.unlisted {
-                snapshots.write_all(&s.encode()).map_err(&io)?;
+            let unlisted: Vec<u8> = rec.unlisted.iter().flat_map(|s| s.encode()).collect();
+            if !unlisted.is_empty() {
+                snapshots.append(&unlisted).map_err(&io)?;
             }
-            snapshots.sync_data().map_err(&io)?;
+            if keep != len || !unlisted.is_empty() {
+                snapshots.sync().map_err(&io)?;
+            }
         }
         let progress = Arc::new(Progress::default());
         progress.written_end.store(rec.valid_end, Ordering::Release);
         progress.synced_end.store(rec.valid_end, Ordering::Release);
-        let log = Arc::new(log);
         let (tx, io_mode, handle) = if writable {
             let (tx, mode, h) =
                 writer::start(log.clone(), options.io, progress.clone()).map_err(&io)?;
@@ -588,7 +604,7 @@ impl NativeStore {
     /// Every commit, oldest first (from the snapshots file, completed by recovery).
     pub fn snapshots(&self) -> Result<Vec<Snapshot>, NativeError> {
         let f = lock(&self.snapshots);
-        let mut all = read_snapshots(&f, &self.dir)?;
+        let mut all = read_snapshots(&**f, &self.dir)?;
         let head = self.head.read().unwrap_or_else(|p| p.into_inner()).0;
         all.retain(|s| s.commit.seq <= head.seq);
         Ok(all)
@@ -925,13 +941,13 @@ impl NativeStore {
             }
         }
         if !snaps.is_empty() {
-            let mut f = lock(&self.snapshots);
+            let f = lock(&self.snapshots);
             let bytes: Vec<u8> = snaps.iter().flat_map(|s| s.encode()).collect();
-            f.write_all(&bytes).map_err(io_at(&self.dir))?;
+            f.append(&bytes).map_err(io_at(&self.dir))?;
             // The list is a hint (the log is the truth): synced only when runs change, which
             // bounds how far back recovery may have to start.
             if !dead.is_empty() {
-                f.sync_data().map_err(io_at(&self.dir))?;
+                f.sync().map_err(io_at(&self.dir))?;
             }
         }
         for n in dead {
@@ -953,6 +969,9 @@ impl NativeStore {
             detail,
         };
         let written = self.progress.written_end.load(Ordering::Acquire);
+        if addr + RECORD_HEADER_BYTES as u64 <= written && self.log.os_file().is_none() {
+            return self.read_record_at(addr, written);
+        }
         if addr + RECORD_HEADER_BYTES as u64 <= written {
             let w = self.window(addr / WINDOW_BYTES)?;
             let at = (addr % WINDOW_BYTES) as usize;
@@ -1003,6 +1022,25 @@ impl NativeStore {
             .ok_or_else(|| corrupt("record outside its frame".into()))
     }
 
+    /// [`NativeStore::read_record`] of a written record through `read_at` (a log with no OS
+    /// file behind it, to map).
+    fn read_record_at(&self, addr: u64, written: u64) -> Result<Vec<u8>, NativeError> {
+        let path = self.dir.join(LOG_FILE);
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        self.log.read_at(&mut head, addr).map_err(io_at(&path))?;
+        let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
+        if len == 0 || len > RECORD_ENCODING_MAX || addr + (RECORD_HEADER_BYTES + len) as u64 > written {
+            return Err(NativeError::Corrupt {
+                path,
+                offset: addr,
+                detail: format!("record length {len} out of bounds"),
+            });
+        }
+        let mut rec = vec![0u8; RECORD_HEADER_BYTES + len];
+        self.log.read_at(&mut rec, addr).map_err(io_at(&path))?;
+        Ok(rec)
+    }
+
     fn window(&self, k: u64) -> Result<&Mmap, NativeError> {
         let slot = self
             .windows
@@ -1024,11 +1062,15 @@ impl NativeStore {
         // SAFETY: the log is append-only: bytes below the written end never change while the
         // store is open, and we only read below it. Pages past the end of the file are mapped
         // but never touched (reading them would fault).
+        let file = self.log.os_file().ok_or_else(|| NativeError::Io {
+            path: self.dir.join(LOG_FILE),
+            source: io::Error::other("the log has no file to map"),
+        })?;
         let map = unsafe {
             MmapOptions::new()
                 .offset(k * WINDOW_BYTES)
                 .len((WINDOW_BYTES + WINDOW_OVERLAP) as usize)
-                .map(self.log.as_ref())
+                .map(file)
         }
         .map_err(io_at(&self.dir))?;
         Ok(slot.get_or_init(|| map))
@@ -1099,11 +1141,11 @@ fn max_run_number(dir: &Path) -> Result<u64, NativeError> {
 }
 
 /// The valid snapshot records, oldest first (stops at the first damaged one).
-fn read_snapshots(f: &File, dir: &Path) -> Result<Vec<Snapshot>, NativeError> {
-    let len = f.metadata().map_err(io_at(dir))?.len();
+fn read_snapshots(f: &dyn StorageFile, dir: &Path) -> Result<Vec<Snapshot>, NativeError> {
+    let len = f.len().map_err(io_at(dir))?;
     let n = len / SNAPSHOT_RECORD_BYTES as u64;
     let mut buf = vec![0u8; (n as usize) * SNAPSHOT_RECORD_BYTES];
-    f.read_exact_at(&mut buf, 0).map_err(io_at(dir))?;
+    f.read_at(&mut buf, 0).map_err(io_at(dir))?;
     let mut out: Vec<Snapshot> = Vec::with_capacity(n as usize);
     for chunk in buf.chunks_exact(SNAPSHOT_RECORD_BYTES) {
         match Snapshot::decode(chunk) {
@@ -1128,17 +1170,25 @@ struct LogDamage {
 /// the newest such commit's end is damage (reading resumes past it, so a read-only open still
 /// finds every intact record). Past the last commit whose chain checks out lies only what a
 /// crash can leave: frames of commits never acknowledged, whole, torn or missing.
-fn recover(log: &File, dir: &Path, listed: &[Snapshot]) -> Result<Recovered, NativeError> {
+fn recover(
+    log: &dyn StorageFile,
+    dir: &Path,
+    listed: &[Snapshot],
+) -> Result<Recovered, NativeError> {
     let path = dir.join(LOG_FILE);
-    let len = log.metadata().map_err(io_at(dir))?.len();
-    let map = if len == 0 {
-        None
-    } else {
+    let len = log.len().map_err(io_at(&path))?;
+    let (map, read) = match log.os_file() {
+        _ if len == 0 => (None, Vec::new()),
         // SAFETY: read-only map of the log; bytes are only read through bounds-checked
         // slices, and writers only append past what is mapped here.
-        Some(unsafe { Mmap::map(log) }.map_err(io_at(dir))?)
+        Some(f) => (Some(unsafe { Mmap::map(f) }.map_err(io_at(&path))?), Vec::new()),
+        None => {
+            let mut b = vec![0u8; len as usize];
+            log.read_at(&mut b, 0).map_err(io_at(&path))?;
+            (None, b)
+        }
     };
-    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    let bytes: &[u8] = map.as_deref().unwrap_or(&read);
     let commit_at = |at: u64| -> Option<Commit> {
         let (h, p) = format::frame_at(bytes, usize::try_from(at).ok()?)?;
         (h.kind == KIND_COMMIT).then(|| Commit::decode(p)).flatten()
@@ -1275,10 +1325,16 @@ fn recover(log: &File, dir: &Path, listed: &[Snapshot]) -> Result<Recovered, Nat
 /// Moves the log's bytes past `valid_end` (what a crash left after the last commit) into a
 /// side file beside it, synced, before the log is cut there: an open never destroys bytes it
 /// cannot read. Returns the side file's path.
-fn set_aside_tail(log: &File, dir: &Path, valid_end: u64, len: u64) -> Result<PathBuf, NativeError> {
+fn set_aside_tail(
+    log: &dyn StorageFile,
+    disk: &dyn Disk,
+    dir: &Path,
+    valid_end: u64,
+    len: u64,
+) -> Result<PathBuf, NativeError> {
     let mut aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}"));
     let mut n = 1;
-    while aside.exists() {
+    while disk.exists(&aside) {
         aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}.{n}"));
         n += 1;
     }
@@ -1286,23 +1342,20 @@ fn set_aside_tail(log: &File, dir: &Path, valid_end: u64, len: u64) -> Result<Pa
         path: aside.clone(),
         source: e,
     };
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&aside)
-        .map_err(&io)?;
+    let out = disk.open(&aside, OpenMode::CreateNew).map_err(&io)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut at = valid_end;
+    let log_path = dir.join(LOG_FILE);
     while at < len {
         let n = (len - at).min(buf.len() as u64) as usize;
-        log.read_exact_at(&mut buf[..n], at).map_err(io_at(dir))?;
-        out.write_all(&buf[..n]).map_err(&io)?;
+        log.read_at(&mut buf[..n], at).map_err(io_at(&log_path))?;
+        out.write_at(&buf[..n], at - valid_end).map_err(&io)?;
         at += n as u64;
     }
-    out.sync_all().map_err(&io)?;
+    out.sync().map_err(&io)?;
     sync_dir(dir)?;
-    log.set_len(valid_end).map_err(io_at(dir))?;
-    log.sync_all().map_err(io_at(dir))?;
+    log.set_len(valid_end).map_err(io_at(&log_path))?;
+    log.sync().map_err(io_at(&log_path))?;
     Ok(aside)
 }
 
@@ -1427,10 +1480,9 @@ impl CellStore for NativeStore {
         };
         let mut file_len = self
             .log
-            .metadata()
+            .len()
             .map_err(io_at(&self.dir))
-            .map_err(StoreError::from)?
-            .len();
+            .map_err(StoreError::from)?;
         for r in &self.index.runs() {
             file_len += r.file_len();
         }

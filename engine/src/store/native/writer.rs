@@ -2,10 +2,10 @@
 //! many writes in flight) or `pwrite`, and makes them durable with one `fdatasync` for every
 //! batch of sync requests that arrive together (group commit).
 
+use crate::store::io::StorageFile;
 use crossbeam_channel::{Receiver, Sender};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,19 +57,21 @@ pub struct Progress {
 /// Starts the I/O thread for `file`; returns the request channel, the mode actually used and
 /// the thread handle. The thread ends when every sender is dropped.
 pub fn start(
-    file: Arc<File>,
+    file: Arc<dyn StorageFile>,
     mode: IoMode,
     progress: Arc<Progress>,
 ) -> io::Result<(Sender<WriteRequest>, IoMode, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_FRAMES);
     let backend = match mode {
         IoMode::Pwrite => Backend::Pwrite,
-        IoMode::Uring => match UringWriter::new(&file) {
-            Ok(u) => Backend::Uring(Box::new(u)),
-            Err(e) => {
+        // io_uring writes the OS file behind the seam; a simulated disk has none.
+        IoMode::Uring => match file.os_file().map(UringWriter::new) {
+            Some(Ok(u)) => Backend::Uring(Box::new(u)),
+            Some(Err(e)) => {
                 log_uring_fallback(&e);
                 Backend::Pwrite
             }
+            None => Backend::Pwrite,
         },
     };
     let used = match backend {
@@ -94,7 +96,12 @@ enum Backend {
     Pwrite,
 }
 
-fn run(file: Arc<File>, mut backend: Backend, rx: Receiver<WriteRequest>, progress: Arc<Progress>) {
+fn run(
+    file: Arc<dyn StorageFile>,
+    mut backend: Backend,
+    rx: Receiver<WriteRequest>,
+    progress: Arc<Progress>,
+) {
     // Once a write fails, the log's tail is unknown: every later request fails too, and the
     // store must be reopened (recovery cuts the tail back to the last commit).
     let mut failed: Option<String> = None;
@@ -119,9 +126,7 @@ fn run(file: Arc<File>, mut backend: Backend, rx: Receiver<WriteRequest>, progre
             let end = frames.last().map(|(o, b)| o + b.len() as u64).unwrap_or(0);
             let r = match &mut backend {
                 Backend::Uring(u) => u.write_all(&frames),
-                Backend::Pwrite => frames
-                    .iter()
-                    .try_for_each(|(o, b)| file.write_all_at(b, *o)),
+                Backend::Pwrite => frames.iter().try_for_each(|(o, b)| file.write_at(b, *o)),
             };
             match r {
                 Ok(()) => progress.written_end.store(end, Ordering::Release),
@@ -136,7 +141,7 @@ fn run(file: Arc<File>, mut backend: Backend, rx: Receiver<WriteRequest>, progre
             None => {
                 let target = progress.written_end.load(Ordering::Acquire);
                 progress.syncs.fetch_add(1, Ordering::Relaxed);
-                match file.sync_data() {
+                match file.sync() {
                     Ok(()) => {
                         progress.synced_end.store(target, Ordering::Release);
                         Ok(())

@@ -1,29 +1,33 @@
-//! The Convex-compatible CAD047 Etch file (`shared/spec/etch.md`): a 44-byte header, a radix
-//! index of 8-byte slots (65,536 / 256 / 16 per block by level) and data records, appended in
-//! write order.
+//! The CAD047 file itself: a 44-byte header, a radix index of 8-byte slots (65,536 / 256 / 16
+//! per block by level) and data records, appended in write order.
 //!
-//! Reads go through a read-only memory map of the durable part of the file. Writes follow the
-//! reference's insertion algorithm exactly (§6), so the same writes in the same order produce the
-//! same bytes as a Convex peer; they are staged in memory (appended bytes, changed slots and
-//! labels) and made durable by [`EtchFile::commit`] in the group-commit order of §14:
+//! All I/O goes through the store seam ([`crate::store::io`]). Reads go through a read-only
+//! memory map of the durable part of the file (or `read_at` on a simulated disk). Writes follow
+//! the reference's insertion algorithm exactly (§6), so the same writes in the same order produce
+//! the same bytes as a Convex peer; they are staged in memory (appended bytes, changed slots and
+//! labels, the root) and made durable by [`EtchFile::commit`] in the group-commit order of §14,
+//! with its redo journal ([`super::journal`]):
 //!
-//! 1. append region + header length *L*, then sync: every slot about to be published points below
-//!    a durable *L*;
-//! 2. changed slots and labels, then sync;
-//! 3. the root hash (when it changes), then sync.
+//! 1. the append region, then the journal of the in-place writes just past it, then the header
+//!    length *L* (the end of the append region), then sync: every slot about to be published
+//!    points below a durable *L*, and the journal that completes the commit is durable;
+//! 2. the changed slots and labels and the root, in place, then sync.
 //!
-//! A crash before step 1 completes leaves the old *L*, so the new records are garbage beyond it
-//! and the old index never points at them; a crash in step 2 or 3 leaves the old root, whose
-//! tree was complete before the batch and is never modified by it (records are immutable, slots
-//! only gain entries or are replaced by index blocks holding the same records).
+//! A crash before step 1 completes leaves the old *L*: the new records are garbage beyond it and
+//! the old index never points at them. A crash or power loss in step 2 may leave any subset of its
+//! writes on disk; the next open finds the journal at *L* and applies it again, so the file holds
+//! the whole commit. A commit whose write or sync fails leaves the file failed: nothing more is
+//! written until it is reopened (no retry after `EIO`).
 
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use super::journal::Journal;
+use crate::store::io::{os_disk, Disk, OpenMode, StorageFile};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 2] = [0xe7, 0xc6];
@@ -148,6 +152,18 @@ pub enum EtchError {
     /// The file was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// An earlier commit's write or sync failed: what reached the disk is unknown, so nothing
+    /// more is written until the file is reopened.
+    #[error(
+        "{path}: an earlier write or sync failed ({cause}); nothing more is written: reopen the \
+         store (it opens at its last durable commit)"
+    )]
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// The first failure.
+        cause: String,
+    },
 }
 
 /// Takes an open-file-description lock over the whole file: a write lock for writers, a read
@@ -196,8 +212,10 @@ pub struct Record<'a> {
 /// An open Etch file.
 pub struct EtchFile {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     writable: bool,
+    /// Set when a commit's write or sync failed: the cause.
+    failed: Option<String>,
     map: Option<Mmap>,
     /// *L* as durable on disk.
     durable_len: u64,
@@ -216,41 +234,52 @@ pub struct EtchFile {
 impl EtchFile {
     /// Creates a new, empty Etch file (fails if it exists).
     pub fn create(path: impl AsRef<Path>) -> Result<EtchFile, EtchError> {
+        EtchFile::create_on(&*os_disk(), path)
+    }
+
+    /// [`EtchFile::create`] on a given disk.
+    pub fn create_on(disk: &dyn Disk, path: impl AsRef<Path>) -> Result<EtchFile, EtchError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| EtchError::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io)?;
+        let file = disk.open(&path, OpenMode::CreateNew).map_err(io)?;
         let mut header = [0u8; 44];
         header[0..2].copy_from_slice(&MAGIC);
         header[2..4].copy_from_slice(&VERSION.to_be_bytes());
         header[4..12].copy_from_slice(&DATA_START.to_be_bytes());
         file.set_len(DATA_START).map_err(io)?;
-        file.write_all_at(&header, 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        file.write_at(&header, 0).map_err(io)?;
+        file.sync().map_err(io)?;
         drop(file);
-        EtchFile::open(&path, true)
+        EtchFile::open_on(disk, &path, true)
     }
 
-    /// Opens an existing Etch file, read-only or for writing. Opening never changes the file.
+    /// Opens an existing Etch file, read-only or for writing. A read-only open never changes the
+    /// file; a writable one first completes a commit a crash interrupted (its redo journal).
     pub fn open(path: impl AsRef<Path>, writable: bool) -> Result<EtchFile, EtchError> {
+        EtchFile::open_on(&*os_disk(), path, writable)
+    }
+
+    /// [`EtchFile::open`] on a given disk.
+    pub fn open_on(
+        disk: &dyn Disk,
+        path: impl AsRef<Path>,
+        writable: bool,
+    ) -> Result<EtchFile, EtchError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| EtchError::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
-            .map_err(io)?;
-        let physical = file.metadata().map_err(io)?.len();
+        let mode = if writable {
+            OpenMode::Write
+        } else {
+            OpenMode::Read
+        };
+        let file = disk.open(&path, mode).map_err(io)?;
+        let physical = file.len().map_err(io)?;
         let not_etch = |detail: String| EtchError::NotEtch {
             path: path.clone(),
             detail,
@@ -260,15 +289,17 @@ impl EtchFile {
                 "file is {physical} bytes, shorter than the 44-byte header"
             )));
         }
-        lock(&file, writable).map_err(|e| match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) => EtchError::Locked { path: path.clone() },
-            _ => EtchError::Io {
-                path: path.clone(),
-                source: e,
-            },
-        })?;
+        if let Some(f) = file.os_file() {
+            lock(f, writable).map_err(|e| match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EACCES) => EtchError::Locked { path: path.clone() },
+                _ => EtchError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            })?;
+        }
         let mut header = [0u8; 44];
-        file.read_exact_at(&mut header, 0).map_err(io)?;
+        file.read_at(&mut header, 0).map_err(io)?;
         if header[0..2] != MAGIC {
             return Err(not_etch(format!(
                 "bad magic number {}",
@@ -299,16 +330,13 @@ impl EtchFile {
         }
         let mut root = [0u8; 32];
         root.copy_from_slice(&header[12..44]);
-        // SAFETY: the map is read-only and private to this process's view; Etch files are
-        // append-only below *L* except for slot and label words, which this process only writes
-        // through `pwrite` at commit time and re-maps afterwards. Another writer is excluded by
-        // the store's lock (a concurrent external writer is outside the supported use).
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let journal = Journal::read(&*file, len, physical);
         let mut f = EtchFile {
             path,
             file,
             writable,
-            map: Some(map),
+            failed: None,
+            map: None,
             durable_len: len,
             len,
             root,
@@ -317,10 +345,62 @@ impl EtchFile {
             slots: BTreeMap::new(),
             labels: BTreeMap::new(),
         };
+        if let Some(j) = journal {
+            if writable {
+                f.apply_in_place(&j)?;
+            } else {
+                // Read as if applied; the file is not touched.
+                f.root = j.root.unwrap_or(f.root);
+                f.slots = j.slots;
+                f.labels = j.labels;
+            }
+        }
+        f.remap()?;
         if writable {
             f.repair_stale_length(physical)?;
         }
         Ok(f)
+    }
+
+    /// Writes a commit's in-place changes (slots, labels, root) and syncs: step 2 of a commit,
+    /// and the replay of its journal.
+    fn apply_in_place(&mut self, j: &Journal) -> Result<(), EtchError> {
+        let io = |source| EtchError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        for (off, v) in &j.slots {
+            self.file.write_at(&v.to_be_bytes(), *off).map_err(io)?;
+        }
+        for (off, (flags, mem)) in &j.labels {
+            let mut label = [0u8; 9];
+            label[0] = *flags;
+            label[1..].copy_from_slice(&mem.to_be_bytes());
+            self.file.write_at(&label, off + 32).map_err(io)?;
+        }
+        if let Some(root) = &j.root {
+            self.file.write_at(root, 12).map_err(io)?;
+            self.root = *root;
+        }
+        self.file.sync().map_err(io)
+    }
+
+    /// Maps the file for reading (where it is an OS file).
+    fn remap(&mut self) -> Result<(), EtchError> {
+        self.map = None;
+        if let Some(f) = self.file.os_file() {
+            // SAFETY: the map is read-only and private to this process's view; Etch files are
+            // append-only below *L* except for slot and label words, which this process only
+            // writes through `pwrite` at commit time and re-maps afterwards. Another writer is
+            // excluded by the store's lock (a concurrent external writer is outside the
+            // supported use).
+            let map = unsafe { Mmap::map(f) }.map_err(|source| EtchError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            self.map = Some(map);
+        }
+        Ok(())
     }
 
     /// The stale-length repair of etch.md §10: a writer that crashed between appending and
@@ -341,10 +421,8 @@ impl EtchFile {
                 path: self.path.clone(),
                 source,
             };
-            self.file
-                .write_all_at(&furthest.to_be_bytes(), 4)
-                .map_err(io)?;
-            self.file.sync_data().map_err(io)?;
+            self.file.write_at(&furthest.to_be_bytes(), 4).map_err(io)?;
+            self.file.sync().map_err(io)?;
             self.len = furthest;
             self.durable_len = furthest;
         }
@@ -436,7 +514,7 @@ impl EtchFile {
             _ => {
                 let mut v = vec![0u8; n as usize];
                 self.file
-                    .read_exact_at(&mut v, off)
+                    .read_at(&mut v, off)
                     .map_err(|source| EtchError::Io {
                         path: self.path.clone(),
                         source,
@@ -636,6 +714,7 @@ impl EtchFile {
         if !self.writable {
             return Err(EtchError::ReadOnly);
         }
+        self.check_failed()?;
         if encoding.is_empty() || encoding.len() > 16383 {
             return Err(EtchError::Unwritable(format!(
                 "encoding of {} bytes",
@@ -824,61 +903,80 @@ impl EtchFile {
         if !self.writable {
             return Err(EtchError::ReadOnly);
         }
+        self.check_failed()?;
         self.root = root;
         self.root_dirty = true;
         Ok(())
     }
 
-    /// Makes every staged write durable in the order described in the module docs.
+    /// Makes every staged write durable in the order described in the module docs. After a
+    /// failure the file is failed: this and every later write returns [`EtchError::Failed`].
     pub fn commit(&mut self) -> Result<(), EtchError> {
+        self.check_failed()?;
         if !self.is_dirty() {
             return Ok(());
         }
         if !self.writable {
-            return Err(EtchError::ReadOnly);
+            // Only a journal read over a read-only open: nothing of ours to write.
+            return if self.appends.is_empty() && !self.root_dirty {
+                Ok(())
+            } else {
+                Err(EtchError::ReadOnly)
+            };
         }
+        let result = self.commit_steps();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn check_failed(&self) -> Result<(), EtchError> {
+        match &self.failed {
+            Some(cause) => Err(EtchError::Failed {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn commit_steps(&mut self) -> Result<(), EtchError> {
         let io = |source| EtchError::Io {
             path: self.path.clone(),
             source,
         };
-        // 1. Append region and the new L.
-        if !self.appends.is_empty() {
-            self.file
-                .write_all_at(&self.appends, self.durable_len)
-                .map_err(io)?;
-            self.file
-                .write_all_at(&self.len.to_be_bytes(), 4)
-                .map_err(io)?;
-            self.file.sync_data().map_err(io)?;
+        let journal = Journal {
+            data_len: self.len,
+            root: self.root_dirty.then_some(self.root),
+            slots: self.slots.clone(),
+            labels: self.labels.clone(),
+        };
+        // 1. Append region and journal in one write, the new L, sync. (The staged state stays
+        // as it is until the commit succeeded, so a failed file still reads consistently.)
+        let appended = self.appends.len();
+        if !journal.is_empty() {
+            self.appends.extend_from_slice(&journal.encode());
         }
-        // 2. Slots and labels inside the old region.
-        if !self.slots.is_empty() || !self.labels.is_empty() {
-            for (off, v) in &self.slots {
-                self.file.write_all_at(&v.to_be_bytes(), *off).map_err(io)?;
-            }
-            for (off, (flags, mem)) in &self.labels {
-                let mut label = [0u8; 9];
-                label[0] = *flags;
-                label[1..].copy_from_slice(&mem.to_be_bytes());
-                self.file.write_all_at(&label, off + 32).map_err(io)?;
-            }
-            self.file.sync_data().map_err(io)?;
+        let written = self.file.write_at(&self.appends, self.durable_len);
+        self.appends.truncate(appended);
+        written.map_err(io)?;
+        if self.len != self.durable_len {
+            self.file
+                .write_at(&self.len.to_be_bytes(), 4)
+                .map_err(io)?;
         }
-        // 3. The root.
-        if self.root_dirty {
-            self.file.write_all_at(&self.root, 12).map_err(io)?;
-            self.file.sync_data().map_err(io)?;
+        self.file.sync().map_err(io)?;
+        // 2. The in-place writes, sync.
+        if !journal.is_empty() {
+            self.apply_in_place(&journal)?;
         }
         self.durable_len = self.len;
         self.appends.clear();
         self.slots.clear();
         self.labels.clear();
         self.root_dirty = false;
-        self.map = None;
-        // SAFETY: as in `open`: a read-only map of a file only this process writes, re-made
-        // after every commit so it covers the new data length.
-        self.map = Some(unsafe { Mmap::map(&self.file) }.map_err(io)?);
-        Ok(())
+        self.remap()
     }
 
     /// The offsets of every record reachable from the index (in no particular order).
