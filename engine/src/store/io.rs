@@ -219,10 +219,21 @@ pub mod sim {
         }
     }
 
+    /// One numbered operation.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Point {
+        /// What it was.
+        pub op: Op,
+        /// On which file.
+        pub path: PathBuf,
+        /// Bytes written (writes), or the new length (`set_len`); 0 for syncs.
+        pub bytes: u64,
+    }
+
     #[derive(Debug, Default)]
     struct State {
         files: BTreeMap<PathBuf, Image>,
-        points: Vec<(Op, PathBuf)>,
+        points: Vec<Point>,
         fault: Option<(usize, Fault)>,
         crashed: bool,
     }
@@ -247,8 +258,8 @@ pub mod sim {
             self.state.lock().unwrap_or_else(|p| p.into_inner())
         }
 
-        /// Points so far: each operation and the file it was on.
-        pub fn points(&self) -> Vec<(Op, PathBuf)> {
+        /// Points so far, in order.
+        pub fn points(&self) -> Vec<Point> {
             self.lock().points.clone()
         }
 
@@ -319,6 +330,7 @@ pub mod sim {
             &self,
             op: Op,
             path: &Path,
+            bytes: u64,
             f: &mut dyn FnMut(&mut Image, Option<Fault>) -> io::Result<()>,
         ) -> io::Result<()> {
             let mut st = self.lock();
@@ -326,7 +338,11 @@ pub mod sim {
                 return Err(crashed());
             }
             let n = st.points.len();
-            st.points.push((op, path.to_path_buf()));
+            st.points.push(Point {
+                op,
+                path: path.to_path_buf(),
+                bytes,
+            });
             let fault = st.fault.filter(|(at, _)| *at == n).map(|(_, f)| f);
             if matches!(fault, Some(Fault::Crash) | Some(Fault::Torn(_))) {
                 st.crashed = true;
@@ -372,7 +388,7 @@ pub mod sim {
                 return Err(io::Error::from(io::ErrorKind::PermissionDenied));
             }
             self.disk
-                .point(Op::Write, &self.path, &mut |img, fault| match fault {
+                .point(Op::Write, &self.path, buf.len() as u64, &mut |img, fault| match fault {
                     None => {
                         img.push(Pending::Write(offset, buf.to_vec()));
                         Ok(())
@@ -390,7 +406,7 @@ pub mod sim {
 
         fn sync(&self) -> io::Result<()> {
             self.disk
-                .point(Op::Sync, &self.path, &mut |img, fault| match fault {
+                .point(Op::Sync, &self.path, 0, &mut |img, fault| match fault {
                     None => {
                         img.durable = img.written.clone();
                         img.pending.clear();
@@ -422,7 +438,7 @@ pub mod sim {
                 return Err(io::Error::from(io::ErrorKind::PermissionDenied));
             }
             self.disk
-                .point(Op::SetLen, &self.path, &mut |img, fault| match fault {
+                .point(Op::SetLen, &self.path, len, &mut |img, fault| match fault {
                     None => {
                         img.push(Pending::SetLen(len));
                         Ok(())

@@ -11,7 +11,8 @@
 //! 1. the append region, then the journal of the in-place writes just past it, then the header
 //!    length *L* (the end of the append region), then sync: every slot about to be published
 //!    points below a durable *L*, and the journal that completes the commit is durable;
-//! 2. the changed slots and labels and the root, in place, then sync.
+//! 2. the changed slots and labels and the root, in place, then sync; then the file is cut back
+//!    to *L* (unsynced: a journal that survives a crash is merely applied again).
 //!
 //! A crash before step 1 completes leaves the old *L*: the new records are garbage beyond it and
 //! the old index never points at them. A crash or power loss in step 2 may leave any subset of its
@@ -320,14 +321,11 @@ impl EtchFile {
                 format!("data length {len} is below the minimum {DATA_START}"),
             ));
         }
-        let len = len as u64;
-        if len > physical {
-            return Err(corrupt(
-                4,
-                1,
-                format!("data length {len} is beyond the end of the file ({physical} bytes)"),
-            ));
-        }
+        let stated = len as u64;
+        // A header L past the file's end: a power loss kept the new L of a commit whose append
+        // region it lost (no in-place write had started). Read to the file's end; the index
+        // decides below whether anything is really missing.
+        let len = stated.min(physical);
         let mut root = [0u8; 32];
         root.copy_from_slice(&header[12..44]);
         let journal = Journal::read(&*file, len, physical);
@@ -356,10 +354,48 @@ impl EtchFile {
             }
         }
         f.remap()?;
-        if writable {
+        if stated > physical {
+            f.cut_length_to_index(stated)?;
+        } else if writable {
             f.repair_stale_length(physical)?;
         }
         Ok(f)
+    }
+
+    /// The header's L (`stated`) lies past the file's end. If the index references nothing
+    /// past the end, L becomes the end of the furthest object it references (written back by a
+    /// writable open: only unreferenced bytes of a commit that never completed are given up);
+    /// otherwise the file really is cut short and the open fails.
+    fn cut_length_to_index(&mut self, stated: u64) -> Result<(), EtchError> {
+        let furthest = self.furthest_end()?;
+        let physical = self.len;
+        if furthest > physical {
+            return Err(corrupt(
+                4,
+                1,
+                format!(
+                    "data length {stated} is beyond the end of the file ({physical} bytes), and \
+                     the index references bytes up to {furthest}"
+                ),
+            ));
+        }
+        self.len = furthest;
+        self.durable_len = furthest;
+        if self.writable {
+            let io = |source| EtchError::Io {
+                path: self.path.clone(),
+                source,
+            };
+            self.file.write_at(&furthest.to_be_bytes(), 4).map_err(io)?;
+            self.file.sync().map_err(io)?;
+            eprintln!(
+                "etch: {}: the data length {stated} lay past the end of the file ({physical} \
+                 bytes), left by a commit a power loss interrupted; set to {furthest}, the end \
+                 of what the index references (nothing committed is lost)",
+                self.path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Writes a commit's in-place changes (slots, labels, root) and syncs: step 2 of a commit,
@@ -948,6 +984,8 @@ impl EtchFile {
         };
         let journal = Journal {
             data_len: self.len,
+            from: self.durable_len,
+            region_crc: crc32c::crc32c(&self.appends),
             root: self.root_dirty.then_some(self.root),
             slots: self.slots.clone(),
             labels: self.labels.clone(),
@@ -967,9 +1005,17 @@ impl EtchFile {
                 .map_err(io)?;
         }
         self.file.sync().map_err(io)?;
-        // 2. The in-place writes, sync.
+        // 2. The in-place writes, sync; then the journal is cut off again (not synced: should
+        // the cut be lost, reopening repeats the same in-place writes, which changes nothing),
+        // so the file ends at L as the reference's does.
         if !journal.is_empty() {
             self.apply_in_place(&journal)?;
+            self.file
+                .set_len(self.len)
+                .map_err(|source| EtchError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         self.durable_len = self.len;
         self.appends.clear();

@@ -319,6 +319,8 @@ pub struct NativeStore {
     /// The last durable commit, and the root readers see.
     head: RwLock<(Commit, Option<[u8; 32]>)>,
     snapshots: Mutex<Arc<dyn StorageFile>>,
+    /// Set when a write of the snapshots list failed: it is not written again until reopened.
+    hint_failed: std::sync::atomic::AtomicBool,
     _lock: Option<File>,
 }
 
@@ -570,6 +572,7 @@ impl NativeStore {
                 .collect(),
             head: RwLock::new((commit, commit.root)),
             snapshots: Mutex::new(snapshots),
+            hint_failed: std::sync::atomic::AtomicBool::new(false),
             _lock: lock_file,
             options,
             dir: dir.clone(),
@@ -940,21 +943,39 @@ impl NativeStore {
                 *head = (last.commit, last.commit.root);
             }
         }
-        if !snaps.is_empty() {
+        // The commit is durable: what follows only keeps the hint and the run files tidy, so a
+        // failure here is reported, not returned (the commit must not be called failed).
+        if !snaps.is_empty() && !self.hint_failed.load(Ordering::Acquire) {
             let f = lock(&self.snapshots);
             let bytes: Vec<u8> = snaps.iter().flat_map(|s| s.encode()).collect();
-            f.append(&bytes).map_err(io_at(&self.dir))?;
             // The list is a hint (the log is the truth): synced only when runs change, which
             // bounds how far back recovery may have to start.
-            if !dead.is_empty() {
-                f.sync().map_err(io_at(&self.dir))?;
+            let r = f
+                .append(&bytes)
+                .and_then(|_| if dead.is_empty() { Ok(()) } else { f.sync() });
+            if let Err(e) = r {
+                // Its tail is unknown now: stop writing it, and keep the old runs a stale hint
+                // may still name; the next writable open rebuilds the list from the log.
+                self.hint_failed.store(true, Ordering::Release);
+                eprintln!(
+                    "etch: {}: writing the snapshots list failed ({e}); commit {seq} is durable, \
+                     and the list is rebuilt from the log when the store is next opened",
+                    self.dir.join(SNAPSHOTS_FILE).display()
+                );
             }
+        }
+        if self.hint_failed.load(Ordering::Acquire) {
+            return Ok(());
         }
         for n in dead {
             let p = self.dir.join(run::run_file_name(n));
             if let Err(e) = std::fs::remove_file(&p) {
                 if e.kind() != io::ErrorKind::NotFound {
-                    return Err(NativeError::Io { path: p, source: e });
+                    eprintln!(
+                        "etch: {}: removing an index run no commit needs failed ({e}); the next \
+                         writable open removes it",
+                        p.display()
+                    );
                 }
             }
         }
