@@ -40,11 +40,11 @@ fn header_damage() {
         EtchFile::open(&p, false),
         Err(EtchError::Corrupt { offset: 4, .. })
     ));
+    // A data length past the file's end (what a power loss mid-commit can leave) is read as
+    // the end of what the index references, when that lies within the file.
+    let good = EtchFile::open(damaged(dir.path(), |_| {}), false).unwrap().data_len();
     let p = damaged(dir.path(), |b| b[5] = 0x7f);
-    assert!(matches!(
-        EtchFile::open(&p, false),
-        Err(EtchError::Corrupt { offset: 4, .. })
-    ));
+    assert_eq!(EtchFile::open(&p, false).unwrap().data_len(), good);
     let p = damaged(dir.path(), |b| b.truncate(30));
     assert!(matches!(
         EtchFile::open(&p, false),

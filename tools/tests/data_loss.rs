@@ -377,3 +377,42 @@ fn a_torn_tail_is_moved_aside_not_destroyed() {
     );
     assert_eq!(std::fs::read(&aside).unwrap(), tail);
 }
+
+// `etch import` replaced the store's root with the file's: everything the store held became
+// unreachable, and compaction then deleted it.
+#[test]
+fn import_merges_into_the_root_it_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let ids_a = put(&home, &a, &[], &values(10));
+    let ids_b = put(&home, &b, &[], "[\"b\" 1]\n[\"b\" 2]\n");
+    let file = dir.path().join("b.etchx");
+    ok(&home, &["export", p(&b), "-o", p(&file)]);
+    let out = ok(&home, &["import", "--store", p(&a), p(&file)]);
+    assert!(out.contains("the store's root now "), "{out}");
+    ok(&home, &["compact", p(&a), "--prune-now"]);
+    assert_eq!(readable(&home, &a, &ids_a), ids_a.len());
+    assert_eq!(readable(&home, &a, &ids_b), ids_b.len());
+    // A root that is not a lattice root cannot be merged: refused, root unchanged.
+    let e = dir.path().join("e");
+    let x = put(&home, &e, &[], "[1 2 3 \"not a lattice root\"]\n");
+    let vfile = dir.path().join("v.etchx");
+    ok(&home, &["export", p(&e), "--root", &x[0], "-o", p(&vfile)]);
+    ok(&home, &["import", "--store", p(&c), p(&vfile)]);
+    let before = ok(&home, &["eval", "--store", p(&c), "(root)"]);
+    let (code, _, err) = etch(&home, &["import", "--store", p(&c), p(&file)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be merged"), "{err}");
+    assert_eq!(ok(&home, &["eval", "--store", p(&c), "(root)"]), before);
+    // --no-set-root keeps the store's root and the file's root value in its :data.
+    let d = dir.path().join("d");
+    let ids_d = put(&home, &d, &[], "[\"d\"]\n");
+    ok(&home, &["import", "--store", p(&d), "--no-set-root", p(&file)]);
+    ok(&home, &["compact", p(&d), "--prune-now"]);
+    assert_eq!(readable(&home, &d, &ids_d), 1);
+    let info: serde_json::Value =
+        serde_json::from_str(ok(&home, &["info", p(&b), "--json"]).trim()).unwrap();
+    let b_root = info["root"].as_str().unwrap().to_string();
+    assert_eq!(readable(&home, &d, &[b_root]), 1, "the file's root kept in :data");
+}

@@ -410,3 +410,44 @@ pub fn post_order(
     }
     Ok(())
 }
+
+/// Resolves the cells of a tree held in memory (attached branches, embedded ones included),
+/// then those of `base`: a salvaged root, or a value kept only inside the root's `:data`.
+pub struct Overlay<'a> {
+    cells: std::collections::HashMap<ValueId, Cell>,
+    base: &'a dyn Resolver,
+}
+
+impl<'a> Overlay<'a> {
+    /// `root`'s in-memory cells over `base`.
+    pub fn new(root: &Cell, base: &'a dyn Resolver) -> Overlay<'a> {
+        let mut cells = std::collections::HashMap::new();
+        let mut stack = vec![root.clone()];
+        while let Some(c) = stack.pop() {
+            for r in c.refs() {
+                match r {
+                    Ref::Embedded(e) => stack.push(e.clone()),
+                    Ref::Branch(_) => {
+                        if let Some(t) = r.cell() {
+                            if cells.insert(r.id(), t.clone()).is_none() {
+                                stack.push(t.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cells.insert(*root.id(), root.clone());
+        Overlay { cells, base }
+    }
+}
+
+impl Resolver for Overlay<'_> {
+    fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
+        match self.cells.get(id) {
+            Some(c) => Ok(Some(c.clone())),
+            None => self.base.resolve(id),
+        }
+    }
+}
+

@@ -1,6 +1,7 @@
 //! `etch export` and `etch import`: the snapshot file of docs/EXPORT.md.
 
-use super::copy::{post_order, Sink, Source};
+use super::copy::{post_order, Overlay, Sink, Source};
+use etch_engine::lattice::stored_value;
 use super::scan::{bar, branch_children, error_exit, EXIT_OK, EXIT_PROBLEMS};
 use super::FormatArg;
 use etch_formats::cell::ENCODING_BYTES_MAX;
@@ -51,7 +52,14 @@ pub struct ExportArgs {
 #[derive(clap::Args)]
 #[command(
     long_about = "Loads an export file (docs/EXPORT.md) into a store, creating the store \
-if there is none (--format), and makes the file's root the store's root. The file is read \
+if there is none (--format), and keeps what it loaded reachable. A store with no root (or an \
+empty #Index {}) takes the file's root as its root; when the store's root and the file's are \
+both lattice roots (#Index), the file's is merged into the store's by the root lattice \
+(lattice.md: :data values are united, drives and signed slots merge as replicas do), so nothing \
+either held becomes unreachable; any other pair of differing roots is refused (exit 2, the \
+store's root unchanged, the loaded cells kept for compaction's grace period). With \
+--no-set-root the store's root stays as it is and the file's root value is kept in its :data \
+(as (store v) does). The file is read \
 twice: the first pass checks everything — header, every cell's length, Value ID (SHA3-256 of its \
 encoding) and canonical encoding, that every cell's children come before it, the end marker, \
 counts and checksum — and the second writes. A damaged or truncated file writes nothing: the \
@@ -71,7 +79,7 @@ pub struct ImportArgs {
     /// Format of a store created here.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
-    /// Add the cells without changing the store's root.
+    /// Keep the store's root; keep the file's root value in its :data instead.
     #[arg(long)]
     no_set_root: bool,
     /// Print one JSON object instead of text.
@@ -156,9 +164,19 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
             .map_err(|e| e.to_string())?;
         let nil = *Cell::nil().id();
         let nil_without_record = root == nil && src.resolve(&root).ok().flatten().is_none();
+        // A value small enough to embed has no record: it lives in the root's :data.
+        let top = match src.resolve(&root) {
+            Ok(Some(c)) => c,
+            _ => src
+                .root()
+                .and_then(|r| src.resolve(&r).ok().flatten())
+                .and_then(|r| stored_value(&r, &root, &src).ok().flatten())
+                .unwrap_or_else(Cell::nil),
+        };
+        let overlay = Overlay::new(&top, &src);
         if !nil_without_record {
             let mut seen = HashSet::new();
-            post_order(&src, &root, &mut seen, &mut |cell| {
+            post_order(&overlay, &root, &mut seen, &mut |cell| {
                 let enc = cell.encoding();
                 w.write_all(&(enc.len() as u32).to_le_bytes())
                     .and_then(|_| w.write_all(&cell.id().0))
@@ -511,16 +529,17 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
         Err(ReadError::Io(e)) => return error_exit(e),
         Err(ReadError::Damaged(d)) => return report_damage(d),
     }
-    let done = if args.no_set_root {
-        sink.finish()
-    } else {
-        sink.commit_root(summary.root).and_then(|_| sink.finish())
-    };
-    if let Err(e) = done {
+    if let Err(e) = sink.finish() {
         return error_exit(e);
     }
+    // Make what was loaded reachable, without making anything the store held unreachable.
+    let new_root = match keep_reachable(&args.store, summary.root, args.no_set_root) {
+        Ok(r) => r,
+        Err(e) => return error_exit(e),
+    };
     let secs = start.elapsed().as_secs_f64();
     let root = summary.root.map(|r| r.to_hex());
+    let store_root = new_root.map(|r| r.to_hex());
     if args.json {
         println!(
             "{}",
@@ -529,6 +548,7 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
                 "store": args.store.display().to_string(),
                 "ok": true,
                 "root": root,
+                "store_root": store_root,
                 "cells": summary.cells,
                 "new_cells": new_cells,
                 "bytes": summary.bytes,
@@ -537,18 +557,85 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
         );
     } else {
         println!(
-            "imported {} cells ({} new, {} bytes of encodings) into {}; root {}{} ({secs:.2} s)",
+            "imported {} cells ({} new, {} bytes of encodings) into {}; the file's root {}, the store's root now {} ({secs:.2} s)",
             summary.cells,
             new_cells,
             summary.bytes,
             args.store.display(),
             root.as_deref().unwrap_or("(none)"),
-            if args.no_set_root {
-                " not set (--no-set-root)"
-            } else {
-                ""
-            }
+            store_root.as_deref().unwrap_or("(none)"),
         );
     }
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// After an import: makes the file's root `imported` reachable in the store at `path` without
+/// making anything reachable before unreachable (see `etch import --help`). Returns the store's
+/// root afterwards.
+fn keep_reachable(
+    path: &Path,
+    imported: Option<ValueId>,
+    no_set_root: bool,
+) -> Result<Option<ValueId>, String> {
+    use etch_engine::node::LocalNode;
+    use etch_engine::store::Root;
+    let store = super::open_any(path, true, FormatArg::Native)?.cell_store();
+    let at = |e: &dyn std::fmt::Display| super::with_path(path, e);
+    let current = match store.root().map_err(|e| at(&e))? {
+        Root::Unset => None,
+        Root::Value(c) => Some(c),
+    };
+    let Some(imported) = imported else {
+        return Ok(current.map(|c| *c.id()));
+    };
+    let value = store
+        .get(&imported)
+        .map_err(|e| at(&e))?
+        .or_else(|| (imported == *Cell::nil().id()).then(Cell::nil))
+        .ok_or_else(|| at(&format!("the imported root {imported} is not in the store")))?;
+    let is_lattice = |c: &Cell| c.kind() == etch_formats::Kind::Index;
+    let empty = |c: &Option<Cell>| c.as_ref().is_none_or(|c| is_lattice(c) && c.count() == 0);
+    let refuse = |cur: &Cell, what: &str| -> String {
+        at(&format!(
+            "the store's root {} and the file's root {imported} differ and {what}: {} (the \
+             store's root is unchanged; the imported cells are kept for compaction's grace \
+             period). Import into a new store, or with --no-set-root into a store whose root is \
+             a lattice root",
+            cur.id(),
+            if no_set_root {
+                "the file's root cannot be kept in the store's :data"
+            } else {
+                "cannot be merged"
+            }
+        ))
+    };
+    if current.as_ref().is_some_and(|c| *c.id() == imported) {
+        return Ok(Some(imported));
+    }
+    if no_set_root {
+        if value.is_nil() {
+            return Ok(current.map(|c| *c.id()));
+        }
+        return match &current {
+            Some(c) if !is_lattice(c) => Err(refuse(c, "the store's root is not a lattice root")),
+            _ => {
+                let node = LocalNode::open(store.clone(), None).map_err(|e| at(&e))?;
+                let root = node.store_values(&[value]).map_err(|e| at(&e))?;
+                Ok(Some(*root.id()))
+            }
+        };
+    }
+    if empty(&current) {
+        store.set_root(&value).map_err(|e| at(&e))?;
+        return Ok(Some(imported));
+    }
+    match &current {
+        Some(c) if is_lattice(c) && is_lattice(&value) => {
+            let node = LocalNode::open(store.clone(), None).map_err(|e| at(&e))?;
+            let root = node.merge(&[], &value).map_err(|e| at(&e))?;
+            Ok(Some(*root.id()))
+        }
+        Some(c) => Err(refuse(c, "they are not both lattice roots (#Index)")),
+        None => Ok(None),
+    }
 }

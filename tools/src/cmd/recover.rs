@@ -1,6 +1,6 @@
 //! `etch recover PATH -o NEW`: salvage every intact cell of a damaged store.
 
-use super::copy::{post_order, Sink};
+use super::copy::{post_order, Overlay, Sink};
 use super::scan::{
     self, bar, branch_children, deep_cad_records, error_exit, Format, Kind, Rec, Scan,
 };
@@ -180,44 +180,6 @@ fn salvage_root(
         cells_lost,
         dropped,
     })
-}
-
-/// Resolves the cells of a tree built in memory (attached branches), then the scan's records.
-struct Overlay<'a> {
-    cells: std::collections::HashMap<ValueId, Cell>,
-    base: &'a dyn Resolver,
-}
-
-impl<'a> Overlay<'a> {
-    fn new(root: &Cell, base: &'a dyn Resolver) -> Overlay<'a> {
-        let mut cells = std::collections::HashMap::new();
-        let mut stack = vec![root.clone()];
-        while let Some(c) = stack.pop() {
-            for r in c.refs() {
-                match r {
-                    etch_formats::Ref::Embedded(e) => stack.push(e.clone()),
-                    etch_formats::Ref::Branch(_) => {
-                        if let Some(t) = r.cell() {
-                            if cells.insert(r.id(), t.clone()).is_none() {
-                                stack.push(t.clone());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        cells.insert(*root.id(), root.clone());
-        Overlay { cells, base }
-    }
-}
-
-impl Resolver for Overlay<'_> {
-    fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, etch_formats::ResolveError> {
-        match self.cells.get(id) {
-            Some(c) => Ok(Some(c.clone())),
-            None => self.base.resolve(id),
-        }
-    }
 }
 
 /// Runs `etch recover`.

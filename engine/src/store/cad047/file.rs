@@ -367,8 +367,17 @@ impl EtchFile {
     /// writable open: only unreferenced bytes of a commit that never completed are given up);
     /// otherwise the file really is cut short and the open fails.
     fn cut_length_to_index(&mut self, stated: u64) -> Result<(), EtchError> {
-        let furthest = self.furthest_end()?;
         let physical = self.len;
+        let furthest = self.furthest_end().map_err(|e| {
+            corrupt(
+                4,
+                1,
+                format!(
+                    "data length {stated} is beyond the end of the file ({physical} bytes), and \
+                     the index references what is not there: {e}"
+                ),
+            )
+        })?;
         if furthest > physical {
             return Err(corrupt(
                 4,
