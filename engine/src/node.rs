@@ -204,8 +204,7 @@ impl LocalNode {
                 entries.push((Cell::blob(v.id().as_bytes()), v.clone()));
             }
         }
-        let entry = Cell::index(entries)
-            .map_err(|e| NodeError::Argument(e.to_string()))?;
+        let entry = Cell::index(entries).map_err(|e| NodeError::Argument(e.to_string()))?;
         self.merge(&[kw("data")], &entry)
     }
 

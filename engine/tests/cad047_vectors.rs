@@ -225,7 +225,8 @@ fn check_store_value(name: &str) {
         .map(|r| etch_formats::decode_cell(r.encoding.clone()).unwrap())
         .collect();
     let top = decoded.iter().find(|c| c.id().0 == root_key).unwrap();
-    let body = etch_formats::body::encode_body(top, decoded.iter().filter(|c| c.id().0 != root_key));
+    let body =
+        etch_formats::body::encode_body(top, decoded.iter().filter(|c| c.id().0 != root_key));
     let root = etch_formats::body::Body::decode(body).unwrap().top;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stored.etch");
@@ -236,7 +237,10 @@ fn check_store_value(name: &str) {
     let len: usize = m["data_length"].parse().unwrap();
     assert_eq!(ours.len(), len, "{name}: data length");
     let first_diff = ours.iter().zip(&reference).position(|(a, b)| a != b);
-    assert_eq!(first_diff, None, "{name}: first byte that differs from the reference");
+    assert_eq!(
+        first_diff, None,
+        "{name}: first byte that differs from the reference"
+    );
 }
 
 #[test]

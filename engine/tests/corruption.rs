@@ -42,7 +42,9 @@ fn header_damage() {
     ));
     // A data length past the file's end (what a power loss mid-commit can leave) is read as
     // the end of what the index references, when that lies within the file.
-    let good = EtchFile::open(damaged(dir.path(), |_| {}), false).unwrap().data_len();
+    let good = EtchFile::open(damaged(dir.path(), |_| {}), false)
+        .unwrap()
+        .data_len();
     let p = damaged(dir.path(), |b| b[5] = 0x7f);
     assert_eq!(EtchFile::open(&p, false).unwrap().data_len(), good);
     let p = damaged(dir.path(), |b| b.truncate(30));

@@ -196,7 +196,10 @@ fn import_export_round_trip_and_a_second_import_changes_nothing() {
             .map(|(p, why)| format!("{}: {why}", p.file_name().unwrap().to_string_lossy()))
             .collect()
     };
-    assert_eq!(listed(&scan.skipped), ["link: symbolic link (not followed)"]);
+    assert_eq!(
+        listed(&scan.skipped),
+        ["link: symbolic link (not followed)"]
+    );
     assert_eq!(
         listed(&scan.refused),
         ["bad-\u{fffd}: name is not UTF-8 (DLFS names are text)"]

@@ -192,10 +192,15 @@ fn crash_at_every_point(format: Format) -> usize {
     assert_eq!(kinds.len(), points);
     let last_sync = (0..points).rev().find(|k| kinds[*k] == Op::Sync).unwrap();
     let mut checked = 0;
-    for k in 0..points {
+    for (k, kind) in kinds.iter().enumerate() {
         let mut faults = vec![Fault::Crash];
-        if kinds[k] == Op::Write {
-            faults.extend([Fault::Torn(0), Fault::Torn(1), Fault::Torn(7), Fault::Torn(100)]);
+        if *kind == Op::Write {
+            faults.extend([
+                Fault::Torn(0),
+                Fault::Torn(1),
+                Fault::Torn(7),
+                Fault::Torn(100),
+            ]);
         }
         for fault in faults {
             let dir = tmp.path().join(format!("p{k}-{fault:?}"));
@@ -298,7 +303,10 @@ fn eio_and_enospc(format: Format) -> usize {
                 _ => "No space left on device",
             };
             assert!(err.contains(expect), "{what}: error {err:?}");
-            assert!(o.c_refused_after_failure, "{what}: a commit after the failure was taken");
+            assert!(
+                o.c_refused_after_failure,
+                "{what}: a commit after the failure was taken"
+            );
             for (w, image) in images(&o.disk, k as u64).into_iter().take(3) {
                 check_image(format, &dir, &image, false, &format!("{what}, {w}"));
                 checked += 1;

@@ -129,13 +129,13 @@ pub fn for_each_surviving_index_entry(
     lost: &mut dyn FnMut(ValueId) -> Res<()>,
 ) -> Res<()> {
     let refs = cell.refs();
-    let mut entry = |k: &Ref, v: &Ref, f: &mut dyn FnMut(Cell, Cell) -> Res<()>| {
-        match (k.fetch(r), v.fetch(r)) {
+    let mut entry =
+        |k: &Ref, v: &Ref, f: &mut dyn FnMut(Cell, Cell) -> Res<()>| match (k.fetch(r), v.fetch(r))
+        {
             (Ok(k), Ok(v)) => f(k, v),
             (Err(ResolveError::Missing(id)), _) | (_, Err(ResolveError::Missing(id))) => lost(id),
             (Err(e), _) | (_, Err(e)) => Err(e),
-        }
-    };
+        };
     match cell.count() {
         0 => Ok(()),
         1 => entry(&refs[0], &refs[1], f),

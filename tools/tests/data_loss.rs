@@ -109,14 +109,20 @@ fn drive_import_refuses_names_sharing_their_first_32_bytes() {
         err.contains("2 files or folders were not imported"),
         "{err}"
     );
-    assert!(out.starts_with("imported 2 files, 2 directories into home"), "{out}");
+    assert!(
+        out.starts_with("imported 2 files, 2 directories into home"),
+        "{out}"
+    );
     let ls = ok(&home, &["drive", "ls", "home", "--store", p(&store)]);
     let names: Vec<&str> = ls
         .lines()
         .filter_map(|l| l.split_whitespace().last())
         .collect();
     assert_eq!(names, [format!("{a}x").as_str(), "sub/"]);
-    let cat = ok(&home, &["drive", "cat", &format!("home/{a}x"), "--store", p(&store)]);
+    let cat = ok(
+        &home,
+        &["drive", "cat", &format!("home/{a}x"), "--store", p(&store)],
+    );
     assert_eq!(cat, "one");
     // The same name against what the drive holds: refused by name, the rest imported.
     let src2 = dir.path().join("src2");
@@ -134,7 +140,10 @@ fn drive_import_refuses_names_sharing_their_first_32_bytes() {
         )),
         "{err}"
     );
-    let cat = ok(&home, &["drive", "cat", "home/new.txt", "--store", p(&store)]);
+    let cat = ok(
+        &home,
+        &["drive", "cat", "home/new.txt", "--store", p(&store)],
+    );
     assert_eq!(cat, "five");
 }
 
@@ -147,7 +156,11 @@ fn put_values_survive_compaction_and_unrooted_records_get_a_grace_period() {
     assert_eq!(ids.len(), 40);
     let raw = put(&home, &store, &["--no-root"], "[\"raw\" 1]\n[\"raw\" 2]\n");
     ok(&home, &["compact", p(&store)]);
-    assert_eq!(readable(&home, &store, &ids), 40, "compact kept every put value");
+    assert_eq!(
+        readable(&home, &store, &ids),
+        40,
+        "compact kept every put value"
+    );
     // Unrooted records are young: kept by default, listed by a dry run with --prune-now.
     assert_eq!(readable(&home, &store, &raw), 2);
     let dry = ok(&home, &["compact", p(&store), "--prune-now", "--dry-run"]);
@@ -159,11 +172,21 @@ fn put_values_survive_compaction_and_unrooted_records_get_a_grace_period() {
     let mut want: Vec<&str> = raw.iter().map(String::as_str).collect();
     want.sort_unstable();
     assert_eq!(listed, want);
-    assert!(dry.contains("would drop 2 records; nothing changed"), "{dry}");
-    assert_eq!(readable(&home, &store, &raw), 2, "a dry run changes nothing");
+    assert!(
+        dry.contains("would drop 2 records; nothing changed"),
+        "{dry}"
+    );
+    assert_eq!(
+        readable(&home, &store, &raw),
+        2,
+        "a dry run changes nothing"
+    );
     let (code, _, err) = etch(&home, &["compact", p(&store), "--prune-now"]);
     assert_eq!(code, 0);
-    assert!(err.contains("dropping 2 records"), "counts stated first: {err}");
+    assert!(
+        err.contains("dropping 2 records"),
+        "counts stated first: {err}"
+    );
     assert_eq!(readable(&home, &store, &raw), 0);
     assert_eq!(readable(&home, &store, &ids), 40);
 }
@@ -183,8 +206,14 @@ fn put_commits_in_batches_and_prints_only_durable_ids() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4);
     assert!(lines[1].starts_with("error: syntax: "), "{out}");
-    assert!(lines[2].starts_with("error: argument: nil cannot be stored"), "{out}");
-    assert_eq!(readable(&home, &store, &[lines[0].into(), lines[3].into()]), 2);
+    assert!(
+        lines[2].starts_with("error: argument: nil cannot be stored"),
+        "{out}"
+    );
+    assert_eq!(
+        readable(&home, &store, &[lines[0].into(), lines[3].into()]),
+        2
+    );
 }
 
 /// A native store with one commit holding many records in one DATA frame: its log bytes and
@@ -217,8 +246,14 @@ fn writable_open_of_a_damaged_log_refuses_and_destroys_nothing() {
     let (code, out, err) = etch(&home, &["eval", "--store", p(&store), "(root)"]);
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("the log is damaged"), "{err}");
-    assert!(err.contains(&format!("etch recover {}", store.display())), "{err}");
-    assert_eq!(std::fs::metadata(store.join("log")).unwrap().len(), cut as u64);
+    assert!(
+        err.contains(&format!("etch recover {}", store.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(store.join("log")).unwrap().len(),
+        cut as u64
+    );
     let (code, _, _) = etch_in(&home, &["put", p(&store)], "[1 2 3]\n");
     assert_eq!(code, 1);
     assert_eq!(std::fs::read(store.join("log")).unwrap(), log[..cut]);
@@ -237,9 +272,16 @@ fn recover_salvages_every_intact_record_of_a_truncated_log() {
         .filter(|(end, _)| *end <= cut)
         .map(|(_, id)| *id)
         .collect();
-    assert!(intact.len() > 1000, "{} records before the cut", intact.len());
+    assert!(
+        intact.len() > 1000,
+        "{} records before the cut",
+        intact.len()
+    );
     let out_store = dir.path().join("r");
-    let (code, out, err) = etch(&home, &["recover", p(&store), "-o", p(&out_store), "--json"]);
+    let (code, out, err) = etch(
+        &home,
+        &["recover", p(&store), "-o", p(&out_store), "--json"],
+    );
     assert_eq!(code, 1, "bytes were lost: {err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["cells"].as_u64(), Some(intact.len() as u64), "{out}");
@@ -299,7 +341,11 @@ fn a_damaged_store_acknowledges_no_writes_and_still_reads() {
     let (code, _, err) = etch(&home, &["import", "--store", p(&store), p(&export)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("the log is damaged"), "{err}");
-    assert_eq!(std::fs::read(store.join("log")).unwrap(), log, "nothing written");
+    assert_eq!(
+        std::fs::read(store.join("log")).unwrap(),
+        log,
+        "nothing written"
+    );
     // Read-only commands read what is intact: the root and all but the damaged record.
     assert_eq!(ok(&home, &["info", p(&store), "--json"]), info);
     let n = readable(&home, &store, &ids);
@@ -348,7 +394,9 @@ fn recover_exits_0_when_nothing_was_lost() {
         ok(&home, &["info", p(&out_store), "--json"])
             .split("\"cells\"")
             .nth(1),
-        ok(&home, &["info", p(&store), "--json"]).split("\"cells\"").nth(1)
+        ok(&home, &["info", p(&store), "--json"])
+            .split("\"cells\"")
+            .nth(1)
     );
 }
 
@@ -384,7 +432,11 @@ fn a_torn_tail_is_moved_aside_not_destroyed() {
 fn import_merges_into_the_root_it_finds() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
     let ids_a = put(&home, &a, &[], &values(10));
     let ids_b = put(&home, &b, &[], "[\"b\" 1]\n[\"b\" 2]\n");
     let file = dir.path().join("b.etchx");
@@ -408,11 +460,18 @@ fn import_merges_into_the_root_it_finds() {
     // --no-set-root keeps the store's root and the file's root value in its :data.
     let d = dir.path().join("d");
     let ids_d = put(&home, &d, &[], "[\"d\"]\n");
-    ok(&home, &["import", "--store", p(&d), "--no-set-root", p(&file)]);
+    ok(
+        &home,
+        &["import", "--store", p(&d), "--no-set-root", p(&file)],
+    );
     ok(&home, &["compact", p(&d), "--prune-now"]);
     assert_eq!(readable(&home, &d, &ids_d), 1);
     let info: serde_json::Value =
         serde_json::from_str(ok(&home, &["info", p(&b), "--json"]).trim()).unwrap();
     let b_root = info["root"].as_str().unwrap().to_string();
-    assert_eq!(readable(&home, &d, &[b_root]), 1, "the file's root kept in :data");
+    assert_eq!(
+        readable(&home, &d, &[b_root]),
+        1,
+        "the file's root kept in :data"
+    );
 }

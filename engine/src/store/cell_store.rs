@@ -244,7 +244,9 @@ impl EtchStore {
         path: impl AsRef<Path>,
         writable: bool,
     ) -> Result<EtchStore, StoreError> {
-        Ok(EtchStore::with_file(EtchFile::open_on(disk, path, writable)?))
+        Ok(EtchStore::with_file(EtchFile::open_on(
+            disk, path, writable,
+        )?))
     }
 
     /// Creates a new Etch file on a given disk.

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One file of a store, addressed by offset.
+// A file's length is asked for, never whether it is empty.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + Debug {
     /// Fills `buf` from `offset`; fails if the file ends first.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
@@ -387,8 +389,11 @@ pub mod sim {
             if !self.writable {
                 return Err(io::Error::from(io::ErrorKind::PermissionDenied));
             }
-            self.disk
-                .point(Op::Write, &self.path, buf.len() as u64, &mut |img, fault| match fault {
+            self.disk.point(
+                Op::Write,
+                &self.path,
+                buf.len() as u64,
+                &mut |img, fault| match fault {
                     None => {
                         img.push(Pending::Write(offset, buf.to_vec()));
                         Ok(())
@@ -401,7 +406,8 @@ pub mod sim {
                     Some(Fault::Crash) => Err(crashed()),
                     Some(Fault::Eio) => Err(io::Error::from_raw_os_error(libc::EIO)),
                     Some(Fault::Enospc) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
-                })
+                },
+            )
         }
 
         fn sync(&self) -> io::Result<()> {

@@ -450,4 +450,3 @@ impl Resolver for Overlay<'_> {
         }
     }
 }
-

@@ -1,9 +1,9 @@
 //! `etch export` and `etch import`: the snapshot file of docs/EXPORT.md.
 
 use super::copy::{post_order, Overlay, Sink, Source};
-use etch_engine::lattice::stored_value;
 use super::scan::{bar, branch_children, error_exit, EXIT_OK, EXIT_PROBLEMS};
 use super::FormatArg;
+use etch_engine::lattice::stored_value;
 use etch_formats::cell::ENCODING_BYTES_MAX;
 use etch_formats::{decode_cell, Cell, Resolver, ValueId};
 use rayon::prelude::*;

@@ -5,8 +5,8 @@ use super::scan::{
     self, bar, branch_children, deep_cad_records, error_exit, Format, Kind, Rec, Scan,
 };
 use super::FormatArg;
-use etch_engine::store::StoreFormat;
 use etch_engine::lattice::value_at_path;
+use etch_engine::store::StoreFormat;
 use etch_formats::value::for_each_surviving_index_entry;
 use etch_formats::{decode_cell, Cell, Resolver, ValueId};
 use std::collections::HashSet;
@@ -89,7 +89,8 @@ struct Salvaged {
 fn value_complete(scan: &Scan, cell: &Cell, complete: &mut HashSet<[u8; 32]>) -> bool {
     let mut kids = Vec::new();
     branch_children(cell, &mut kids);
-    kids.iter().all(|k| tree_complete(scan, &k.0, complete).is_ok())
+    kids.iter()
+        .all(|k| tree_complete(scan, &k.0, complete).is_ok())
 }
 
 /// Rebuilds the lattice root `newest` from what survived (lattice.md §4, §5): each of its keys
@@ -419,23 +420,26 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
                 if sv.dropped.is_empty() {
                     String::new()
                 } else {
-                    format!("; {} taken from the newest whole root or dropped", sv.dropped.join(", "))
+                    format!(
+                        "; {} taken from the newest whole root or dropped",
+                        sv.dropped.join(", ")
+                    )
                 }
             )?;
         } else {
             match chosen {
-            Some((seq, Some(r))) => writeln!(
-                out,
-                "root: {}{}",
-                hexs(&r),
-                if scan.format == Format::Native {
-                    format!(" (commit {seq})")
-                } else {
-                    String::new()
-                }
-            )?,
-            Some((_, None)) => writeln!(out, "root: none was set")?,
-            None => writeln!(out, "root: none survived: the new store has no root")?,
+                Some((seq, Some(r))) => writeln!(
+                    out,
+                    "root: {}{}",
+                    hexs(&r),
+                    if scan.format == Format::Native {
+                        format!(" (commit {seq})")
+                    } else {
+                        String::new()
+                    }
+                )?,
+                Some((_, None)) => writeln!(out, "root: none was set")?,
+                None => writeln!(out, "root: none survived: the new store has no root")?,
             }
         }
         writeln!(

@@ -3,12 +3,12 @@
 use super::{iso_time, open_any, with_path, FormatArg};
 use etch_engine::lattice::stored_value;
 use etch_engine::node::LocalNode;
-use etch_formats::Cell;
-use std::io::BufRead;
 use etch_engine::store::{AnyStore, Root};
 use etch_formats::text::print;
 use etch_formats::text::read::read_one;
+use etch_formats::Cell;
 use etch_formats::ValueId;
+use std::io::BufRead;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -293,7 +293,10 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
     // Stores one batch durably; `Err` means none of it may be counted on.
     let commit = |values: &[Cell]| -> Result<(), String> {
         match &node {
-            Some(n) => n.store_values(values).map(|_| ()).map_err(|e| e.to_string()),
+            Some(n) => n
+                .store_values(values)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             None => {
                 for v in values {
                     store.put(v).map_err(|e| e.to_string())?;
@@ -306,8 +309,8 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
     let (mut lines, mut values, mut text_bytes) = (Vec::new(), Vec::new(), 0usize);
     let mut failed = false;
     let settle = |lines: &mut Vec<PutLine>,
-                      values: &mut Vec<Cell>,
-                      out: &mut dyn Write|
+                  values: &mut Vec<Cell>,
+                  out: &mut dyn Write|
      -> io::Result<Result<(), String>> {
         let result = if values.is_empty() {
             Ok(())
@@ -317,9 +320,11 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
         for line in lines.drain(..) {
             match (&line, &result) {
                 (PutLine::Stored(id), Ok(())) => writeln!(out, "{id}")?,
-                (PutLine::Stored(id), Err(e)) => {
-                    writeln!(out, "error: store: {id} not stored: {}", e.replace('\n', " "))?
-                }
+                (PutLine::Stored(id), Err(e)) => writeln!(
+                    out,
+                    "error: store: {id} not stored: {}",
+                    e.replace('\n', " ")
+                )?,
                 (PutLine::Failed(kind, detail), _) => writeln!(out, "error: {kind}: {detail}")?,
             }
         }
@@ -357,12 +362,18 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
         if values.len() >= PUT_BATCH_VALUES || text_bytes >= PUT_BATCH_TEXT_BYTES {
             text_bytes = 0;
             if let Err(e) = settle(&mut lines, &mut values, &mut out)? {
-                return fail(format!("{}: commit failed, stopped: {e}", args.path.display()));
+                return fail(format!(
+                    "{}: commit failed, stopped: {e}",
+                    args.path.display()
+                ));
             }
         }
     }
     if let Err(e) = settle(&mut lines, &mut values, &mut out)? {
-        return fail(format!("{}: commit failed, stopped: {e}", args.path.display()));
+        return fail(format!(
+            "{}: commit failed, stopped: {e}",
+            args.path.display()
+        ));
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -20,11 +20,11 @@
 //! the whole commit. A commit whose write or sync fails leaves the file failed: nothing more is
 //! written until it is reopened (no retry after `EIO`).
 
+use super::journal::Journal;
+use crate::store::io::{os_disk, Disk, OpenMode, StorageFile};
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use super::journal::Journal;
-use crate::store::io::{os_disk, Disk, OpenMode, StorageFile};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -1009,9 +1009,7 @@ impl EtchFile {
         self.appends.truncate(appended);
         written.map_err(io)?;
         if self.len != self.durable_len {
-            self.file
-                .write_at(&self.len.to_be_bytes(), 4)
-                .map_err(io)?;
+            self.file.write_at(&self.len.to_be_bytes(), 4).map_err(io)?;
         }
         self.file.sync().map_err(io)?;
         // 2. The in-place writes, sync; then the journal is cut off again (not synced: should

@@ -6,19 +6,19 @@ pub mod run;
 pub mod writer;
 
 use super::cell_store::{walk_new_cells, CellCache, IdHash, CACHE_BYTES_DEFAULT};
+use super::io::{os_disk, Disk, OpenMode, StorageFile};
 use super::{CellStore, Root, StoreError, StoreStats};
 use crossbeam_channel::Sender;
 use etch_formats::cell::ResolveError;
 use etch_formats::{decode_cell, Cell, Resolver, ValueId};
 use format::{
-    push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES,
-    FORMAT_MAGIC, FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, KIND_COMMIT, KIND_DATA,
-    RECORD_ENCODING_MAX, RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
+    push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES, FORMAT_MAGIC,
+    FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX,
+    RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
 };
 use memmap2::{Mmap, MmapOptions};
 use run::{merge_runs, parse_run_file_name, write_run, Run, RunError, RunSpec};
 use std::collections::{HashMap, VecDeque};
-use super::io::{os_disk, Disk, OpenMode, StorageFile};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -434,7 +434,10 @@ impl NativeStore {
             OpenMode::Read
         };
         let log_path = dir.join(LOG_FILE);
-        let log = options.disk.open(&log_path, mode).map_err(io_at(&log_path))?;
+        let log = options
+            .disk
+            .open(&log_path, mode)
+            .map_err(io_at(&log_path))?;
         let snapshots_path = dir.join(SNAPSHOTS_FILE);
         let snapshots = options
             .disk
@@ -483,8 +486,7 @@ impl NativeStore {
             }
             let log_len = log.len().map_err(io_at(&log_path))?;
             if log_len > rec.valid_end {
-                let aside =
-                    set_aside_tail(&*log, &*options.disk, &dir, rec.valid_end, log_len)?;
+                let aside = set_aside_tail(&*log, &*options.disk, &dir, rec.valid_end, log_len)?;
                 let what = if rec.tail_commits > 0 {
                     format!(
                         "; they hold {} intact commit frame(s) that were never acknowledged or \
@@ -1050,7 +1052,10 @@ impl NativeStore {
         let mut head = [0u8; RECORD_HEADER_BYTES];
         self.log.read_at(&mut head, addr).map_err(io_at(&path))?;
         let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
-        if len == 0 || len > RECORD_ENCODING_MAX || addr + (RECORD_HEADER_BYTES + len) as u64 > written {
+        if len == 0
+            || len > RECORD_ENCODING_MAX
+            || addr + (RECORD_HEADER_BYTES + len) as u64 > written
+        {
             return Err(NativeError::Corrupt {
                 path,
                 offset: addr,
@@ -1202,7 +1207,10 @@ fn recover(
         _ if len == 0 => (None, Vec::new()),
         // SAFETY: read-only map of the log; bytes are only read through bounds-checked
         // slices, and writers only append past what is mapped here.
-        Some(f) => (Some(unsafe { Mmap::map(f) }.map_err(io_at(&path))?), Vec::new()),
+        Some(f) => (
+            Some(unsafe { Mmap::map(f) }.map_err(io_at(&path))?),
+            Vec::new(),
+        ),
         None => {
             let mut b = vec![0u8; len as usize];
             log.read_at(&mut b, 0).map_err(io_at(&path))?;
