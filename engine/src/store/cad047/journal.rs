@@ -31,6 +31,8 @@ use std::collections::BTreeMap;
 pub const JOURNAL_MAGIC: [u8; 8] = *b"ETCHJRN1";
 /// Bytes before the body: magic, *L*, `from`, region CRC, body length.
 const JOURNAL_HEAD_BYTES: usize = 32;
+/// Where a record's label ends, from the record's start: key (32), flags (1), memory size (8).
+const LABEL_END_BYTES: u64 = 41;
 /// Bytes of the region read at a time when checking it.
 const REGION_CHUNK_BYTES: u64 = 1 << 20;
 /// Bytes after the body: the CRC.
@@ -172,7 +174,7 @@ impl Journal {
         at += 4;
         for _ in 0..n {
             let (off, flags, mem) = (u64_at(b, at)?, *b.get(at + 8)?, u64_at(b, at + 9)?);
-            if off.checked_add(super::RECORD_HEADER_BYTES)? > data_len {
+            if off.checked_add(LABEL_END_BYTES)? > data_len {
                 return None;
             }
             j.labels.insert(off, (flags, mem));

@@ -1,28 +1,37 @@
 //! The native store (docs/FORMAT.md): an append-only log of cell records and commits, immutable
 //! sorted index runs, group commit, O(1) snapshots. The default format for new stores.
 
+mod dir;
 pub mod format;
+mod index;
+mod read;
+mod recovery;
+
+pub use dir::NativeError;
+use dir::{io_at, sync_dir, FORMAT_FILE, LOCK_FILE, LOG_FILE, SNAPSHOTS_FILE};
+use index::Index;
+use recovery::{read_snapshots, recover, set_aside_tail};
 pub mod run;
 pub mod writer;
 
-use super::cell_store::{walk_new_cells, CellCache, IdHash, CACHE_BYTES_DEFAULT};
+use super::cache::{CellCache, CACHE_BYTES_DEFAULT};
 use super::io::{os_disk, Disk, OpenMode, StorageFile};
+use super::walk::walk_new_cells;
 use super::{CellStore, Root, StoreError, StoreStats};
 use crossbeam_channel::Sender;
 use etch_formats::cell::ResolveError;
-use etch_formats::{decode_cell, Cell, Resolver, ValueId};
+use etch_formats::{Cell, Resolver, ValueId};
 use format::{
-    push_record, records, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES, FORMAT_MAGIC,
+    push_record, seal_frame, Commit, Snapshot, COMMIT_PAYLOAD_BYTES, FORMAT_MAGIC,
     FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, KIND_COMMIT, KIND_DATA, RECORD_ENCODING_MAX,
     RECORD_HEADER_BYTES, SNAPSHOT_RECORD_BYTES,
 };
-use memmap2::{Mmap, MmapOptions};
-use run::{merge_runs, parse_run_file_name, write_run, Run, RunError, RunSpec};
-use std::collections::{HashMap, VecDeque};
+use memmap2::Mmap;
+use run::{merge_runs, parse_run_file_name, write_run, Run, RunSpec};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 pub use writer::IoMode;
@@ -46,83 +55,6 @@ const LOG_WINDOWS_MAX: usize = 16 * 1024;
 const LOG_READABLE_BYTES: u64 = LOG_WINDOWS_MAX as u64 * WINDOW_BYTES;
 /// Overlap of consecutive windows: more than any frame, so every record lies in one window.
 const WINDOW_OVERLAP: u64 = (format::FRAME_PAYLOAD_MAX + 2 * FRAME_HEADER_BYTES) as u64;
-
-const LOG_FILE: &str = "log";
-const FORMAT_FILE: &str = "FORMAT";
-const SNAPSHOTS_FILE: &str = "snapshots";
-const LOCK_FILE: &str = "LOCK";
-
-/// Errors of the native store.
-#[derive(Debug, thiserror::Error)]
-pub enum NativeError {
-    /// The operating system refused an operation.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The path is not a native store.
-    #[error("{path}: not a native Etch store: {detail}")]
-    NotNative {
-        /// The path.
-        path: PathBuf,
-        /// What was wrong.
-        detail: String,
-    },
-    /// The log breaks an invariant of FORMAT.md.
-    #[error("{path}: corrupt log at offset {offset}: {detail}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Where.
-        offset: u64,
-        /// What was found.
-        detail: String,
-    },
-    /// An index run is damaged or missing.
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// Another process holds the store's write lock.
-    #[error("{path}: the store is locked by another writer")]
-    Locked {
-        /// The store.
-        path: PathBuf,
-    },
-    /// The store was opened read-only.
-    #[error("the store is open read-only")]
-    ReadOnly,
-    /// A log write or sync failed earlier; the store must be reopened.
-    #[error("{0}; reopen the store (recovery returns it to the last commit)")]
-    WriterFailed(String),
-    /// The log is damaged where acknowledged commits lie: writing on would bury the damage.
-    #[error(
-        "{path}: the log is damaged at offset {offset}: {detail}. The store is not opened for \
-         writing; read-only commands still read what is intact. Run `etch verify {path}` to see \
-         the damage and `etch recover {path} --output NEW` to salvage every intact record and the \
-         newest complete root into a new store"
-    )]
-    Damaged {
-        /// The store.
-        path: PathBuf,
-        /// Where the first damage is.
-        offset: u64,
-        /// What is damaged.
-        detail: String,
-    },
-    /// No commit with this sequence number.
-    #[error("no snapshot {0}")]
-    NoSnapshot(u64),
-    /// The log reached the length a store can read back (16 TiB); nothing more is appended.
-    #[error("{path}: the log is full ({bytes} bytes); compact the store or start a new one")]
-    Full {
-        /// The store.
-        path: PathBuf,
-        /// The log's readable length.
-        bytes: u64,
-    },
-}
 
 /// How to open a native store.
 #[derive(Debug, Clone)]
@@ -152,120 +84,6 @@ impl Default for NativeOptions {
             verify_hashes: false,
             memtable_flush_entries: MEMTABLE_FLUSH_ENTRIES,
         }
-    }
-}
-
-/// Index shards: readers of different ids take different locks, so reader threads do not
-/// all write one lock word (measured: one `RwLock` capped W3 near 2.5M reads/s from 4 to 16
-/// threads on a 16-core machine).
-const INDEX_SHARDS: usize = 16;
-
-/// A memtable entry: a record's id and log address.
-type MemtableEntry = ([u8; 32], u64);
-
-/// One shard of the index: the memtable entries of the ids of this shard, and the runs
-/// (newest first; every shard holds the same list).
-struct IndexShard {
-    memtable: HashMap<[u8; 32], u64, IdHash>,
-    runs: Vec<Arc<Run>>,
-}
-
-/// The in-memory part of the index plus the runs, sharded by an id's last byte (the cache
-/// shards by the one before). Inserts and run changes happen with the appender locked, so they
-/// never race each other; a run change swaps each shard's runs and clears its memtable part
-/// in one step, so a reader finds every id either in the memtable or in the new runs.
-struct Index {
-    shards: Vec<RwLock<IndexShard>>,
-    memtable_len: AtomicUsize,
-}
-
-impl Index {
-    fn new(memtable: HashMap<[u8; 32], u64, IdHash>, runs: Vec<Arc<Run>>) -> Index {
-        let mut parts: Vec<HashMap<[u8; 32], u64, IdHash>> =
-            (0..INDEX_SHARDS).map(|_| HashMap::default()).collect();
-        let len = memtable.len();
-        for (id, addr) in memtable {
-            parts[Self::shard_of(&id)].insert(id, addr);
-        }
-        Index {
-            shards: parts
-                .into_iter()
-                .map(|memtable| {
-                    RwLock::new(IndexShard {
-                        memtable,
-                        runs: runs.clone(),
-                    })
-                })
-                .collect(),
-            memtable_len: AtomicUsize::new(len),
-        }
-    }
-
-    fn shard_of(id: &[u8; 32]) -> usize {
-        // Not a byte the maps hash (the `IdHasher` of `IdHash` uses the first 8): a shard's keys would all
-        // share those hash bits and crowd a fraction of its buckets (measured: W1 12% slower).
-        id[31] as usize % INDEX_SHARDS
-    }
-
-    fn shard(&self, id: &[u8; 32]) -> std::sync::RwLockReadGuard<'_, IndexShard> {
-        self.shards[Self::shard_of(id)]
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&self, id: &[u8; 32]) -> Option<u64> {
-        let s = self.shard(id);
-        if let Some(a) = s.memtable.get(id) {
-            return Some(*a);
-        }
-        s.runs.iter().find_map(|r| r.get(id))
-    }
-
-    fn memtable_has(&self, id: &[u8; 32]) -> bool {
-        self.shard(id).memtable.contains_key(id)
-    }
-
-    /// Adds a memtable entry (appender locked); returns the memtable's size.
-    fn insert(&self, id: [u8; 32], addr: u64) -> usize {
-        let new = self.shards[Self::shard_of(&id)]
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .memtable
-            .insert(id, addr)
-            .is_none();
-        if new {
-            self.memtable_len.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            self.memtable_len.load(Ordering::Relaxed)
-        }
-    }
-
-    fn memtable_len(&self) -> usize {
-        self.memtable_len.load(Ordering::Relaxed)
-    }
-
-    fn runs(&self) -> Vec<Arc<Run>> {
-        self.shard(&[0; 32]).runs.clone()
-    }
-
-    /// The memtable's entries (unordered) and the runs.
-    fn snapshot(&self) -> (Vec<MemtableEntry>, Vec<Arc<Run>>) {
-        let mut entries = Vec::with_capacity(self.memtable_len());
-        for s in &self.shards {
-            let s = s.read().unwrap_or_else(|p| p.into_inner());
-            entries.extend(s.memtable.iter().map(|(k, v)| (*k, *v)));
-        }
-        (entries, self.runs())
-    }
-
-    /// Installs runs that cover every memtable entry, and empties the memtable (appender locked).
-    fn install_runs(&self, runs: &[Arc<Run>]) {
-        for s in &self.shards {
-            let mut s = s.write().unwrap_or_else(|p| p.into_inner());
-            s.runs = runs.to_vec();
-            s.memtable.clear();
-        }
-        self.memtable_len.store(0, Ordering::Relaxed);
     }
 }
 
@@ -324,13 +142,6 @@ pub struct NativeStore {
     _lock: Option<File>,
 }
 
-fn io_at(path: &Path) -> impl Fn(io::Error) -> NativeError + '_ {
-    move |source| NativeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -339,20 +150,6 @@ fn now_ms() -> i64 {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What recovery found in a log.
-struct Recovered {
-    commit: Option<(Commit, u64)>,
-    memtable: HashMap<[u8; 32], u64, IdHash>,
-    /// Commits found in the log that the snapshots file lacks, in order.
-    unlisted: Vec<Snapshot>,
-    /// Length of the log's valid prefix (the last commit's end).
-    valid_end: u64,
-    /// Damage before the last acknowledged commit's end.
-    damage: Option<LogDamage>,
-    /// Intact COMMIT frames past `valid_end`.
-    tail_commits: u64,
 }
 
 /// True if `path` is a native store directory.
@@ -984,156 +781,6 @@ impl NativeStore {
         Ok(())
     }
 
-    /// The record bytes at `addr`: (id, encoding).
-    fn read_record(&self, addr: u64) -> Result<Vec<u8>, NativeError> {
-        let corrupt = |detail: String| NativeError::Corrupt {
-            path: self.dir.join(LOG_FILE),
-            offset: addr,
-            detail,
-        };
-        let written = self.progress.written_end.load(Ordering::Acquire);
-        if addr + RECORD_HEADER_BYTES as u64 <= written && self.log.os_file().is_none() {
-            return self.read_record_at(addr, written);
-        }
-        if addr + RECORD_HEADER_BYTES as u64 <= written {
-            let w = self.window(addr / WINDOW_BYTES)?;
-            let at = (addr % WINDOW_BYTES) as usize;
-            let head = w
-                .get(at..at + RECORD_HEADER_BYTES)
-                .ok_or_else(|| corrupt("record header outside the log".into()))?;
-            let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
-            if len == 0
-                || len > RECORD_ENCODING_MAX
-                || addr + (RECORD_HEADER_BYTES + len) as u64 > written
-            {
-                return Err(corrupt(format!("record length {len} out of bounds")));
-            }
-            return w
-                .get(at..at + RECORD_HEADER_BYTES + len)
-                .map(|b| b.to_vec())
-                .ok_or_else(|| corrupt("record outside the log".into()));
-        }
-        // Not written yet: in a sealed frame on its way, or in the frame being filled.
-        let a = lock(&self.appender);
-        let (base, bytes): (u64, &[u8]) = if addr >= a.frame_offset {
-            (a.frame_offset, &a.frame)
-        } else {
-            match a
-                .inflight
-                .iter()
-                .find(|(o, b)| *o <= addr && addr < o + b.len() as u64)
-            {
-                Some((o, b)) => (*o, b.as_slice()),
-                None => {
-                    drop(a);
-                    // Written meanwhile: read it from the file.
-                    if self.progress.written_end.load(Ordering::Acquire) > written {
-                        return self.read_record(addr);
-                    }
-                    return Err(corrupt("record address not in the log".into()));
-                }
-            }
-        };
-        let at = (addr - base) as usize;
-        let head = bytes
-            .get(at..at + RECORD_HEADER_BYTES)
-            .ok_or_else(|| corrupt("record header outside its frame".into()))?;
-        let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
-        bytes
-            .get(at..at + RECORD_HEADER_BYTES + len)
-            .map(|b| b.to_vec())
-            .ok_or_else(|| corrupt("record outside its frame".into()))
-    }
-
-    /// [`NativeStore::read_record`] of a written record through `read_at` (a log with no OS
-    /// file behind it, to map).
-    fn read_record_at(&self, addr: u64, written: u64) -> Result<Vec<u8>, NativeError> {
-        let path = self.dir.join(LOG_FILE);
-        let mut head = [0u8; RECORD_HEADER_BYTES];
-        self.log.read_at(&mut head, addr).map_err(io_at(&path))?;
-        let len = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
-        if len == 0
-            || len > RECORD_ENCODING_MAX
-            || addr + (RECORD_HEADER_BYTES + len) as u64 > written
-        {
-            return Err(NativeError::Corrupt {
-                path,
-                offset: addr,
-                detail: format!("record length {len} out of bounds"),
-            });
-        }
-        let mut rec = vec![0u8; RECORD_HEADER_BYTES + len];
-        self.log.read_at(&mut rec, addr).map_err(io_at(&path))?;
-        Ok(rec)
-    }
-
-    fn window(&self, k: u64) -> Result<&Mmap, NativeError> {
-        let slot = self
-            .windows
-            .get(k as usize)
-            .ok_or_else(|| NativeError::Corrupt {
-                path: self.dir.join(LOG_FILE),
-                offset: k * WINDOW_BYTES,
-                detail: format!(
-                    "the log is longer than a store reads ({LOG_WINDOWS_MAX} windows of {WINDOW_BYTES} bytes)"
-                ),
-            })?;
-        if let Some(w) = slot.get() {
-            return Ok(w);
-        }
-        let _mapping = lock(&self.mapping);
-        if let Some(w) = slot.get() {
-            return Ok(w);
-        }
-        // SAFETY: the log is append-only: bytes below the written end never change while the
-        // store is open, and we only read below it. Pages past the end of the file are mapped
-        // but never touched (reading them would fault).
-        let file = self.log.os_file().ok_or_else(|| NativeError::Io {
-            path: self.dir.join(LOG_FILE),
-            source: io::Error::other("the log has no file to map"),
-        })?;
-        let map = unsafe {
-            MmapOptions::new()
-                .offset(k * WINDOW_BYTES)
-                .len((WINDOW_BYTES + WINDOW_OVERLAP) as usize)
-                .map(file)
-        }
-        .map_err(io_at(&self.dir))?;
-        Ok(slot.get_or_init(|| map))
-    }
-
-    fn get_cell(&self, id: &ValueId) -> Result<Option<Cell>, NativeError> {
-        if let Some(c) = lock(self.cache(id)).get(id) {
-            return Ok(Some(c));
-        }
-        let Some(addr) = self.index.get(&id.0) else {
-            return Ok(None);
-        };
-        let rec = self.read_record(addr)?;
-        let corrupt = |detail: String| NativeError::Corrupt {
-            path: self.dir.join(LOG_FILE),
-            offset: addr,
-            detail,
-        };
-        let enc = format::check_record(&rec, &id.0)
-            .map_err(|e| corrupt(format!("record of {id}: {e}")))?;
-        let cell =
-            decode_cell(enc.to_vec()).map_err(|e| corrupt(format!("record of {id}: {e}")))?;
-        if self.options.verify_hashes {
-            if cell.id() != id {
-                return Err(corrupt(format!("record of {id} hashes to {}", cell.id())));
-            }
-        } else {
-            cell.set_known_id(*id);
-        }
-        // Cache cells with children (tree nodes, read again on every walk through them);
-        // decoding a leaf again costs less than caching it.
-        if cell.refs().iter().any(|r| r.is_branch()) {
-            lock(self.cache(id)).insert(&cell);
-        }
-        Ok(Some(cell))
-    }
-
     /// Stops the I/O thread after it wrote everything queued (also done on drop).
     fn shutdown(&mut self) {
         self.tx = None;
@@ -1149,12 +796,6 @@ impl Drop for NativeStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), NativeError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))
-}
-
 fn max_run_number(dir: &Path) -> Result<u64, NativeError> {
     let mut max = 0;
     for e in std::fs::read_dir(dir).map_err(io_at(dir))? {
@@ -1164,228 +805,6 @@ fn max_run_number(dir: &Path) -> Result<u64, NativeError> {
         }
     }
     Ok(max)
-}
-
-/// The valid snapshot records, oldest first (stops at the first damaged one).
-fn read_snapshots(f: &dyn StorageFile, dir: &Path) -> Result<Vec<Snapshot>, NativeError> {
-    let len = f.len().map_err(io_at(dir))?;
-    let n = len / SNAPSHOT_RECORD_BYTES as u64;
-    let mut buf = vec![0u8; (n as usize) * SNAPSHOT_RECORD_BYTES];
-    f.read_at(&mut buf, 0).map_err(io_at(dir))?;
-    let mut out: Vec<Snapshot> = Vec::with_capacity(n as usize);
-    for chunk in buf.chunks_exact(SNAPSHOT_RECORD_BYTES) {
-        match Snapshot::decode(chunk) {
-            Some(s) if out.last().is_none_or(|p| p.commit.seq < s.commit.seq) => out.push(s),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
-/// Damage found in the part of the log that acknowledged commits cover: a writable open
-/// refuses the store (writing on would bury the damage under new commits).
-#[derive(Debug, Clone)]
-struct LogDamage {
-    offset: u64,
-    detail: String,
-}
-
-/// Reads frames forward from a trusted start, as FORMAT.md §5 says. `listed` is the snapshots
-/// file's valid records: each was written only after its commit was durable, so every commit it
-/// lists was acknowledged and must still be in the log; a frame that fails its checks before
-/// the newest such commit's end is damage (reading resumes past it, so a read-only open still
-/// finds every intact record). Past the last commit whose chain checks out lies only what a
-/// crash can leave: frames of commits never acknowledged, whole, torn or missing.
-fn recover(
-    log: &dyn StorageFile,
-    dir: &Path,
-    listed: &[Snapshot],
-) -> Result<Recovered, NativeError> {
-    let path = dir.join(LOG_FILE);
-    let len = log.len().map_err(io_at(&path))?;
-    let (map, read) = match log.os_file() {
-        _ if len == 0 => (None, Vec::new()),
-        // SAFETY: read-only map of the log; bytes are only read through bounds-checked
-        // slices, and writers only append past what is mapped here.
-        Some(f) => (
-            Some(unsafe { Mmap::map(f) }.map_err(io_at(&path))?),
-            Vec::new(),
-        ),
-        None => {
-            let mut b = vec![0u8; len as usize];
-            log.read_at(&mut b, 0).map_err(io_at(&path))?;
-            (None, b)
-        }
-    };
-    let bytes: &[u8] = map.as_deref().unwrap_or(&read);
-    let commit_at = |at: u64| -> Option<Commit> {
-        let (h, p) = format::frame_at(bytes, usize::try_from(at).ok()?)?;
-        (h.kind == KIND_COMMIT).then(|| Commit::decode(p)).flatten()
-    };
-    // Trust the hint only if the log holds exactly that commit frame where it says.
-    let hint = listed
-        .last()
-        .copied()
-        .filter(|s| commit_at(s.commit_addr) == Some(s.commit));
-    let mut cur: Option<(Commit, u64)> = hint.map(|s| (s.commit, s.commit_addr));
-    // What the hint vouches for: damage before this is not a crash's doing.
-    let covered = cur.map_or(0, |(c, _)| c.log_end) as usize;
-    let mut pos = cur.map_or(0, |(c, _)| c.indexed_end) as usize;
-    let mut found: Vec<([u8; 32], u64)> = Vec::new();
-    let mut unlisted = Vec::new();
-    let mut damage: Option<LogDamage> = None;
-    while pos < bytes.len() {
-        let frame = format::frame_at(bytes, pos);
-        let good = match frame {
-            Some((h, payload)) if h.kind == KIND_DATA => match records(payload) {
-                Some(recs) => {
-                    for (off, id, _) in recs {
-                        found.push((id, (pos + FRAME_HEADER_BYTES + off) as u64));
-                    }
-                    true
-                }
-                None => false,
-            },
-            Some((h, payload)) => match (Commit::decode(payload), cur) {
-                // An older commit between indexed_end and the hint: already known.
-                (Some(c), Some((p, _))) if c.seq <= p.seq => true,
-                (Some(c), _) => {
-                    let next = (pos + h.total()) as u64;
-                    let follows = match cur {
-                        Some((p, paddr)) => c.seq == p.seq + 1 && c.prev_commit == paddr,
-                        None => c.seq == 1 && c.prev_commit == u64::MAX,
-                    };
-                    let ok = follows && c.log_end == next && c.indexed_end <= pos as u64;
-                    if ok {
-                        cur = Some((c, pos as u64));
-                        unlisted.push(Snapshot {
-                            commit: c,
-                            commit_addr: pos as u64,
-                        });
-                    }
-                    ok
-                }
-                (None, _) => false,
-            },
-            None => false,
-        };
-        if good {
-            pos += frame.map_or(0, |(h, _)| h.total());
-            continue;
-        }
-        if pos >= covered {
-            break;
-        }
-        damage.get_or_insert(LogDamage {
-            offset: pos as u64,
-            detail: format!(
-                "a damaged frame lies inside commit {} (which ends at {covered})",
-                cur.map_or(0, |(c, _)| c.seq)
-            ),
-        });
-        // A frame whose header still holds: each record carries its own CRC, so the intact
-        // ones stay readable; then go on after it if a frame starts there.
-        let intact_header = format::parse_frame_header(&bytes[pos..])
-            .map(|h| (h, pos + h.total()))
-            .filter(|(_, end)| *end <= bytes.len());
-        if let Some((h, end)) = intact_header {
-            let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + h.len];
-            if h.kind == KIND_DATA {
-                for (off, id, _) in records(payload).unwrap_or_default() {
-                    if format::check_record(&payload[off..], &id).is_ok() {
-                        found.push((id, (pos + FRAME_HEADER_BYTES + off) as u64));
-                    }
-                }
-            }
-            if format::frame_at(bytes, end).is_some() {
-                pos = end;
-                continue;
-            }
-        }
-        pos = format::resync(bytes, pos + 8);
-    }
-    let seq = cur.map_or(0, |(c, _)| c.seq);
-    if let Some(s) = listed.iter().find(|s| s.commit.seq > seq) {
-        damage.get_or_insert(LogDamage {
-            offset: s.commit_addr,
-            detail: format!(
-                "commit {} was acknowledged (the snapshots file lists it at log offset {}), \
-                 but the log ({len} bytes) no longer holds it whole",
-                s.commit.seq, s.commit_addr
-            ),
-        });
-    }
-    let _ = path;
-    let (valid_end, memtable) = match cur {
-        Some((c, _)) => {
-            let m: HashMap<[u8; 32], u64, IdHash> = found
-                .into_iter()
-                .filter(|(_, a)| *a >= c.indexed_end && *a < c.log_end)
-                .collect();
-            (c.log_end, m)
-        }
-        None => (0, HashMap::default()),
-    };
-    // Intact commits past the end: never acknowledged (a crash left them without the frames
-    // before them), or cut off by damage. Counted for the notice; the bytes are kept aside.
-    let mut tail_commits = 0u64;
-    let mut p = valid_end as usize;
-    while p < bytes.len() {
-        match format::frame_at(bytes, p) {
-            Some((h, payload)) => {
-                if h.kind == KIND_COMMIT && Commit::decode(payload).is_some_and(|c| c.seq > seq) {
-                    tail_commits += 1;
-                }
-                p += h.total();
-            }
-            None => p = format::resync(bytes, p + 8),
-        }
-    }
-    Ok(Recovered {
-        commit: cur,
-        memtable,
-        unlisted,
-        valid_end,
-        damage,
-        tail_commits,
-    })
-}
-
-/// Moves the log's bytes past `valid_end` (what a crash left after the last commit) into a
-/// side file beside it, synced, before the log is cut there: an open never destroys bytes it
-/// cannot read. Returns the side file's path.
-fn set_aside_tail(
-    log: &dyn StorageFile,
-    disk: &dyn Disk,
-    dir: &Path,
-    valid_end: u64,
-    len: u64,
-) -> Result<PathBuf, NativeError> {
-    let mut aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}"));
-    let mut n = 1;
-    while disk.exists(&aside) {
-        aside = dir.join(format!("{LOG_FILE}.aside-{valid_end}.{n}"));
-        n += 1;
-    }
-    let io = |e: io::Error| NativeError::Io {
-        path: aside.clone(),
-        source: e,
-    };
-    let out = disk.open(&aside, OpenMode::CreateNew).map_err(&io)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = valid_end;
-    let log_path = dir.join(LOG_FILE);
-    while at < len {
-        let n = (len - at).min(buf.len() as u64) as usize;
-        log.read_at(&mut buf[..n], at).map_err(io_at(&log_path))?;
-        out.write_at(&buf[..n], at - valid_end).map_err(&io)?;
-        at += n as u64;
-    }
-    out.sync().map_err(&io)?;
-    sync_dir(dir)?;
-    log.set_len(valid_end).map_err(io_at(&log_path))?;
-    log.sync().map_err(io_at(&log_path))?;
-    Ok(aside)
 }
 
 impl Resolver for NativeStore {
