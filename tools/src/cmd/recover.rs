@@ -25,10 +25,17 @@ past the damage, which opening the store would lose); for a CAD047 file, the hea
 none. Native logs are read frame by frame, resynchronising after damage and searching damaged \
 frames record by record; a CAD047 file is read through its index, and also byte by byte \
 (--deep, automatic when the index is damaged) for records whose slots were lost.\n\n\
-Reports what was lost: damaged records (offset, Value ID), the newer roots whose trees are \
-incomplete and a missing cell of each. The source is only read. Exit status 0 when nothing was \
-lost, 1 when something was, 2 on an error. --json prints one object with the keys path, output, \
-format, records, good, damaged, root, root_seq, lost_roots, cells, seconds."
+Records past the last commit (what a crash or a cut left uncommitted) are salvaged too. When \
+the newest root lost cells, the new store's root is rebuilt from what survived of it: every \
+value of its :data whose tree is whole (united with the newest whole root's), and its other \
+parts where whole (else the newest whole root's), so every value stored with (store v) or \
+`etch put` that survived stays readable by its ID.\n\n\
+Reports the roots found, what was lost (damaged records with offset and Value ID, the newer \
+roots whose trees are incomplete and a missing cell of each) and the cells kept. The source is \
+only read. Exit status 0 when nothing was lost (damage only to what points at records — index, \
+snapshots list, header — loses nothing once every record is salvaged), 1 when something was, 2 \
+on an error. --json prints one object with the keys path, output, format, records, good, \
+damaged, root, root_seq, salvaged_from, roots_found, lost_roots, problems, cells, seconds."
 )]
 pub struct RecoverArgs {
     /// The damaged store (either format).
@@ -370,6 +377,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             },
             "salvaged_from": salvaged.as_ref().map(|(seq, r, sv)| serde_json::json!({"seq": seq, "root": hexs(r), "data_kept": sv.data_kept, "cells_lost": sv.cells_lost})),
             "root_seq": chosen.map(|c| c.0),
+            "roots_found": candidates.len(),
             "lost_roots": lost.iter().map(|(s, r, m)| serde_json::json!({"seq": s, "root": hexs(r), "missing": hexs(m)})).collect::<Vec<_>>(),
             "problems": scan.problems.len(),
             "cells": cells,
@@ -385,6 +393,16 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             scan.recs.len() - damaged.len(),
             damaged.len(),
             scan.problems.len()
+        )?;
+        writeln!(
+            out,
+            "roots found: {} ({})",
+            candidates.len(),
+            if scan.format == Format::Native {
+                "each commit's, distinct"
+            } else {
+                "the header's"
+            }
         )?;
         for (o, id) in damaged.iter().take(20) {
             writeln!(out, "lost: damaged record at offset {o}, id {}", hexs(id))?;

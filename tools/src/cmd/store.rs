@@ -283,6 +283,13 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
         Err(e) => return fail(e),
     };
     let node = if args.no_root {
+        // Bare records still go on top of the store's root: refuse one that cannot be read.
+        if let Err(e) = store.root() {
+            return fail(format!(
+                "{}: root: {e}; nothing written (etch verify, etch recover)",
+                args.path.display()
+            ));
+        }
         None
     } else {
         match LocalNode::open(store.clone(), None) {

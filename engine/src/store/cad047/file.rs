@@ -132,7 +132,10 @@ pub enum EtchError {
         detail: String,
     },
     /// The file breaks an integrity invariant (etch.md §8).
-    #[error("corrupt Etch file at offset {offset}: {detail} (etch.md §8, invariant {invariant})")]
+    #[error(
+        "corrupt Etch file at offset {offset}: {detail} (etch.md §8, invariant {invariant}); \
+         `etch verify` lists the damage and `etch recover` salvages what is intact"
+    )]
     Corrupt {
         /// Where.
         offset: u64,
