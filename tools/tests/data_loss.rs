@@ -196,10 +196,35 @@ fn put_values_survive_compaction_and_unrooted_records_get_a_grace_period() {
 fn put_commits_in_batches_and_prints_only_durable_ids() {
     let dir = tempfile::tempdir().unwrap();
     let (home, store) = (dir.path().join("home"), dir.path().join("s"));
-    let ids = put(&home, &store, &[], &values(2500));
+    let ids = put(&home, &store, &["--batch", "1000"], &values(2500));
     assert_eq!(ids.len(), 2500);
     let snaps = ok(&home, &["snapshots", p(&store), "--json"]);
     assert_eq!(snaps.lines().count(), 3, "1,000 values per commit: {snaps}");
+    // A value sent alone is committed, and its ID printed, before more input arrives.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["put", p(&store)])
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    input.write_all(b"[\"alone\" 1]\n").unwrap();
+    input.flush().unwrap();
+    std::io::BufRead::read_line(&mut output, &mut first).unwrap();
+    assert_eq!(first.trim().len(), 64, "{first:?}");
+    let snaps = ok(&home, &["snapshots", p(&store), "--json"]);
+    assert_eq!(
+        snaps.lines().count(),
+        4,
+        "committed before the next line: {snaps}"
+    );
+    input.write_all(b"[\"alone\" 2]\n").unwrap();
+    drop(input);
+    assert!(child.wait().unwrap().success());
     // A line that cannot be read is reported in its place; the rest are stored.
     let (code, out, _) = etch_in(&home, &["put", p(&store)], "[1 2]\n[1 2\nnil\n[3 4]\n");
     assert_eq!(code, 1);

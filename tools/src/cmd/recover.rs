@@ -295,9 +295,18 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     let result = (|| -> Result<(), String> {
         let res = scan.resolver();
         let mut seen: HashSet<ValueId> = HashSet::new();
-        if let Some((_, _, s)) = &salvaged {
-            let overlay = Overlay::new(&s.root, &res);
-            post_order(&overlay, s.root.id(), &mut seen, &mut |cell| {
+        // The root to write first: the salvaged one (built in memory), else the chosen one.
+        let (walk, built, root) = match (&salvaged, chosen) {
+            (Some((_, _, s)), _) => (Some(*s.root.id()), s.root.clone(), Some(*s.root.id())),
+            (None, Some((_, r))) => {
+                let present = |r: &[u8; 32]| res.resolve(&ValueId(*r)).ok().flatten().is_some();
+                (r.filter(present).map(ValueId), Cell::nil(), r.map(ValueId))
+            }
+            (None, None) => (None, Cell::nil(), None),
+        };
+        let overlay = Overlay::new(&built, &res);
+        if let Some(r) = walk {
+            post_order(&overlay, &r, &mut seen, &mut |cell| {
                 if sink.put(cell, true, None)? {
                     cells += 1;
                     bytes += cell.len() as u64;
@@ -305,21 +314,9 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
                 pb.inc(1);
                 Ok(())
             })?;
-            sink.commit_root(Some(*s.root.id()))?;
-        } else if let Some((_, Some(r))) = chosen {
-            if res.resolve(&ValueId(r)).ok().flatten().is_some() {
-                post_order(&res, &ValueId(r), &mut seen, &mut |cell| {
-                    if sink.put(cell, true, None)? {
-                        cells += 1;
-                        bytes += cell.len() as u64;
-                    }
-                    pb.inc(1);
-                    Ok(())
-                })?;
-            }
         }
-        if let (None, Some((_, root))) = (&salvaged, chosen) {
-            sink.commit_root(root.map(ValueId))?;
+        if salvaged.is_some() || chosen.is_some() {
+            sink.commit_root(root)?;
         }
         // Every other intact record, in file order.
         let mut rest: Vec<&Rec> = scan

@@ -237,10 +237,12 @@ pub fn get(args: GetArgs) -> io::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Values `etch put` stores per commit.
-const PUT_BATCH_VALUES: usize = 1000;
+/// Values `etch put` stores per commit at most (`--batch`).
+const PUT_BATCH_VALUES_DEFAULT: u64 = 100_000;
 /// Bytes of input text after which `etch put` commits the values read so far.
-const PUT_BATCH_TEXT_BYTES: usize = 8 << 20;
+const PUT_BATCH_TEXT_BYTES: usize = 64 << 20;
+/// Longest `etch put` holds read values before it commits them.
+const PUT_BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Arguments of `etch put`.
 #[derive(clap::Args)]
@@ -249,9 +251,10 @@ const PUT_BATCH_TEXT_BYTES: usize = 8 << 20;
 with all its branch cells, printing its Value ID. The store is created if it does not exist.\n\n\
 Each value is kept in the root's :data Index under its Value ID, as the shell's (store v) does, \
 so it stays reachable: compaction keeps it, and `etch get` finds it even when it is small \
-enough to be embedded (such a value has no record of its own). Values are committed in batches \
-of 1,000 values (or 8 MiB of text) and at the end of input; an ID is printed only once its \
-batch is durable, so every ID printed survives a crash or kill.\n\n\
+enough to be embedded (such a value has no record of its own). Values are committed in batches: \
+whenever no more input is waiting (so a value typed or sent alone is committed at once), after \
+1 s, every --batch values (100,000) or 64 MiB of text, and at the end of input. An ID is printed \
+only once its batch is durable, so every ID printed survives a crash or kill.\n\n\
 A line that cannot be read prints `error: <kind>: <detail>` in its place; the command goes on \
 and exits 1. If a commit fails, the values of that batch are reported as not stored and the \
 command stops with exit status 1.\n\n\
@@ -268,6 +271,23 @@ pub struct PutArgs {
     /// Write records only; do not keep the values in the root's :data (see above).
     #[arg(long)]
     no_root: bool,
+    /// Commit at least every N values.
+    #[arg(long, value_name = "N", default_value_t = PUT_BATCH_VALUES_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+}
+
+/// True when stdin has bytes to read right now (a pipe or terminal with input waiting, or a
+/// file); false when reading would wait.
+fn stdin_ready() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n != 0
 }
 
 /// What `etch put` prints for one input line once its batch is settled.
@@ -339,8 +359,15 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
         out.flush()?;
         Ok(result)
     };
-    for line in io::stdin().lock().lines() {
-        let line = line?;
+    let mut input = io::BufReader::with_capacity(1 << 16, io::stdin());
+    let mut started = std::time::Instant::now();
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if input.read_line(&mut buf)? == 0 {
+            break;
+        }
+        let line = buf.trim_end_matches('\n');
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             continue;
@@ -366,8 +393,15 @@ pub fn put(args: PutArgs) -> io::Result<ExitCode> {
                 ));
             }
         }
-        if values.len() >= PUT_BATCH_VALUES || text_bytes >= PUT_BATCH_TEXT_BYTES {
+        let waiting = !input.buffer().is_empty() || stdin_ready();
+        if !values.is_empty()
+            && (!waiting
+                || values.len() as u64 >= args.batch
+                || text_bytes >= PUT_BATCH_TEXT_BYTES
+                || started.elapsed() >= PUT_BATCH_WAIT)
+        {
             text_bytes = 0;
+            started = std::time::Instant::now();
             if let Err(e) = settle(&mut lines, &mut values, &mut out)? {
                 return fail(format!(
                     "{}: commit failed, stopped: {e}",
