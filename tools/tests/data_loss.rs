@@ -500,3 +500,101 @@ fn import_merges_into_the_root_it_finds() {
         "the file's root kept in :data"
     );
 }
+
+/// `etch put` killed with SIGKILL at a random moment, `rounds` times over one store of
+/// `format`, while a writer feeds it values in bursts: every ID it printed must be readable
+/// afterwards (it prints an ID only once its batch is durable), and the store must open every
+/// time. Returns the number of IDs checked.
+fn killed_puts_keep_every_printed_id(format: &str, rounds: u64) -> usize {
+    use etch_engine::store::{open_store, OpenOptions, Root, StoreFormat};
+    use etch_formats::Cell;
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (home, store) = (
+        dir.path().join("home"),
+        dir.path().join(format!("s-{format}")),
+    );
+    let mut rng = etch_formats::gen::SplitMix64(77);
+    let mut printed_all: Vec<String> = Vec::new();
+    let mut killed = 0;
+    for round in 0..rounds {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
+            .args(["put", p(&store), "--format", format])
+            .env("ETCH_HOME", &home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            for burst in 0u64.. {
+                let lines: String = (0..40)
+                    .map(|i| {
+                        format!(
+                            "[{round} {burst} {i} \"{}\"]\n",
+                            "v".repeat((i * 7) as usize)
+                        )
+                    })
+                    .collect();
+                if input.write_all(lines.as_bytes()).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20 + rng.next_u64() % 120));
+        child.kill().unwrap(); // SIGKILL
+        let out = child.stdout.take().unwrap();
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
+        feeder.join().unwrap();
+        let printed: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
+        printed_all.extend(printed.iter().filter(|l| l.len() == 64).cloned());
+        if !store.exists() {
+            assert!(printed.is_empty(), "round {round}: IDs printed, no store");
+            continue;
+        }
+        // Writable: recovery runs (and sets a torn tail aside) as the next `put` would.
+        let opened = open_store(&store, &OpenOptions::writable(StoreFormat::Native))
+            .unwrap_or_else(|e| panic!("{format} round {round}: reopen failed: {e}"))
+            .cell_store();
+        let root = match opened.root().unwrap() {
+            Root::Value(r) => r,
+            Root::Unset => Cell::nil(),
+        };
+        for id in &printed_all {
+            let vid = etch_formats::ValueId::from_hex(id).unwrap();
+            let got = etch_engine::lattice::stored_value(&root, &vid, opened.as_ref()).unwrap();
+            assert!(
+                got.is_some(),
+                "{format} round {round}: printed ID {id} is gone"
+            );
+        }
+    }
+    assert!(
+        killed >= rounds * 9 / 10,
+        "{format}: killed {killed} of {rounds} mid-run"
+    );
+    assert!(
+        printed_all.len() >= 1000,
+        "{format}: only {} IDs printed",
+        printed_all.len()
+    );
+    eprintln!(
+        "{format}: {killed} kills of etch put, {} printed IDs all readable",
+        printed_all.len()
+    );
+    printed_all.len()
+}
+
+#[test]
+fn put_killed_100_times_keeps_every_printed_id_native() {
+    killed_puts_keep_every_printed_id("native", 100);
+}
+
+#[test]
+fn put_killed_100_times_keeps_every_printed_id_cad047() {
+    killed_puts_keep_every_printed_id("cad047", 100);
+}
