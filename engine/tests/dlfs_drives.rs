@@ -813,3 +813,24 @@ fn two_nodes_of_one_owner_edit_offline_and_converge_to_the_same_signed_root() {
     // Most seeds need a real merge (new entries from both replicas), re-signed by the owner.
     assert!(both_sides >= 8, "{both_sides}");
 }
+
+/// A read from any offset of a multi-level Blob gives the bytes from there on (HTTP `Range`).
+#[test]
+fn blob_reader_starts_at_any_offset() {
+    use std::io::Read;
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let blob = Cell::blob(&bytes);
+    assert!(blob.refs().len() > 1, "a tree, not one leaf");
+    let r = etch_formats::NoResolver;
+    for offset in [
+        0u64, 1, 4095, 4096, 4097, 65_535, 65_536, 65_537, 69_999, 70_000, 80_000,
+    ] {
+        let mut out = Vec::new();
+        BlobReader::starting_at(&blob, &r, offset)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        let from = (offset as usize).min(bytes.len());
+        assert_eq!(out, &bytes[from..], "offset {offset}");
+    }
+}

@@ -16,12 +16,13 @@ pub mod challenge;
 pub mod client;
 pub mod conn;
 mod handler;
+mod http;
 pub mod metrics;
 pub mod replicate;
 mod shared;
 
-pub use shared::{Config, Limits, PeerSpec};
 pub(crate) use shared::{watch_root, Shared};
+pub use shared::{Config, Limits, PeerSpec};
 
 use ed25519_dalek::SigningKey;
 use etch_engine::node::LocalNode;
@@ -87,6 +88,13 @@ impl Server {
             stop,
             tasks,
         })
+    }
+
+    /// Serves the HTTP front door (content reads, `/status`, `/metrics`: see `http`) on
+    /// `listener` beside the peer protocol, until the node shuts down.
+    pub fn serve_http(&mut self, listener: TcpListener) {
+        self.tasks
+            .push(tokio::spawn(http::serve(listener, self.shared.clone())));
     }
 
     /// The address the node listens on.

@@ -16,6 +16,11 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
+
+            /// Every counter's name and what it counts.
+            pub fn help() -> Vec<(&'static str, &'static str)> {
+                vec![$((stringify!($name), $doc),)*]
+            }
         }
     };
 }
@@ -51,7 +56,12 @@ counters! {
     peer_connects: "Outbound peer connections made.",
     peers_verified: "Inbound connections verified by CHALLENGE as configured peers.",
     in_flight: "Requests being worked on now.",
+    http_requests: "HTTP requests answered.",
+    http_errors: "HTTP requests answered with a 4xx or 5xx status.",
 }
+
+/// The counters that are gauges (they go down as well as up).
+pub const GAUGES: [&str; 2] = ["connections_open", "in_flight"];
 
 impl Metrics {
     /// Adds `n` to a counter.

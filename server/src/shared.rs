@@ -205,4 +205,3 @@ impl Shared {
         self.key.as_ref().map(|k| k.verifying_key().to_bytes())
     }
 }
-

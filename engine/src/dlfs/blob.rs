@@ -276,6 +276,32 @@ impl<'a> BlobReader<'a> {
             leaf: None,
         }
     }
+
+    /// A reader over `blob` from byte `offset` on (the end when `offset` is past it): whole
+    /// subtrees before the offset are skipped by their byte counts, so a read from the middle of
+    /// a large Blob fetches one path of the tree, not what lies before it (HTTP `Range`).
+    pub fn starting_at(
+        blob: &Cell,
+        r: &'a dyn Resolver,
+        mut offset: u64,
+    ) -> Result<BlobReader<'a>, ResolveError> {
+        let mut reader = BlobReader::new(blob, r);
+        while offset > 0 {
+            let Some(next) = reader.stack.pop() else {
+                break;
+            };
+            let cell = next.fetch(r)?;
+            if cell.count() <= offset {
+                offset -= cell.count();
+            } else if cell.flat_bytes().is_some() {
+                reader.leaf = Some((cell, offset as usize));
+                offset = 0;
+            } else {
+                reader.stack.extend(cell.refs().iter().rev().cloned());
+            }
+        }
+        Ok(reader)
+    }
 }
 
 impl Read for BlobReader<'_> {

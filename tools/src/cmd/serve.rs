@@ -38,6 +38,11 @@ Rights: QUERY clients may read, `store` and `merge!` (not with --read-only-clien
 whose query needs admin rights (set-root!, DLFS writes) is challenged, and if it proves the node's \
 own key or one given with --admin, the query runs with admin rights. A `def` lasts for its own \
 QUERY only.\n\n\
+With --http HOST:PORT the node also answers HTTP on the same store (read-only so far): \
+GET /v/{value-id} prints a value (?format=cad3 gives its CAD3 bytes), GET /blob/{value-id} \
+streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
+GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
+Prometheus text format. It then also prints `http on ADDR`.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
 or a tracing filter). SIGINT or SIGTERM stops it gracefully: connections get GOODBYE, running \
 commits finish, the store is closed."
@@ -55,6 +60,9 @@ pub struct ServeArgs {
     /// The node key file (32-byte seed); default: node.key in the Etch directory.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    /// Also serve HTTP here (content reads, /status, /metrics); off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
     /// Log level or tracing filter.
     #[arg(long, default_value = "info")]
     log: String,
@@ -169,10 +177,28 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             Err(e) => tracing::warn!(error = %e, "NodeInfo not published"),
             Ok(Ok(_)) => {}
         }
-        let server = Server::start(listener, node, Some(key), config)?;
+        let http = match &args.http {
+            Some(a) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => return fail(format!("--http {a}: {e}")),
+            },
+            None => None,
+        };
+        let mut server = Server::start(listener, node, Some(key), config)?;
+        let http_addr = match http {
+            Some(l) => {
+                let a = l.local_addr()?;
+                server.serve_http(l);
+                Some(a)
+            }
+            None => None,
+        };
         {
             let mut out = io::stdout().lock();
             writeln!(out, "listening on {addr}")?;
+            if let Some(a) = http_addr {
+                writeln!(out, "http on {a}")?;
+            }
             out.flush()?;
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

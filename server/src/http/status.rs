@@ -1,0 +1,74 @@
+//! The operator endpoints: `GET /status` (JSON: root, store figures, key, peers, connections)
+//! and `GET /metrics` (the node's counters in the Prometheus text format, version 0.0.4).
+
+use super::error;
+use crate::metrics::{Metrics, GAUGES};
+use crate::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `GET /status`.
+pub(super) async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.clone();
+    let stats = match tokio::task::spawn_blocking(move || s.store.stats()).await {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let live_peers = shared
+        .peer_conns
+        .lock()
+        .map(|v| v.iter().filter(|w| w.strong_count() > 0).count())
+        .unwrap_or(0);
+    let body = serde_json::json!({
+        "type": crate::handler::STATUS_TYPE,
+        "version": env!("CARGO_PKG_VERSION"),
+        "root": shared.committed_root().id().to_hex(),
+        "key": shared.public_key().map(hex::encode),
+        "store": {
+            "cells": stats.cells,
+            "encoding_bytes": stats.encoding_bytes,
+            "data_bytes": stats.data_len,
+            "file_bytes": stats.file_len,
+        },
+        "peers": shared.config.peers.iter().map(|p| serde_json::json!({
+            "address": p.address,
+            "key": p.key.map(hex::encode),
+        })).collect::<Vec<_>>(),
+        "peer_connections": live_peers,
+        "connections_open": shared.metrics.connections_open.load(Ordering::Relaxed),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: each counter as `etch_<name>`, with its help line and type.
+pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let help: std::collections::HashMap<_, _> = Metrics::help().into_iter().collect();
+    let mut out = String::new();
+    for (name, value) in shared.metrics.snapshot() {
+        let kind = if GAUGES.contains(&name) {
+            "gauge"
+        } else {
+            "counter"
+        };
+        let _ = writeln!(out, "# HELP etch_{name} {}", help.get(name).unwrap_or(&""));
+        let _ = writeln!(out, "# TYPE etch_{name} {kind}");
+        let _ = writeln!(out, "etch_{name} {value}");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

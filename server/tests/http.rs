@@ -1,0 +1,201 @@
+//! The HTTP front door (`Server::serve_http`): content reads by Value ID, Range, ETag and
+//! If-None-Match, errors, `/status` and `/metrics`, over a real socket with a plain HTTP/1.1
+//! client.
+
+mod common;
+
+use common::{key, start};
+use etch_formats::body::Body;
+use etch_formats::Cell;
+use etch_server::Config;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An answer: status, headers (lower-case names), body.
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// One request on its own connection (`Connection: close`), the answer read to the end.
+async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("headers are text");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
+        b = &b[line_end + 2 + n + 2..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_reads_status_and_metrics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = start(&dir.path().join("s"), Some(key(3)), Config::default()).await;
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let blob = Cell::blob(&bytes);
+    let small = etch_formats::text::read::read_one("{:title \"Q3\" :scores [90 85 77]}").unwrap();
+    let node = server.node().clone();
+    let (b, s) = (blob.clone(), small.clone());
+    tokio::task::spawn_blocking(move || node.store_values(&[b, s]).expect("store"))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    // The HTTP task sees the committed root through the node's root watcher.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (bid, sid) = (blob.id().to_hex(), small.id().to_hex());
+
+    // A value by ID, printed (an embedded one, kept only in :data).
+    let a = request(addr, "GET", &format!("/v/{sid}"), &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, b"{:scores [90 85 77],:title \"Q3\"}");
+    assert_eq!(a.headers["etag"], format!("\"{sid}\""));
+    assert_eq!(
+        a.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let a = request(
+        addr,
+        "GET",
+        &format!("/v/{sid}"),
+        &[("If-None-Match", &format!("\"{sid}\""))],
+    )
+    .await;
+    assert_eq!((a.status, a.body.len()), (304, 0));
+    // CAD3 bytes: a multi-cell body that decodes to the same value.
+    let a = request(addr, "GET", &format!("/v/{bid}?format=cad3"), &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers["content-type"], "application/cad3");
+    assert_eq!(a.headers["x-etch-branches-omitted"], "false");
+    let decoded = Body::decode(a.body).expect("a CAD3 body");
+    assert_eq!(decoded.top.id(), blob.id());
+    assert!(decoded.missing().is_empty());
+    let a = request(
+        addr,
+        "GET",
+        &format!("/v/{sid}"),
+        &[("Accept", "application/cad3")],
+    )
+    .await;
+    assert_eq!(a.body, small.encoding().to_vec());
+
+    // A Blob as raw bytes, whole and in ranges.
+    let a = request(addr, "GET", &format!("/blob/{bid}"), &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers["content-length"], "300000");
+    assert_eq!(a.headers["accept-ranges"], "bytes");
+    assert!(a.body == bytes, "whole blob");
+    for (range, from, to) in [
+        ("bytes=1000-1999", 1000, 2000),
+        ("bytes=-10", 299_990, 300_000),
+        ("bytes=299990-", 299_990, 300_000),
+        ("bytes=4095-70000", 4095, 70_001),
+    ] {
+        let a = request(addr, "GET", &format!("/blob/{bid}"), &[("Range", range)]).await;
+        assert_eq!(a.status, 206, "{range}");
+        assert_eq!(
+            a.headers["content-range"],
+            format!("bytes {from}-{}/300000", to - 1),
+            "{range}"
+        );
+        assert!(a.body == bytes[from..to], "{range}: exact bytes");
+    }
+    let a = request(
+        addr,
+        "GET",
+        &format!("/blob/{bid}"),
+        &[("Range", "bytes=300000-")],
+    )
+    .await;
+    assert_eq!(a.status, 416);
+    assert_eq!(a.headers["content-range"], "bytes */300000");
+    let a = request(addr, "HEAD", &format!("/blob/{bid}"), &[]).await;
+    assert_eq!((a.status, a.body.len()), (200, 0));
+    assert_eq!(a.headers["content-length"], "300000");
+
+    // Errors say what is wrong.
+    let a = request(addr, "GET", &format!("/blob/{sid}"), &[]).await;
+    assert_eq!(a.status, 406);
+    assert!(String::from_utf8_lossy(&a.body).contains("not a Blob or String"));
+    let a = request(addr, "GET", "/v/0x1234", &[]).await;
+    assert_eq!(a.status, 400);
+    assert!(String::from_utf8_lossy(&a.body).contains("is not a Value ID"));
+    let a = request(addr, "GET", &format!("/v/{}", "ab".repeat(32)), &[]).await;
+    assert_eq!(a.status, 404);
+    let a = request(addr, "GET", &format!("/v/{sid}?format=xml"), &[]).await;
+    assert_eq!(a.status, 400);
+    let a = request(addr, "GET", "/nothing", &[]).await;
+    assert_eq!(a.status, 404);
+
+    // Operator endpoints.
+    let a = request(addr, "GET", "/status", &[]).await;
+    assert_eq!(a.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&a.body).expect("JSON");
+    assert_eq!(v["root"], server.node().root_value().id().to_hex());
+    assert_eq!(v["key"], hex::encode(key(3).verifying_key().to_bytes()));
+    assert!(v["store"]["cells"].as_u64().unwrap() > 10);
+    let a = request(addr, "GET", "/metrics", &[]).await;
+    let text = String::from_utf8(a.body).unwrap();
+    assert!(
+        text.contains("# TYPE etch_http_requests counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE etch_connections_open gauge\n"),
+        "{text}"
+    );
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("etch_{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // The 17 requests before this one (it is counted once answered).
+    assert_eq!(count("http_requests"), 17, "{text}");
+    assert_eq!(count("http_errors"), 6, "{text}");
+    server.shutdown(Duration::from_secs(5)).await;
+}
