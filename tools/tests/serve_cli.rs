@@ -295,3 +295,80 @@ fn key_new_and_show() {
     assert!(home.join("node.key").exists());
     assert_eq!(etch(&home, &["key", "show"]).out, created.out);
 }
+
+/// `etch serve --http`: the second line names the HTTP address, and `curl` (a client we did not
+/// write) reads a stored String whole and by range, with the Value ID as its ETag.
+#[test]
+fn serve_http_answers_curl() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl is not installed: skipping the HTTP test against curl");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let store = tmp.path().join("s");
+    let text: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut put = Command::new(ETCH)
+        .args(["put"])
+        .arg(&store)
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    std::io::Write::write_all(
+        &mut put.stdin.take().expect("stdin"),
+        format!("\"{text}\"\n").as_bytes(),
+    )
+    .expect("write");
+    let id = String::from_utf8(put.wait_with_output().expect("put").stdout).expect("utf-8");
+    let id = id.trim();
+    let mut child = Command::new(ETCH)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--store",
+        ])
+        .arg(&store)
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn etch serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.starts_with("listening on "), "{first}");
+    let second = lines.next().expect("a line").expect("read");
+    let http = second
+        .strip_prefix("http on ")
+        .expect("http on ADDR")
+        .to_string();
+    let curl = |args: &[&str]| -> String {
+        let o = Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let url = format!("http://{http}/blob/{id}");
+    assert!(curl(&[&url]) == text, "the whole String");
+    assert_eq!(curl(&["-r", "10-19", &url]), &text[10..20]);
+    let head = curl(&["-I", &url]).to_ascii_lowercase();
+    assert!(head.contains(&format!("etag: \"{id}\"")), "{head}");
+    assert!(head.contains("content-length: 20000"), "{head}");
+    let status = curl(&[&format!("http://{http}/status")]);
+    assert!(status.contains("\"root\":"), "{status}");
+    // SAFETY: kill() with a pid of a child we spawned and still own.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
