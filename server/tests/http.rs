@@ -199,3 +199,108 @@ async fn content_reads_status_and_metrics() {
     assert_eq!(count("http_errors"), 6, "{text}");
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_by_path_list_and_serve_files() {
+    use etch_engine::dlfs::{self, DrivePath};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = start(&dir.path().join("s"), Some(key(4)), Config::default()).await;
+    let node = server.node().clone();
+    let video: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let v = video.clone();
+    tokio::task::spawn_blocking(move || {
+        let owner = Cell::blob(&key(4).verifying_key().to_bytes());
+        let p = |t: &str| DrivePath::parse(t).unwrap();
+        node.write_drive(&owner, "home", |cur, now, r| {
+            let d = dlfs::mkdrive(cur, "home")?;
+            let d = dlfs::put(&d, &p("home/a b.txt"), Cell::blob(b"Hello"), now, r)?;
+            let d = dlfs::mkdir(&d, &p("home/docs"), now, r)?;
+            dlfs::put(&d, &p("home/docs/v.mp4"), Cell::blob(&v), now, r)
+        })
+        .expect("write drive");
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let a = request(addr, "GET", "/dlfs/", &[]).await;
+    assert_eq!(a.status, 200);
+    assert!(String::from_utf8_lossy(&a.body).contains("<a href=\"/dlfs/home\">home/</a>"));
+    let a = request(addr, "GET", "/dlfs/?format=json", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(
+        v["entries"],
+        serde_json::json!([{"name": "home", "type": "drive"}])
+    );
+
+    let a = request(addr, "GET", "/dlfs/home", &[]).await;
+    assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
+    let html = String::from_utf8(a.body).unwrap();
+    assert!(
+        html.contains("<a href=\"/dlfs/home/a%20b.txt\">a b.txt</a></td><td>5</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"/dlfs/home/docs\">docs/</a></td><td>1 entries</td>"),
+        "{html}"
+    );
+    let a = request(
+        addr,
+        "GET",
+        "/dlfs/home/docs",
+        &[("Accept", "application/json")],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["entries"][0]["name"], "v.mp4");
+    assert_eq!(v["entries"][0]["type"], "file");
+    assert_eq!(v["entries"][0]["size"], 200_000);
+
+    let a = request(addr, "GET", "/dlfs/home/a%20b.txt", &[]).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, b"Hello".as_slice()));
+    assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
+    let tag = a.headers["etag"].clone();
+    assert_eq!(tag, format!("\"{}\"", Cell::blob(b"Hello").id().to_hex()));
+    let a = request(
+        addr,
+        "GET",
+        "/dlfs/home/a%20b.txt",
+        &[("If-None-Match", &tag)],
+    )
+    .await;
+    assert_eq!(a.status, 304);
+    let a = request(
+        addr,
+        "GET",
+        "/dlfs/home/docs/v.mp4",
+        &[("Range", "bytes=150000-150099")],
+    )
+    .await;
+    assert_eq!(a.status, 206);
+    assert_eq!(a.headers["content-type"], "video/mp4");
+    assert!(a.body == video[150_000..150_100]);
+
+    for bad in [
+        "/dlfs/home/../etc",
+        "/dlfs/home/%2e%2e/x",
+        "/dlfs/home/a%00b",
+    ] {
+        let a = request(addr, "GET", bad, &[]).await;
+        assert_eq!(a.status, 400, "{bad}");
+        assert!(
+            String::from_utf8_lossy(&a.body).contains("not a valid name"),
+            "{bad}"
+        );
+    }
+    let a = request(addr, "GET", "/dlfs/home/missing.txt", &[]).await;
+    assert_eq!(a.status, 404);
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("no file or directory /dlfs/home/missing.txt")
+    );
+    let a = request(addr, "GET", "/dlfs/nodrive/x", &[]).await;
+    assert_eq!(a.status, 404);
+    server.shutdown(Duration::from_secs(5)).await;
+}

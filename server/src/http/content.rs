@@ -69,7 +69,7 @@ fn etag(id: &ValueId) -> String {
 }
 
 /// True when the client's `If-None-Match` already names `tag` (or `*`).
-fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
+pub(super) fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -163,7 +163,7 @@ pub(super) async fn value(
 /// The one range of a `Range: bytes=…` header over `len` bytes: `Ok(None)` for no header or
 /// one this server ignores (several ranges, another unit, bad syntax: RFC 9110 lets it send the
 /// whole), `Err(())` when it cannot be satisfied (416).
-fn range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(super) fn range_of(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -233,7 +233,7 @@ pub(super) async fn blob(
         }
     };
     let len = cell.count();
-    let (start, end, status) = match range(&headers, len) {
+    let (start, end, status) = match range_of(&headers, len) {
         Ok(None) => (0, len, StatusCode::OK),
         Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
         Err(()) => {
@@ -259,7 +259,7 @@ pub(super) async fn blob(
 
 /// The bytes `[start, end)` of a Blob, read on a blocking thread a chunk at a time and handed
 /// over a bounded channel.
-fn stream_blob(shared: Arc<Shared>, cell: Cell, start: u64, end: u64) -> Body {
+pub(super) fn stream_blob(shared: Arc<Shared>, cell: Cell, start: u64, end: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(BLOB_CHUNKS_AHEAD);
     tokio::task::spawn_blocking(move || {
         let store = shared.store.clone();
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn ranges() {
-        let r = |v: &str| range(&with_range(v), 1000);
+        let r = |v: &str| range_of(&with_range(v), 1000);
         assert_eq!(r("bytes=0-99"), Ok(Some((0, 100))));
         assert_eq!(r("bytes=990-2000"), Ok(Some((990, 1000))));
         assert_eq!(r("bytes=900-"), Ok(Some((900, 1000))));
@@ -319,6 +319,6 @@ mod tests {
         assert_eq!(r("bytes=0-1,5-6"), Ok(None));
         assert_eq!(r("bytes=5-1"), Ok(None));
         assert_eq!(r("items=0-1"), Ok(None));
-        assert_eq!(range(&HeaderMap::new(), 1000), Ok(None));
+        assert_eq!(range_of(&HeaderMap::new(), 1000), Ok(None));
     }
 }

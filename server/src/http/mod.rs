@@ -1,12 +1,14 @@
 //! The node's HTTP front door (gateway.md), beside the peer protocol, on the same [`Shared`]
 //! state: content-addressed reads ([`content`]: a value by Value ID, a Blob as raw bytes with
-//! `Range`), and the operator endpoints ([`status`]: `/status` JSON, `/metrics` Prometheus).
-//! WebDAV drives, JWT auth and MCP come next (issue 16); nothing here writes.
+//! `Range`), drives by path ([`drive`]: listings and files, read-only), and the operator
+//! endpoints ([`status`]: `/status` JSON, `/metrics` Prometheus). WebDAV writes, JWT auth and
+//! MCP come next (issue 16); nothing here writes.
 //!
 //! Store reads run on blocking threads (they may touch the disk); a Blob streams through a
 //! bounded channel, so a response holds a few chunks in memory whatever the Blob's size.
 
 mod content;
+mod drive;
 mod status;
 
 use crate::metrics::Metrics;
@@ -23,6 +25,9 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v/{id}", get(content::value))
         .route("/blob/{id}", get(content::blob))
+        .route("/dlfs", get(drive::drives))
+        .route("/dlfs/", get(drive::drives))
+        .route("/dlfs/{*path}", get(drive::path))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
         .fallback(not_found)
@@ -78,6 +83,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: GET /v/{value-id}, /blob/{value-id}, /status or /metrics",
+        "no such endpoint: GET /v/{value-id}, /blob/{value-id}, /dlfs/{drive}/{path}, /status \
+         or /metrics",
     )
 }

@@ -41,6 +41,8 @@ QUERY only.\n\n\
 With --http HOST:PORT the node also answers HTTP on the same store (read-only so far): \
 GET /v/{value-id} prints a value (?format=cad3 gives its CAD3 bytes), GET /blob/{value-id} \
 streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
+GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
+?format=json; a file as bytes with Range), \
 GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
 Prometheus text format. It then also prints `http on ADDR`.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \

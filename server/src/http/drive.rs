@@ -1,0 +1,321 @@
+//! Drives by path, read-only so far (gateway.md "Paths"): `GET /dlfs/` lists the drives,
+//! `GET /dlfs/{drive}/{path}` answers a directory as a plain HTML listing (names, sizes, times,
+//! links; `?format=json` or `Accept: application/json` for JSON) and a file as its bytes, with
+//! `Range`, `ETag` = the Value ID of its contents, `If-None-Match`, and `Content-Type` from its
+//! metadata (`"content-type"` / `:content-type`) or its name. The drives are those of the
+//! node's own key, the namespace the shell and `etch drive` use (the anonymous namespace until
+//! auth comes). A private (encrypted) file is refused: only its owner's key can read it.
+
+use super::content::{not_modified, range_of, stream_blob};
+use super::error;
+use crate::Shared;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use etch_engine::dlfs::host::is_encrypted;
+use etch_engine::dlfs::{self, is_valid_name, DrivePath, StatKind};
+use etch_engine::lattice::value_at_path;
+use etch_engine::node::iso_time;
+use etch_formats::{Cell, Kind};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// What a path names, found on a blocking thread.
+enum Found {
+    Drives(Vec<String>),
+    Directory(Vec<(String, dlfs::Stat)>),
+    File { data: Cell, media: String },
+}
+
+/// `GET /dlfs/` (the drive list).
+pub(super) async fn drives(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    answer(shared, String::new(), query, headers).await
+}
+
+/// `GET /dlfs/{*path}`.
+pub(super) async fn path(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    answer(shared, path, query, headers).await
+}
+
+/// The path's components, each a valid DLFS name: `.`, `..`, NUL and names a drive cannot hold
+/// are refused (400), never resolved.
+fn components(path: &str) -> Result<Vec<String>, Response> {
+    let mut out = Vec::new();
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        if c == "." || c == ".." || c.contains('\0') || !is_valid_name(c) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("{c:?} is not a valid name in a drive path (no ., .., / or NUL)"),
+            ));
+        }
+        out.push(c.to_string());
+    }
+    Ok(out)
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    path: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Response {
+    let comps = match components(&path) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(owner) = shared.public_key().map(|k| Cell::blob(&k)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this node has no key, so no drives of its own",
+        );
+    };
+    let s = shared.clone();
+    let c = comps.clone();
+    let found = tokio::task::spawn_blocking(move || find(&s, &owner, &c)).await;
+    let found = match found {
+        Ok(Ok(f)) => f,
+        Ok(Err(r)) => return r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let json = query.get("format").is_some_and(|f| f == "json")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json"));
+    match found {
+        Found::Drives(names) => listing(&comps, names.into_iter().map(|n| (n, None)), json),
+        Found::Directory(entries) => {
+            listing(&comps, entries.into_iter().map(|(n, s)| (n, Some(s))), json)
+        }
+        Found::File { data, media } => file(shared, data, media, &headers),
+    }
+}
+
+fn find(shared: &Shared, owner: &Cell, comps: &[String]) -> Result<Found, Response> {
+    let fail = |e: &dyn std::fmt::Display| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let Some(drive_name) = comps.first() else {
+        return shared
+            .node
+            .drive_names(owner)
+            .map(Found::Drives)
+            .map_err(|e| fail(&e));
+    };
+    let r = shared.store.as_ref();
+    let drive = shared.node.drive(owner, drive_name).map_err(|e| fail(&e))?;
+    let p = DrivePath::parse(&comps.join("/"))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no file or directory /dlfs/{}", comps.join("/")),
+        )
+    };
+    if drive.is_nil() {
+        return Err(not_found());
+    }
+    let stat = match dlfs::stat(&drive, &p, r) {
+        Ok(s) => s,
+        Err(dlfs::DlfsError::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(error(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    match stat.kind {
+        StatKind::Directory => dlfs::ls_long(&drive, &p, r)
+            .map(Found::Directory)
+            .map_err(|e| fail(&e)),
+        StatKind::File => {
+            if is_encrypted(&stat.metadata, r).map_err(|e| fail(&e))? {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "a private (encrypted) file: only its owner's key reads it (etch drive cat)",
+                ));
+            }
+            let data = dlfs::read(&drive, &p, r).map_err(|e| fail(&e))?;
+            let media = media_type(&stat.metadata, comps.last().map_or("", String::as_str), r);
+            Ok(Found::File { data, media })
+        }
+    }
+}
+
+/// The media type from the metadata's `"content-type"` (or `:content-type`), else the name.
+fn media_type(meta: &Cell, name: &str, r: &dyn etch_formats::Resolver) -> String {
+    if meta.kind() == Kind::Map || meta.kind() == Kind::Index {
+        for key in [
+            Cell::string("content-type"),
+            Cell::keyword("content-type").unwrap_or_else(|_| Cell::nil()),
+        ] {
+            if let Ok(v) = value_at_path(meta, &[key], r) {
+                if let Ok(b) = etch_formats::value::blob_bytes(&v, r) {
+                    if v.kind() == Kind::String && !b.is_empty() && b.len() < 200 {
+                        return String::from_utf8_lossy(&b).into_owned();
+                    }
+                }
+            }
+        }
+    }
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let t = match ext.as_deref() {
+        Some("txt" | "md" | "csv" | "log") => "text/plain; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("css") => "text/css",
+        Some("js" | "mjs") => "text/javascript",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("pdf") => "application/pdf",
+        Some("mp4" | "m4v") => "video/mp4",
+        Some("webm") => "video/webm",
+        Some("mp3") => "audio/mpeg",
+        Some("ogg" | "oga") => "audio/ogg",
+        Some("wav") => "audio/wav",
+        Some("wasm") => "application/wasm",
+        Some("zip") => "application/zip",
+        Some("gz") => "application/gzip",
+        _ => "application/octet-stream",
+    };
+    t.to_string()
+}
+
+/// A file's bytes: path-addressed, so revalidated (`no-cache`) against the contents' ID.
+fn file(shared: Arc<Shared>, data: Cell, media: String, headers: &HeaderMap) -> Response {
+    let tag = format!("\"{}\"", data.id().to_hex());
+    let base = || {
+        Response::builder()
+            .header(header::ETAG, &tag)
+            .header(header::CACHE_CONTROL, "no-cache")
+    };
+    let built = |b: Result<Response, axum::http::Error>| {
+        b.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    };
+    if not_modified(headers, &tag) {
+        return built(base().status(StatusCode::NOT_MODIFIED).body(Body::empty()));
+    }
+    let len = data.count();
+    let (start, end, status) = match range_of(headers, len) {
+        Ok(None) => (0, len, StatusCode::OK),
+        Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
+        Err(()) => {
+            return built(
+                base()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                    .body(Body::empty()),
+            )
+        }
+    };
+    let mut b = base()
+        .status(status)
+        .header(header::CONTENT_TYPE, media)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, end - start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        b = b.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", end - 1),
+        );
+    }
+    built(b.body(stream_blob(shared, data, start, end)))
+}
+
+/// A path as a URL path: each component percent-encoded (RFC 3986 unreserved bytes kept).
+fn href(comps: &[String]) -> String {
+    let mut out = String::from("/dlfs/");
+    for (i, c) in comps.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for b in c.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A directory (or the drive list) as HTML or JSON.
+fn listing(
+    comps: &[String],
+    entries: impl Iterator<Item = (String, Option<dlfs::Stat>)>,
+    json: bool,
+) -> Response {
+    let entries: Vec<(String, Option<dlfs::Stat>)> = entries.collect();
+    if json {
+        let items: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(name, s)| match s {
+                None => serde_json::json!({"name": name, "type": "drive"}),
+                Some(s) => serde_json::json!({
+                    "name": name,
+                    "type": if s.kind == StatKind::File { "file" } else { "directory" },
+                    "size": s.size,
+                    "utime": s.utime,
+                }),
+            })
+            .collect();
+        let body = serde_json::json!({ "path": href(comps), "entries": items });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from(format!("{body}\n")))
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    }
+    let title = html_escape(&format!("/dlfs/{}", comps.join("/")));
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body><h1>{title}</h1>\n<table>\n<tr><th>name</th><th>size</th><th>modified (UTC)</th></tr>\n"
+    );
+    if !comps.is_empty() {
+        let up = href(&comps[..comps.len() - 1]);
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"{up}\">..</a></td><td></td><td></td></tr>"
+        );
+    }
+    for (name, stat) in &entries {
+        let mut path = comps.to_vec();
+        path.push(name.clone());
+        let dir = stat.as_ref().is_none_or(|s| s.kind == StatKind::Directory);
+        let shown = html_escape(name) + if dir { "/" } else { "" };
+        let (size, time) = match stat {
+            Some(s) if s.kind == StatKind::File => (s.size.to_string(), iso_time(s.utime)),
+            Some(s) => (format!("{} entries", s.size), iso_time(s.utime)),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"{}\">{shown}</a></td><td>{size}</td><td>{time}</td></tr>",
+            href(&path)
+        );
+    }
+    html.push_str("</table>\n</body></html>\n");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from(html))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
