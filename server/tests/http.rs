@@ -105,6 +105,10 @@ async fn content_reads_status_and_metrics() {
     )
     .await;
     assert_eq!((a.status, a.body.len()), (304, 0));
+    // JSON as Convex writes it.
+    let a = request(addr, "GET", &format!("/v/{sid}?format=json"), &[]).await;
+    assert_eq!(a.headers["content-type"], "application/json");
+    assert_eq!(a.body, b"{\"scores\":[90,85,77],\"title\":\"Q3\"}");
     // CAD3 bytes: a multi-cell body that decodes to the same value.
     let a = request(addr, "GET", &format!("/v/{bid}?format=cad3"), &[]).await;
     assert_eq!(a.status, 200);
@@ -194,8 +198,8 @@ async fn content_reads_status_and_metrics() {
             .parse()
             .unwrap()
     };
-    // The 17 requests before this one (it is counted once answered).
-    assert_eq!(count("http_requests"), 17, "{text}");
+    // The 18 requests before this one (it is counted once answered).
+    assert_eq!(count("http_requests"), 18, "{text}");
     assert_eq!(count("http_errors"), 6, "{text}");
     server.shutdown(Duration::from_secs(5)).await;
 }

@@ -1,5 +1,6 @@
 //! Content-addressed reads (gateway.md, "Etch adds"): `GET /v/{id}` a value by Value ID, as
-//! printed text (`?format=text`, the default, or `Accept: text/plain`) or CAD3 bytes
+//! printed text (`?format=text`, the default, or `Accept: text/plain`), JSON as Convex writes it
+//! (`?format=json` or `Accept: application/json`: `text::print_json`) or CAD3 bytes
 //! (`?format=cad3` or `Accept: application/cad3`: the top cell and as many branch cells as fit
 //! the answer budget, as a multi-cell body; the rest are fetched by their own IDs); and
 //! `GET /blob/{id}` a Blob or String as raw bytes with `Range` (one range; 206), so media plays
@@ -16,7 +17,7 @@ use axum::response::Response;
 use etch_engine::dlfs::blob::BlobReader;
 use etch_engine::lattice::stored_value;
 use etch_formats::message::encode_complete;
-use etch_formats::text::print_limited;
+use etch_formats::text::{print_json, print_limited};
 use etch_formats::{Cell, Kind, ValueId};
 use std::collections::HashMap;
 use std::io::Read;
@@ -115,12 +116,13 @@ pub(super) async fn value(
     let format = match query.get("format") {
         Some(f) => f.clone(),
         None if accept.contains(CAD3_TYPE) => "cad3".into(),
+        None if accept.contains("application/json") => "json".into(),
         None => "text".into(),
     };
-    if format != "text" && format != "cad3" {
+    if !["text", "json", "cad3"].contains(&format.as_str()) {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("unknown format {format:?}: text or cad3"),
+            format!("unknown format {format:?}: text, json or cad3"),
         );
     }
     let cell = match lookup(&shared, id).await {
@@ -132,6 +134,10 @@ pub(super) async fn value(
         if format == "cad3" {
             let (body, omitted) = encode_complete(&cell, s.store.as_ref(), VALUE_BODY_BYTES_MAX);
             Ok((body, CAD3_TYPE, omitted))
+        } else if format == "json" {
+            print_json(&cell, s.store.as_ref(), VALUE_TEXT_BYTES_MAX)
+                .map(|t| (t.into_bytes(), "application/json", false))
+                .map_err(|e| e.to_string())
         } else {
             print_limited(&cell, s.store.as_ref(), VALUE_TEXT_BYTES_MAX)
                 .map(|t| (t.into_bytes(), "text/plain; charset=utf-8", false))

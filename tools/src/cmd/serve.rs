@@ -39,7 +39,8 @@ whose query needs admin rights (set-root!, DLFS writes) is challenged, and if it
 own key or one given with --admin, the query runs with admin rights. A `def` lasts for its own \
 QUERY only.\n\n\
 With --http HOST:PORT the node also answers HTTP on the same store (read-only so far): \
-GET /v/{value-id} prints a value (?format=cad3 gives its CAD3 bytes), GET /blob/{value-id} \
+GET /v/{value-id} prints a value (?format=json gives JSON as Convex writes it, ?format=cad3 its \
+CAD3 bytes), GET /blob/{value-id} \
 streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
 GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
 ?format=json; a file as bytes with Range), \
