@@ -58,6 +58,8 @@ counters! {
     in_flight: "Requests being worked on now.",
     http_requests: "HTTP requests answered.",
     http_errors: "HTTP requests answered with a 4xx or 5xx status.",
+    http_refused: "HTTP connections closed at once: the HTTP connection limit was reached.",
+    http_timeouts: "HTTP connections closed for sending no request (first byte) in time.",
 }
 
 /// The counters that are gauges (they go down as well as up).

@@ -50,6 +50,13 @@ pub struct Limits {
     /// Bytes of large frames (over 64 KiB) being received on all connections together; a
     /// connection waits for its share (within the frame timeout) or is closed.
     pub frame_buffer_bytes: usize,
+    /// HTTP connections open at once; more are closed at once.
+    pub http_connections: usize,
+    /// An HTTP connection must send its request's first byte, and then its whole header,
+    /// within this time each, else it is closed (slow or silent clients hold no slot long).
+    pub http_header_timeout: Duration,
+    /// A response that cannot hand its next chunk to a client for this long is cut off.
+    pub http_stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -72,6 +79,9 @@ impl Default for Limits {
             acquire_timeout: Duration::from_secs(30),
             bad_messages: 16,
             frame_buffer_bytes: 512 * 1024 * 1024,
+            http_connections: 256,
+            http_header_timeout: Duration::from_secs(10),
+            http_stall_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -308,3 +308,64 @@ async fn drives_by_path_list_and_serve_files() {
     assert_eq!(a.status, 404);
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Silent and slow clients are closed after the header timeout, and connections past the limit
+/// at once; the node keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_silent_and_surplus_connections_are_closed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = Config::default();
+    config.limits.http_connections = 2;
+    config.limits.http_header_timeout = Duration::from_millis(300);
+    let mut server = start(&dir.path().join("s"), Some(key(5)), config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    /// Reads until the server closes the connection; how long that took.
+    async fn closed_after(s: &mut tokio::net::TcpStream) -> Duration {
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return t.elapsed(),
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("not closed within 5 s"),
+            }
+        }
+    }
+    // Two silent connections take both slots; a third is closed at once.
+    let mut silent1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut silent2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_after(&mut third).await < Duration::from_millis(250));
+    // The silent ones are closed after the header timeout.
+    let waited = closed_after(&mut silent1).await;
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    closed_after(&mut silent2).await;
+    // A header that never ends is cut off too.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let waited = closed_after(&mut slow).await;
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // Slots are free again: the node answers.
+    let a = request(addr, "GET", "/status", &[]).await;
+    assert_eq!(a.status, 200);
+    let a = request(addr, "GET", "/metrics", &[]).await;
+    let text = String::from_utf8(a.body).unwrap();
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("etch_{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count("http_refused") >= 1, "{text}");
+    assert!(count("http_timeouts") >= 2, "{text}");
+    server.shutdown(Duration::from_secs(5)).await;
+}

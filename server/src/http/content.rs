@@ -267,6 +267,8 @@ pub(super) async fn blob(
 /// over a bounded channel.
 pub(super) fn stream_blob(shared: Arc<Shared>, cell: Cell, start: u64, end: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(BLOB_CHUNKS_AHEAD);
+    let handle = tokio::runtime::Handle::current();
+    let stall = shared.config.limits.http_stall_timeout;
     tokio::task::spawn_blocking(move || {
         let store = shared.store.clone();
         let mut reader = match BlobReader::starting_at(&cell, store.as_ref(), start) {
@@ -289,8 +291,10 @@ pub(super) fn stream_blob(shared: Arc<Shared>, cell: Cell, start: u64, end: u64)
                 Err(e) => Err(e),
             };
             let failed = chunk.is_err();
-            // A client that went away closes the channel: stop reading.
-            if tx.blocking_send(chunk).is_err() || failed {
+            // A client that went away closes the channel, and one that stops reading for the
+            // stall timeout is cut off: stop reading either way.
+            let sent = handle.block_on(tokio::time::timeout(stall, tx.send(chunk)));
+            if !matches!(sent, Ok(Ok(()))) || failed {
                 return;
             }
         }

@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// The routes of the HTTP front door.
 fn router(shared: Arc<Shared>) -> Router {
@@ -49,22 +51,68 @@ async fn count(
     response
 }
 
-/// Serves HTTP on `listener` until the node shuts down.
+/// Resolves once the node is shutting down.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until the node shuts down. Every connection takes one of
+/// `http_connections` slots (none free: closed at once), must start its request within
+/// `http_header_timeout` and send its header within that time again, and serves one request
+/// (no keep-alive, so an idle connection holds no slot); a streamed body that stalls for
+/// `http_stall_timeout` is cut off.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
-    let app = router(shared);
-    let done = async move {
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
+    let limits = shared.config.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.http_connections));
+    let app = router(shared.clone());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut stop) => return,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors or the like: let the condition pass, keep serving.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(done)
-        .await
-    {
-        tracing::warn!(error = %e, "HTTP server stopped");
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            Metrics::inc(&shared.metrics.http_refused);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (s, mut stop) = (shared.clone(), shared.shutdown.clone());
+        let wait = limits.http_header_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(wait, stream.peek(&mut first)).await, Ok(Ok(n)) if n > 0)
+            {
+                Metrics::inc(&s.metrics.http_timeouts);
+                return;
+            }
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(wait)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
 }
 
