@@ -420,25 +420,77 @@ impl QueryNode for LocalNode {
     }
 }
 
-/// Formats ms since the epoch as an ISO 8601 UTC time (`2026-11-22T06:33:31.123Z`).
-pub fn iso_time(ms: i64) -> String {
+/// A UTC time split into its calendar parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    /// Year.
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: i64,
+    /// Day of the month, 1–31.
+    pub day: i64,
+    /// Day of the week, 0 = Sunday.
+    pub weekday: i64,
+    /// Seconds since midnight.
+    pub seconds: i64,
+    /// Milliseconds past the second.
+    pub millis: i64,
+}
+
+/// The calendar parts of `ms` since the epoch, UTC (Howard Hinnant's civil-from-days).
+pub fn civil_time(ms: i64) -> CivilTime {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    CivilTime {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
+        day,
+        // 1970-01-01 was a Thursday.
+        weekday: (days + 4).rem_euclid(7),
+        seconds: rem,
+        millis: ms.rem_euclid(1000),
+    }
+}
+
+/// Formats ms since the epoch as an ISO 8601 UTC time (`2026-11-22T06:33:31.123Z`).
+pub fn iso_time(ms: i64) -> String {
+    let t = civil_time(ms);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year,
+        t.month,
+        t.day,
+        t.seconds / 3600,
+        t.seconds % 3600 / 60,
+        t.seconds % 60,
+        t.millis
+    )
+}
+
+/// Formats ms since the epoch as an HTTP date (RFC 9110 IMF-fixdate:
+/// `Mon, 07 Dec 2026 02:33:01 GMT`).
+pub fn http_date(ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = civil_time(ms);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday as usize],
+        t.day,
+        MONTHS[(t.month - 1) as usize],
+        t.year,
+        t.seconds / 3600,
+        t.seconds % 3600 / 60,
+        t.seconds % 60
     )
 }

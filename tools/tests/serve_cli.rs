@@ -372,3 +372,121 @@ fn serve_http_answers_curl() {
     }
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
+
+/// `rclone` (a WebDAV client we did not write) copies a drive down from `etch serve --http`:
+/// it lists by PROPFIND and reads by GET; the copy is byte-identical to the tree imported.
+#[test]
+fn rclone_copies_a_drive_down_over_webdav() {
+    if Command::new("rclone").arg("version").output().is_err() {
+        eprintln!("rclone is not installed (apt-get install rclone): skipping the WebDAV test");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, store, tree, out) = (
+        tmp.path().join("home"),
+        tmp.path().join("s"),
+        tmp.path().join("tree"),
+        tmp.path().join("out"),
+    );
+    std::fs::create_dir_all(tree.join("sub/deep")).expect("mkdir");
+    for i in 0..60u32 {
+        let bytes: Vec<u8> = (0..i * 997)
+            .map(|j| (j.wrapping_mul(31) ^ i) as u8)
+            .collect();
+        let dir = if i % 3 == 0 {
+            tree.join("sub")
+        } else {
+            tree.clone()
+        };
+        std::fs::write(dir.join(format!("file {i}.bin")), bytes).expect("write");
+    }
+    std::fs::write(tree.join("sub/deep/ünï.txt"), "deep").expect("write");
+    for args in [
+        vec!["drive", "mkdrive", "home"],
+        vec!["drive", "import", tree.to_str().expect("utf-8"), "home"],
+    ] {
+        let r = etch(
+            &home,
+            &[
+                args.clone(),
+                vec!["--store", store.to_str().expect("utf-8")],
+            ]
+            .concat(),
+        );
+        assert_eq!(r.code, 0, "{args:?}: {}", r.err);
+    }
+    let mut child = Command::new(ETCH)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--store",
+        ])
+        .arg(&store)
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn etch serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let _ = lines.next();
+    let http = lines
+        .next()
+        .expect("a line")
+        .expect("read")
+        .strip_prefix("http on ")
+        .expect("http on ADDR")
+        .to_string();
+    let o = Command::new("rclone")
+        .args([
+            "copy",
+            "--config",
+            "/dev/null",
+            "--contimeout",
+            "10s",
+            "--timeout",
+            "30s",
+        ])
+        .arg(format!(":webdav,url='http://{http}/dlfs/':home"))
+        .arg(&out)
+        .output()
+        .expect("rclone");
+    assert!(
+        o.status.success(),
+        "rclone: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let listing = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p
+                        .strip_prefix(root)
+                        .expect("under root")
+                        .display()
+                        .to_string();
+                    files.push((rel, std::fs::read(&p).expect("read")));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let (want, got) = (listing(&tree), listing(&out));
+    assert_eq!(want.len(), 61);
+    assert!(want == got, "the copy differs from the tree");
+    // SAFETY: kill() with a pid of a child we spawned and still own.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}

@@ -1,7 +1,9 @@
-//! Drives by path, read-only so far (gateway.md "Paths"): `GET /dlfs/` lists the drives,
+//! Drives by path, read-only so far (gateway.md "Paths"): WebDAV class 1 reads (`OPTIONS`,
+//! `PROPFIND` depth 0 and 1 with the live properties Convex serves), so file managers and
+//! `rclone` can list and download; writes answer 405 until they come. `GET /dlfs/` lists the drives,
 //! `GET /dlfs/{drive}/{path}` answers a directory as a plain HTML listing (names, sizes, times,
 //! links; `?format=json` or `Accept: application/json` for JSON) and a file as its bytes, with
-//! `Range`, `ETag` = the Value ID of its contents, `If-None-Match`, and `Content-Type` from its
+//! `Range`, `ETag` = the Value ID of its file node, `If-None-Match`, and `Content-Type` from its
 //! metadata (`"content-type"` / `:content-type`) or its name. The drives are those of the
 //! node's own key, the namespace the shell and `etch drive` use (the anonymous namespace until
 //! auth comes). A private (encrypted) file is refused: only its owner's key can read it.
@@ -11,12 +13,12 @@ use super::error;
 use crate::Shared;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use etch_engine::dlfs::host::is_encrypted;
 use etch_engine::dlfs::{self, is_valid_name, DrivePath, StatKind};
 use etch_engine::lattice::value_at_path;
-use etch_engine::node::iso_time;
+use etch_engine::node::{http_date, iso_time};
 use etch_formats::{Cell, Kind};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -26,26 +28,204 @@ use std::sync::Arc;
 enum Found {
     Drives(Vec<String>),
     Directory(Vec<(String, dlfs::Stat)>),
-    File { data: Cell, media: String },
+    File {
+        data: Cell,
+        media: String,
+        /// The file node's Value ID (changes with its contents, metadata or time).
+        tag: String,
+    },
 }
 
-/// `GET /dlfs/` (the drive list).
+/// The methods a drive path answers.
+const ALLOW: &str = "GET, HEAD, OPTIONS, PROPFIND";
+
+/// `/dlfs/` (the drive list), any method.
 pub(super) async fn drives(
     State(shared): State<Arc<Shared>>,
+    method: Method,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    answer(shared, String::new(), query, headers).await
+    dispatch(shared, method, String::new(), query, headers).await
 }
 
-/// `GET /dlfs/{*path}`.
+/// `/dlfs/{*path}`, any method.
 pub(super) async fn path(
     State(shared): State<Arc<Shared>>,
+    method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    answer(shared, path, query, headers).await
+    dispatch(shared, method, path, query, headers).await
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    method: Method,
+    path: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Response {
+    match method.as_str() {
+        "GET" | "HEAD" => answer(shared, path, query, headers).await,
+        "OPTIONS" => Response::builder()
+            .header("dav", "1")
+            .header(header::ALLOW, ALLOW)
+            .header("ms-author-via", "DAV")
+            .body(Body::empty())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        "PROPFIND" => propfind(shared, path, &headers).await,
+        other => {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{other}: drives are read-only over HTTP for now ({ALLOW})"),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, axum::http::HeaderValue::from_static(ALLOW));
+            r
+        }
+    }
+}
+
+/// One resource of a PROPFIND answer: its path and what it is (`None`: the drive list).
+type DavEntry = (Vec<String>, Option<(dlfs::Stat, String)>);
+
+/// `PROPFIND` (RFC 4918 §9.1): the resource and, at depth 1 (also asked for as `infinity`,
+/// which is answered as 1), its children, each with `resourcetype`, `displayname`,
+/// `getlastmodified`, `creationdate`, and for files `getcontentlength`, `getcontenttype` and
+/// `getetag`. The request body (which properties) is not read: all of them are sent.
+async fn propfind(shared: Arc<Shared>, path: String, headers: &HeaderMap) -> Response {
+    let comps = match components(&path) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(owner) = shared.public_key().map(|k| Cell::blob(&k)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this node has no key, so no drives of its own",
+        );
+    };
+    let depth1 = headers
+        .get("depth")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|d| d.trim() != "0");
+    let s = shared.clone();
+    let found = tokio::task::spawn_blocking(move || dav_entries(&s, &owner, &comps, depth1)).await;
+    let entries = match found {
+        Ok(Ok(e)) => e,
+        Ok(Err(r)) => return r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n",
+    );
+    for (comps, what) in &entries {
+        let collection = what
+            .as_ref()
+            .is_none_or(|(s, _)| s.kind == StatKind::Directory);
+        let mut href = href(comps);
+        if collection && !href.ends_with('/') {
+            href.push('/');
+        }
+        let name = comps.last().map_or("dlfs", String::as_str);
+        let _ = write!(
+            xml,
+            "<D:response><D:href>{}</D:href><D:propstat><D:prop>\
+             <D:displayname>{}</D:displayname>",
+            html_escape(&href),
+            html_escape(name)
+        );
+        if collection {
+            xml.push_str("<D:resourcetype><D:collection/></D:resourcetype>");
+        } else {
+            xml.push_str("<D:resourcetype/>");
+        }
+        if let Some((stat, media)) = what {
+            let _ = write!(
+                xml,
+                "<D:getlastmodified>{}</D:getlastmodified><D:creationdate>{}</D:creationdate>",
+                http_date(stat.utime),
+                iso_time(stat.utime)
+            );
+            if stat.kind == StatKind::File {
+                let _ = write!(
+                    xml,
+                    "<D:getcontentlength>{}</D:getcontentlength>\
+                     <D:getcontenttype>{}</D:getcontenttype><D:getetag>\"{}\"</D:getetag>",
+                    stat.size,
+                    html_escape(media),
+                    stat.hash.to_hex()
+                );
+            }
+        }
+        xml.push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n");
+    }
+    xml.push_str("</D:multistatus>\n");
+    Response::builder()
+        .status(StatusCode::MULTI_STATUS)
+        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
+        .body(Body::from(xml))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn dav_entries(
+    shared: &Shared,
+    owner: &Cell,
+    comps: &[String],
+    depth1: bool,
+) -> Result<Vec<DavEntry>, Response> {
+    let fail = |e: &dyn std::fmt::Display| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let r = shared.store.as_ref();
+    let stat_of = |comps: &[String]| -> Result<Option<(dlfs::Stat, String)>, Response> {
+        let drive = shared.node.drive(owner, &comps[0]).map_err(|e| fail(&e))?;
+        if drive.is_nil() {
+            return Ok(None);
+        }
+        let p = DrivePath::parse(&comps.join("/"))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+        match dlfs::stat(&drive, &p, r) {
+            Ok(s) => {
+                let media = media_type(&s.metadata, comps.last().map_or("", String::as_str), r);
+                Ok(Some((s, media)))
+            }
+            Err(dlfs::DlfsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.to_string())),
+        }
+    };
+    let mut out: Vec<DavEntry> = Vec::new();
+    if comps.is_empty() {
+        out.push((Vec::new(), None));
+        if depth1 {
+            for name in shared.node.drive_names(owner).map_err(|e| fail(&e))? {
+                let c = vec![name];
+                if let Some(st) = stat_of(&c)? {
+                    out.push((c, Some(st)));
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let Some(me) = stat_of(comps)? else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no file or directory /dlfs/{}", comps.join("/")),
+        ));
+    };
+    let dir = me.0.kind == StatKind::Directory;
+    out.push((comps.to_vec(), Some(me)));
+    if dir && depth1 {
+        let drive = shared.node.drive(owner, &comps[0]).map_err(|e| fail(&e))?;
+        let p = DrivePath::parse(&comps.join("/"))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+        for (name, stat) in dlfs::ls_long(&drive, &p, r).map_err(|e| fail(&e))? {
+            let media = media_type(&stat.metadata, &name, r);
+            let mut c = comps.to_vec();
+            c.push(name);
+            out.push((c, Some((stat, media))));
+        }
+    }
+    Ok(out)
 }
 
 /// The path's components, each a valid DLFS name: `.`, `..`, NUL and names a drive cannot hold
@@ -98,7 +278,7 @@ async fn answer(
         Found::Directory(entries) => {
             listing(&comps, entries.into_iter().map(|(n, s)| (n, Some(s))), json)
         }
-        Found::File { data, media } => file(shared, data, media, &headers),
+        Found::File { data, media, tag } => file(shared, data, media, tag, &headers),
     }
 }
 
@@ -142,7 +322,8 @@ fn find(shared: &Shared, owner: &Cell, comps: &[String]) -> Result<Found, Respon
             }
             let data = dlfs::read(&drive, &p, r).map_err(|e| fail(&e))?;
             let media = media_type(&stat.metadata, comps.last().map_or("", String::as_str), r);
-            Ok(Found::File { data, media })
+            let tag = format!("\"{}\"", stat.hash.to_hex());
+            Ok(Found::File { data, media, tag })
         }
     }
 }
@@ -190,9 +371,15 @@ fn media_type(meta: &Cell, name: &str, r: &dyn etch_formats::Resolver) -> String
     t.to_string()
 }
 
-/// A file's bytes: path-addressed, so revalidated (`no-cache`) against the contents' ID.
-fn file(shared: Arc<Shared>, data: Cell, media: String, headers: &HeaderMap) -> Response {
-    let tag = format!("\"{}\"", data.id().to_hex());
+/// A file's bytes: path-addressed, so revalidated (`no-cache`) against the file node's ID (the
+/// same `getetag` PROPFIND gives).
+fn file(
+    shared: Arc<Shared>,
+    data: Cell,
+    media: String,
+    tag: String,
+    headers: &HeaderMap,
+) -> Response {
     let base = || {
         Response::builder()
             .header(header::ETAG, &tag)

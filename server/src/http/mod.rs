@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::Shared;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +27,9 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v/{id}", get(content::value))
         .route("/blob/{id}", get(content::blob))
-        .route("/dlfs", get(drive::drives))
-        .route("/dlfs/", get(drive::drives))
-        .route("/dlfs/{*path}", get(drive::path))
+        .route("/dlfs", any(drive::drives))
+        .route("/dlfs/", any(drive::drives))
+        .route("/dlfs/{*path}", any(drive::path))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
         .fallback(not_found)

@@ -43,7 +43,8 @@ GET /v/{value-id} prints a value (?format=json gives JSON as Convex writes it, ?
 CAD3 bytes), GET /blob/{value-id} \
 streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
 GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
-?format=json; a file as bytes with Range), \
+?format=json; a file as bytes with Range; WebDAV OPTIONS and PROPFIND too, so rclone or a file \
+manager can list and copy them; writes answer 405 for now), \
 GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
 Prometheus text format. It then also prints `http on ADDR`.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
