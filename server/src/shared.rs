@@ -136,6 +136,10 @@ pub struct Config {
     pub push_interval: Duration,
     /// Limits.
     pub limits: Limits,
+    /// HTTP clients without a token may write the node's own drives (WebDAV PUT, MKCOL,
+    /// DELETE, COPY, MOVE). `etch serve` sets it when `--http` binds a loopback address or
+    /// with `--anonymous-writes`.
+    pub http_anonymous_writes: bool,
 }
 
 impl Default for Config {
@@ -147,6 +151,7 @@ impl Default for Config {
             sync_interval: Duration::from_secs(30),
             push_interval: Duration::from_millis(50),
             limits: Limits::default(),
+            http_anonymous_writes: false,
         }
     }
 }

@@ -314,8 +314,9 @@ async fn drives_by_path_list_and_serve_files() {
         &[("Content-Length", "0")],
     )
     .await;
-    assert_eq!(a.status, 405);
-    assert_eq!(a.headers["allow"], "GET, HEAD, OPTIONS, PROPFIND");
+    // Writes without a token are refused unless the node allows anonymous writes.
+    assert_eq!(a.status, 401);
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
 
     for bad in [
         "/dlfs/home/../etc",
@@ -397,5 +398,152 @@ async fn slow_silent_and_surplus_connections_are_closed() {
     };
     assert!(count("http_refused") >= 1, "{text}");
     assert!(count("http_timeouts") >= 2, "{text}");
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// One request with a body; the status and the body of the answer.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let len = body.len().to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {len}\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    s.write_all(body).await.expect("body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let status = String::from_utf8_lossy(&raw[9..12])
+        .parse()
+        .expect("status");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    Answer {
+        status,
+        headers: HashMap::new(),
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// WebDAV writes with anonymous writes allowed: each method's status codes, and a PUT whose
+/// body is cut off changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdav_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        http_anonymous_writes: true,
+        ..Config::default()
+    };
+    let mut server = start(&dir.path().join("s"), Some(key(6)), config).await;
+    let node = server.node().clone();
+    tokio::task::spawn_blocking(move || {
+        let owner = Cell::blob(&key(6).verifying_key().to_bytes());
+        node.write_drive(&owner, "w", |cur, _, _| {
+            etch_engine::dlfs::mkdrive(cur, "w")
+        })
+        .expect("mkdrive");
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let status = |a: Answer| a.status;
+    assert_eq!(
+        status(send(addr, "PUT", "/dlfs/w/a.bin", &[], &big).await),
+        201
+    );
+    assert!(request(addr, "GET", "/dlfs/w/a.bin", &[]).await.body == big);
+    assert_eq!(
+        status(send(addr, "PUT", "/dlfs/w/a.bin", &[], b"new").await),
+        204
+    );
+    assert_eq!(
+        request(addr, "GET", "/dlfs/w/a.bin", &[]).await.body,
+        b"new"
+    );
+    assert_eq!(
+        status(send(addr, "PUT", "/dlfs/w/no/b.txt", &[], b"x").await),
+        409
+    );
+    assert_eq!(
+        status(send(addr, "MKCOL", "/dlfs/w/d", &[], b"").await),
+        201
+    );
+    assert_eq!(
+        status(send(addr, "MKCOL", "/dlfs/w/d", &[], b"").await),
+        405
+    );
+    assert_eq!(
+        status(send(addr, "MKCOL", "/dlfs/w/x/y", &[], b"").await),
+        409
+    );
+    assert_eq!(
+        status(send(addr, "MKCOL", "/dlfs/w/e", &[], b"body").await),
+        415
+    );
+    let d1 = format!("http://{addr}/dlfs/w/d/c.bin");
+    let to = [("Destination", d1.as_str())];
+    assert_eq!(
+        status(send(addr, "COPY", "/dlfs/w/a.bin", &to, b"").await),
+        201
+    );
+    assert_eq!(
+        request(addr, "GET", "/dlfs/w/d/c.bin", &[]).await.body,
+        b"new"
+    );
+    let keep = [("Destination", d1.as_str()), ("Overwrite", "F")];
+    assert_eq!(
+        status(send(addr, "MOVE", "/dlfs/w/a.bin", &keep, b"").await),
+        412
+    );
+    assert_eq!(
+        status(send(addr, "MOVE", "/dlfs/w/a.bin", &to, b"").await),
+        204
+    );
+    assert_eq!(request(addr, "GET", "/dlfs/w/a.bin", &[]).await.status, 404);
+    assert_eq!(
+        status(send(addr, "DELETE", "/dlfs/w/d", &[], b"").await),
+        204
+    );
+    assert_eq!(
+        request(addr, "GET", "/dlfs/w/d/c.bin", &[]).await.status,
+        404
+    );
+    assert_eq!(
+        status(send(addr, "DELETE", "/dlfs/w/d", &[], b"").await),
+        404
+    );
+    assert_eq!(
+        status(send(addr, "PUT", "/dlfs/w/%2e%2e/x", &[], b"x").await),
+        400
+    );
+    // A body cut off mid-PUT: the file does not appear, nothing is committed.
+    let root_before = server.node().root_value();
+    {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PUT /dlfs/w/cut.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(&big[..5000]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        request(addr, "GET", "/dlfs/w/cut.bin", &[]).await.status,
+        404
+    );
+    assert_eq!(server.node().root_value(), root_before, "nothing committed");
     server.shutdown(Duration::from_secs(5)).await;
 }

@@ -484,6 +484,110 @@ fn rclone_copies_a_drive_down_over_webdav() {
     let (want, got) = (listing(&tree), listing(&out));
     assert_eq!(want.len(), 61);
     assert!(want == got, "the copy differs from the tree");
+    // A 1,000-file tree synced up (PUT, MKCOL, PROPFIND) and back down: byte-identical.
+    let up = tmp.path().join("up");
+    for i in 0..1000u32 {
+        let dir = up.join(format!("d{}", i % 10)).join(format!("e{}", i % 7));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let bytes: Vec<u8> = (0..(i * 37) % 5000).map(|j| (j ^ i) as u8).collect();
+        std::fs::write(dir.join(format!("f{i}.dat")), bytes).expect("write");
+    }
+    let remote = format!(":webdav,url='http://{http}/dlfs/':home/up");
+    let back = tmp.path().join("back");
+    for (from, to) in [
+        (up.display().to_string(), remote.clone()),
+        (remote, back.display().to_string()),
+    ] {
+        let o = Command::new("rclone")
+            .args([
+                "copy",
+                "--config",
+                "/dev/null",
+                "--contimeout",
+                "10s",
+                "--timeout",
+                "60s",
+            ])
+            .args([&from, &to])
+            .output()
+            .expect("rclone");
+        assert!(
+            o.status.success(),
+            "rclone {from} -> {to}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (sent, came_back) = (listing(&up), listing(&back));
+    assert_eq!(sent.len(), 1000);
+    assert!(sent == came_back, "the tree synced up and back differs");
+    // SAFETY: kill() with a pid of a child we spawned and still own.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
+
+/// `litmus` (the WebDAV conformance suite) against a drive of `etch serve --http`: its `basic`
+/// and `copymove` groups pass in full. (`props` needs PROPPATCH and `locks` class 2: not yet.)
+#[test]
+fn litmus_basic_and_copymove_pass() {
+    if Command::new("litmus").arg("--version").output().is_err() {
+        eprintln!("litmus is not installed (apt-get install litmus): skipping the WebDAV suite");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, store) = (tmp.path().join("home"), tmp.path().join("s"));
+    let r = etch(
+        &home,
+        &[
+            "drive",
+            "mkdrive",
+            "lit",
+            "--store",
+            store.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let mut child = Command::new(ETCH)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--store",
+        ])
+        .arg(&store)
+        .env("ETCH_HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn etch serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let _ = lines.next();
+    let http = lines
+        .next()
+        .expect("a line")
+        .expect("read")
+        .strip_prefix("http on ")
+        .expect("http on ADDR")
+        .to_string();
+    let o = Command::new("litmus")
+        .arg(format!("http://{http}/dlfs/lit/"))
+        .env("TESTS", "basic copymove")
+        .current_dir(tmp.path())
+        .output()
+        .expect("litmus");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for group in [
+        "basic': of 16 tests run: 16 passed",
+        "copymove': of 13 tests run: 13 passed",
+    ] {
+        assert!(out.contains(group), "litmus: {group} missing in\n{out}");
+    }
+    assert!(o.status.success(), "{out}");
     // SAFETY: kill() with a pid of a child we spawned and still own.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);

@@ -37,7 +37,7 @@ enum Found {
 }
 
 /// The methods a drive path answers.
-const ALLOW: &str = "GET, HEAD, OPTIONS, PROPFIND";
+const ALLOW: &str = "GET, HEAD, OPTIONS, PROPFIND, PUT, MKCOL, DELETE, COPY, MOVE";
 
 /// `/dlfs/` (the drive list), any method.
 pub(super) async fn drives(
@@ -45,8 +45,9 @@ pub(super) async fn drives(
     method: Method,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    dispatch(shared, method, String::new(), query, headers).await
+    dispatch(shared, method, String::new(), query, headers, body).await
 }
 
 /// `/dlfs/{*path}`, any method.
@@ -56,8 +57,9 @@ pub(super) async fn path(
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    dispatch(shared, method, path, query, headers).await
+    dispatch(shared, method, path, query, headers, body).await
 }
 
 async fn dispatch(
@@ -66,7 +68,37 @@ async fn dispatch(
     path: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
+    let write = ["PUT", "MKCOL", "DELETE", "COPY", "MOVE"].contains(&method.as_str());
+    if write && !shared.config.http_anonymous_writes {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "writes need --anonymous-writes on this node (or --http on a loopback address); \
+             tokens are not supported yet",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let comps = if write {
+        match components(&path) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    } else {
+        Vec::new()
+    };
+    match method.as_str() {
+        "PUT" => return super::dav::put(shared, comps, body).await,
+        "MKCOL" => return super::dav::mkcol(shared, comps, &headers).await,
+        "DELETE" => return super::dav::delete(shared, comps).await,
+        "COPY" => return super::dav::copy_move(shared, comps, &headers, false).await,
+        "MOVE" => return super::dav::copy_move(shared, comps, &headers, true).await,
+        _ => {}
+    }
     match method.as_str() {
         "GET" | "HEAD" => answer(shared, path, query, headers).await,
         "OPTIONS" => Response::builder()
@@ -79,7 +111,7 @@ async fn dispatch(
         other => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{other}: drives are read-only over HTTP for now ({ALLOW})"),
+                format!("{other} is not supported here ({ALLOW})"),
             );
             r.headers_mut()
                 .insert(header::ALLOW, axum::http::HeaderValue::from_static(ALLOW));
@@ -230,7 +262,7 @@ fn dav_entries(
 
 /// The path's components, each a valid DLFS name: `.`, `..`, NUL and names a drive cannot hold
 /// are refused (400), never resolved.
-fn components(path: &str) -> Result<Vec<String>, Response> {
+pub(super) fn components(path: &str) -> Result<Vec<String>, Response> {
     let mut out = Vec::new();
     for c in path.split('/').filter(|c| !c.is_empty()) {
         if c == "." || c == ".." || c.contains('\0') || !is_valid_name(c) {

@@ -8,6 +8,7 @@
 //! bounded channel, so a response holds a few chunks in memory whatever the Blob's size.
 
 mod content;
+mod dav;
 mod drive;
 mod status;
 

@@ -43,8 +43,9 @@ GET /v/{value-id} prints a value (?format=json gives JSON as Convex writes it, ?
 CAD3 bytes), GET /blob/{value-id} \
 streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
 GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
-?format=json; a file as bytes with Range; WebDAV OPTIONS and PROPFIND too, so rclone or a file \
-manager can list and copy them; writes answer 405 for now), \
+?format=json; a file as bytes with Range; WebDAV OPTIONS and PROPFIND, and PUT, MKCOL, DELETE, \
+COPY and MOVE, so rclone or a file manager can sync them; writes are taken without a token only \
+when --http binds a loopback address or with --anonymous-writes, else 401), \
 GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
 Prometheus text format. It then also prints `http on ADDR`.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
@@ -64,9 +65,14 @@ pub struct ServeArgs {
     /// The node key file (32-byte seed); default: node.key in the Etch directory.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// Also serve HTTP here (content reads, /status, /metrics); off unless given.
+    /// Also serve HTTP here (content reads, drives over WebDAV, /status, /metrics); off
+    /// unless given.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
+    /// Let HTTP clients without a token write the node's own drives (always so when --http
+    /// binds a loopback address).
+    #[arg(long)]
+    anonymous_writes: bool,
     /// Log level or tracing filter.
     #[arg(long, default_value = "info")]
     log: String,
@@ -151,7 +157,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         Ok(n) => Arc::new(n),
         Err(e) => return fail(format!("{}: {e}", args.store.display())),
     };
-    let config = Config {
+    let mut config = Config {
         peers,
         read_only_clients: args.read_only_clients,
         admins,
@@ -188,6 +194,10 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             },
             None => None,
         };
+        if let Some(l) = &http {
+            config.http_anonymous_writes =
+                args.anonymous_writes || l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        }
         let mut server = Server::start(listener, node, Some(key), config)?;
         let http_addr = match http {
             Some(l) => {

@@ -1,0 +1,346 @@
+//! WebDAV writes on the node's own drives (RFC 4918 over the DLFS operations the shell and
+//! `etch drive` use, lattice.md §7): `PUT` (the body streamed into a Blob tree in constant
+//! memory; nothing changes in the drive unless the whole body arrived), `MKCOL`, `DELETE`
+//! (a tombstone, so the delete replicates; a folder goes with everything in it), `COPY` and
+//! `MOVE` within a drive (`Destination`, `Overwrite`). Each write is one signed drive update,
+//! durable before the answer. Writes are taken only when the node allows anonymous writes
+//! (`--http` on a loopback address, or `--anonymous-writes`): tokens come with JWT auth.
+
+use super::error;
+use crate::Shared;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use etch_engine::dlfs::host::{store_contents, PutOptions};
+use etch_engine::dlfs::{self, DlfsError, DrivePath};
+use etch_engine::lattice::dlfs as node;
+use etch_engine::node::NodeError;
+use etch_formats::Cell;
+use futures_util::StreamExt;
+use std::io::Read;
+use std::sync::Arc;
+
+/// Body chunks a PUT buffers between the network and the store.
+const PUT_CHUNKS_AHEAD: usize = 4;
+
+/// The HTTP answer to a failed drive write.
+fn refused(e: NodeError) -> Response {
+    let status = match &e {
+        NodeError::Dlfs(d) => match d {
+            DlfsError::NotFound(_) => StatusCode::NOT_FOUND,
+            DlfsError::NoSuchDirectory(_) => StatusCode::CONFLICT,
+            DlfsError::NotADirectory(_) | DlfsError::IsADirectory(_) => StatusCode::CONFLICT,
+            DlfsError::NameCollision { .. } => StatusCode::CONFLICT,
+            DlfsError::AlreadyExists(_) => StatusCode::METHOD_NOT_ALLOWED,
+            DlfsError::NotAuthorised(_) => StatusCode::FORBIDDEN,
+            DlfsError::InvalidPath(_) | DlfsError::InvalidDriveName(_) => StatusCode::BAD_REQUEST,
+            DlfsError::CannotDeleteRoot => StatusCode::FORBIDDEN,
+            _ => StatusCode::CONFLICT,
+        },
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// Runs one drive write on a blocking thread.
+async fn write<F>(shared: &Arc<Shared>, drive: String, edit: F) -> Result<Cell, Response>
+where
+    F: FnOnce(&Cell, i64, &dyn etch_formats::Resolver) -> Result<Cell, DlfsError> + Send + 'static,
+{
+    let s = shared.clone();
+    let owner = match shared.public_key() {
+        Some(k) => Cell::blob(&k),
+        None => {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "this node has no key, so no drives of its own",
+            ))
+        }
+    };
+    match tokio::task::spawn_blocking(move || s.node.write_drive(&owner, &drive, edit)).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(refused(e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn location(comps: &[String]) -> Result<DrivePath, Response> {
+    DrivePath::parse(&comps.join("/")).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn empty(status: StatusCode) -> Response {
+    Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The body as a `Read`, fed from the network by the async side.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = self.chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
+}
+
+/// `PUT`: the body becomes the file's contents (created or replaced).
+pub(super) async fn put(shared: Arc<Shared>, comps: Vec<String>, body: Body) -> Response {
+    if comps.len() < 2 {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT needs a file path inside a drive",
+        );
+    }
+    let p = match location(&comps) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    // The store reads the body on a blocking thread while the network side feeds it.
+    let (tx, rx) = tokio::sync::mpsc::channel(PUT_CHUNKS_AHEAD);
+    let s = shared.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut reader = ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        };
+        store_contents(s.store.as_ref(), &mut reader, PutOptions { encrypt: None })
+    });
+    let mut stream = body.into_data_stream();
+    let mut cut_off = None;
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+        let failed = item.is_err();
+        if let Err(e) = &item {
+            cut_off = Some(e.to_string());
+        }
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let blob = match stored.await {
+        Ok(Ok((blob, _, _))) => blob,
+        Ok(Err(e)) => {
+            let why = cut_off.unwrap_or_else(|| e.to_string());
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body did not arrive whole ({why}); nothing was changed"),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let existed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = existed.clone();
+    let drive = p.drive.clone();
+    let result = write(&shared, drive, move |cur, now, r| {
+        seen.store(
+            dlfs::find(cur, &p.path, r)?.is_some(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if cur.is_nil() {
+            return Err(DlfsError::NoSuchDirectory(p.parent_text()));
+        }
+        dlfs::put(cur, &p, blob, now, r)
+    })
+    .await;
+    match result {
+        Ok(_) if existed.load(std::sync::atomic::Ordering::Relaxed) => {
+            empty(StatusCode::NO_CONTENT)
+        }
+        Ok(_) => empty(StatusCode::CREATED),
+        Err(r) => r,
+    }
+}
+
+/// `MKCOL`: a new, empty folder (a request body is not understood: 415).
+pub(super) async fn mkcol(
+    shared: Arc<Shared>,
+    comps: Vec<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "MKCOL takes no body");
+    }
+    if comps.len() < 2 {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MKCOL makes folders inside a drive (drives are made with etch drive mkdrive)",
+        );
+    }
+    let p = match location(&comps) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let drive = p.drive.clone();
+    match write(&shared, drive, move |cur, now, r| {
+        if cur.is_nil() {
+            return Err(DlfsError::NoSuchDirectory(p.parent_text()));
+        }
+        dlfs::mkdir(cur, &p, now, r)
+    })
+    .await
+    {
+        Ok(_) => empty(StatusCode::CREATED),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE`: a tombstone where the file or folder was (a folder goes whole).
+pub(super) async fn delete(shared: Arc<Shared>, comps: Vec<String>) -> Response {
+    if comps.len() < 2 {
+        return error(StatusCode::FORBIDDEN, "a drive is not deleted over HTTP");
+    }
+    let p = match location(&comps) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let drive = p.drive.clone();
+    match write(&shared, drive, move |cur, now, r| {
+        if dlfs::find(cur, &p.path, r)?.is_none() {
+            return Err(DlfsError::NotFound(p.text.clone()));
+        }
+        let t = dlfs::write_time(cur, now, r)?;
+        dlfs::update(cur, &p.path, node::tombstone(t), t, r)
+    })
+    .await
+    {
+        Ok(_) => empty(StatusCode::NO_CONTENT),
+        Err(r) => r,
+    }
+}
+
+/// The drive path a `Destination` header names (an absolute URL or a path, under `/dlfs/`).
+fn destination(headers: &HeaderMap) -> Result<Vec<String>, Response> {
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, m.to_string());
+    let raw = headers
+        .get("destination")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("COPY and MOVE need a Destination header"))?;
+    let path = match raw.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => raw,
+    };
+    let rest = path
+        .strip_prefix("/dlfs/")
+        .ok_or_else(|| bad("the Destination must lie under /dlfs/"))?;
+    let decoded = percent_decode(rest).ok_or_else(|| bad("the Destination is not valid UTF-8"))?;
+    super::drive::components(&decoded)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let h = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `COPY` and `MOVE` within one drive. `Overwrite: F` refuses an existing destination (412);
+/// otherwise it is replaced (204), or created (201).
+pub(super) async fn copy_move(
+    shared: Arc<Shared>,
+    comps: Vec<String>,
+    headers: &HeaderMap,
+    remove_source: bool,
+) -> Response {
+    let to = match destination(headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if comps.len() < 2 || to.len() < 2 {
+        return error(
+            StatusCode::FORBIDDEN,
+            "whole drives are not copied or moved over HTTP",
+        );
+    }
+    if comps[0] != to[0] {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "COPY and MOVE stay within one drive",
+        );
+    }
+    if to.starts_with(&comps) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the Destination lies inside the source",
+        );
+    }
+    let overwrite = headers
+        .get("overwrite")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| !v.trim().eq_ignore_ascii_case("F"));
+    let (from, dest) = match (location(&comps), location(&to)) {
+        (Ok(f), Ok(d)) => (f, d),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let existed = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let seen = existed.clone();
+    let drive = from.drive.clone();
+    let result = write(&shared, drive, move |cur, now, r| {
+        let Some(n) = dlfs::find(cur, &from.path, r)? else {
+            return Err(DlfsError::NotFound(from.text.clone()));
+        };
+        let t = dlfs::write_time(cur, now, r)?;
+        let mut d = cur.clone();
+        if dlfs::find(&d, &dest.path, r)?.is_some() {
+            if !overwrite {
+                seen.store(2, std::sync::atomic::Ordering::Relaxed);
+                return Ok(cur.clone());
+            }
+            seen.store(1, std::sync::atomic::Ordering::Relaxed);
+            d = dlfs::update(&d, &dest.path, node::tombstone(t), t, r)?;
+        }
+        let parent = &dest.path[..dest.path.len() - 1];
+        match dlfs::find(&d, parent, r)? {
+            Some(p) if node::is_directory(&p, r)? => {}
+            _ => return Err(DlfsError::NoSuchDirectory(dest.parent_text())),
+        }
+        let mut items = etch_formats::value::elements(&n, r)?;
+        if items.len() > 3 {
+            items[3] = Cell::long(t);
+        }
+        let d = dlfs::update(&d, &dest.path, Cell::vector(items), t, r)?;
+        if remove_source {
+            return dlfs::update(&d, &from.path, node::tombstone(t), t, r);
+        }
+        Ok(d)
+    })
+    .await;
+    match (result, existed.load(std::sync::atomic::Ordering::Relaxed)) {
+        (Err(r), _) => r,
+        (Ok(_), 2) => error(
+            StatusCode::PRECONDITION_FAILED,
+            "the Destination exists and Overwrite is F",
+        ),
+        (Ok(_), 1) => empty(StatusCode::NO_CONTENT),
+        (Ok(_), _) => empty(StatusCode::CREATED),
+    }
+}
