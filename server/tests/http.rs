@@ -547,3 +547,115 @@ async fn webdav_writes() {
     assert_eq!(server.node().root_value(), root_before, "nothing committed");
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// An EdDSA JWT as gateway.md describes: `iss`/`sub` the did:key of `iss_key`, signed by
+/// `signer`, for audience `aud`, expiring at `exp` (seconds).
+fn token(signer: &ed25519_dalek::SigningKey, iss_key: &[u8; 32], aud: &str, exp: i64) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let iss = etch_engine::lattice::did_key(iss_key);
+    let kid = iss.trim_start_matches("did:key:");
+    let head = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let body = serde_json::json!({"iss": iss, "sub": iss, "aud": aud, "iat": 0, "exp": exp});
+    let (h, p) = (b64.encode(head.to_string()), b64.encode(body.to_string()));
+    let sig = signer.sign(format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{}", b64.encode(sig.to_bytes()))
+}
+
+/// The token matrix: a valid token of the node's key writes; a wrong audience, an expired
+/// token, a bad signature or garbage is 401 and changes nothing; another identity reads its own
+/// (empty) namespace and may not write (403), since the node never signs as someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = start(&dir.path().join("s"), Some(key(7)), Config::default()).await;
+    let node = server.node().clone();
+    tokio::task::spawn_blocking(move || {
+        let owner = Cell::blob(&key(7).verifying_key().to_bytes());
+        node.write_drive(&owner, "t", |cur, _, _| {
+            etch_engine::dlfs::mkdrive(cur, "t")
+        })
+        .expect("mkdrive");
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    let me = key(7).verifying_key().to_bytes();
+    let other = key(8).verifying_key().to_bytes();
+    let node_did = etch_engine::lattice::did_key(&me);
+    let later = etch_engine::node::wall_clock_ms() / 1000 + 600;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let good = bearer(&token(&key(7), &me, &node_did, later));
+    let a = send(
+        addr,
+        "PUT",
+        "/dlfs/t/ok.txt",
+        &[("Authorization", &good)],
+        b"signed",
+    )
+    .await;
+    assert_eq!(a.status, 201);
+    assert_eq!(
+        request(addr, "GET", "/dlfs/t/ok.txt", &[]).await.body,
+        b"signed"
+    );
+    let root = server.node().root_value();
+    let bad = [
+        (
+            "wrong audience",
+            bearer(&token(&key(7), &me, "did:key:z6MkOther", later)),
+        ),
+        ("expired", bearer(&token(&key(7), &me, &node_did, 1000))),
+        (
+            "bad signature",
+            bearer(&token(&key(8), &me, &node_did, later)),
+        ),
+        ("garbage", "Bearer not.a.token".to_string()),
+        ("not bearer", "Basic dXNlcjpwYXNz".to_string()),
+    ];
+    for (what, auth) in &bad {
+        for method in ["PUT", "GET"] {
+            let a = send(
+                addr,
+                method,
+                "/dlfs/t/x.txt",
+                &[("Authorization", auth)],
+                b"x",
+            )
+            .await;
+            assert_eq!(a.status, 401, "{what} {method}");
+            assert!(
+                String::from_utf8_lossy(&a.body).starts_with("invalid token"),
+                "{what}"
+            );
+        }
+    }
+    assert_eq!(server.node().root_value(), root, "nothing changed");
+    // Another identity: its own namespace (no drives), and no writes the node would sign.
+    let theirs = bearer(&token(&key(8), &other, &node_did, later));
+    let a = request(
+        addr,
+        "GET",
+        "/dlfs/?format=json",
+        &[("Authorization", &theirs)],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["entries"], serde_json::json!([]));
+    let a = send(
+        addr,
+        "PUT",
+        "/dlfs/t/x.txt",
+        &[("Authorization", &theirs)],
+        b"x",
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert!(String::from_utf8_lossy(&a.body).contains("does not hold the key of did:key:z"));
+    assert_eq!(server.node().root_value(), root, "nothing changed");
+    server.shutdown(Duration::from_secs(5)).await;
+}

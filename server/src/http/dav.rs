@@ -3,8 +3,10 @@
 //! memory; nothing changes in the drive unless the whole body arrived), `MKCOL`, `DELETE`
 //! (a tombstone, so the delete replicates; a folder goes with everything in it), `COPY` and
 //! `MOVE` within a drive (`Destination`, `Overwrite`). Each write is one signed drive update,
-//! durable before the answer. Writes are taken only when the node allows anonymous writes
-//! (`--http` on a loopback address, or `--anonymous-writes`): tokens come with JWT auth.
+//! durable before the answer. Who may write is decided before (`drive::dispatch`): anonymous
+//! callers when the node allows it (`--http` on a loopback address, or `--anonymous-writes`),
+//! and a token's identity only when it is the node's own key — the node signs drive updates
+//! with its key and never as anyone else.
 
 use super::error;
 use crate::Shared;
@@ -43,20 +45,16 @@ fn refused(e: NodeError) -> Response {
 }
 
 /// Runs one drive write on a blocking thread.
-async fn write<F>(shared: &Arc<Shared>, drive: String, edit: F) -> Result<Cell, Response>
+async fn write<F>(
+    shared: &Arc<Shared>,
+    owner: Cell,
+    drive: String,
+    edit: F,
+) -> Result<Cell, Response>
 where
     F: FnOnce(&Cell, i64, &dyn etch_formats::Resolver) -> Result<Cell, DlfsError> + Send + 'static,
 {
     let s = shared.clone();
-    let owner = match shared.public_key() {
-        Some(k) => Cell::blob(&k),
-        None => {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                "this node has no key, so no drives of its own",
-            ))
-        }
-    };
     match tokio::task::spawn_blocking(move || s.node.write_drive(&owner, &drive, edit)).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(refused(e)),
@@ -98,7 +96,12 @@ impl Read for ChannelReader {
 }
 
 /// `PUT`: the body becomes the file's contents (created or replaced).
-pub(super) async fn put(shared: Arc<Shared>, comps: Vec<String>, body: Body) -> Response {
+pub(super) async fn put(
+    shared: Arc<Shared>,
+    owner: Cell,
+    comps: Vec<String>,
+    body: Body,
+) -> Response {
     if comps.len() < 2 {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -146,7 +149,7 @@ pub(super) async fn put(shared: Arc<Shared>, comps: Vec<String>, body: Body) -> 
     let existed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = existed.clone();
     let drive = p.drive.clone();
-    let result = write(&shared, drive, move |cur, now, r| {
+    let result = write(&shared, owner, drive, move |cur, now, r| {
         seen.store(
             dlfs::find(cur, &p.path, r)?.is_some(),
             std::sync::atomic::Ordering::Relaxed,
@@ -169,6 +172,7 @@ pub(super) async fn put(shared: Arc<Shared>, comps: Vec<String>, body: Body) -> 
 /// `MKCOL`: a new, empty folder (a request body is not understood: 415).
 pub(super) async fn mkcol(
     shared: Arc<Shared>,
+    owner: Cell,
     comps: Vec<String>,
     headers: &HeaderMap,
 ) -> Response {
@@ -191,7 +195,7 @@ pub(super) async fn mkcol(
         Err(r) => return r,
     };
     let drive = p.drive.clone();
-    match write(&shared, drive, move |cur, now, r| {
+    match write(&shared, owner, drive, move |cur, now, r| {
         if cur.is_nil() {
             return Err(DlfsError::NoSuchDirectory(p.parent_text()));
         }
@@ -205,7 +209,7 @@ pub(super) async fn mkcol(
 }
 
 /// `DELETE`: a tombstone where the file or folder was (a folder goes whole).
-pub(super) async fn delete(shared: Arc<Shared>, comps: Vec<String>) -> Response {
+pub(super) async fn delete(shared: Arc<Shared>, owner: Cell, comps: Vec<String>) -> Response {
     if comps.len() < 2 {
         return error(StatusCode::FORBIDDEN, "a drive is not deleted over HTTP");
     }
@@ -214,7 +218,7 @@ pub(super) async fn delete(shared: Arc<Shared>, comps: Vec<String>) -> Response 
         Err(r) => return r,
     };
     let drive = p.drive.clone();
-    match write(&shared, drive, move |cur, now, r| {
+    match write(&shared, owner, drive, move |cur, now, r| {
         if dlfs::find(cur, &p.path, r)?.is_none() {
             return Err(DlfsError::NotFound(p.text.clone()));
         }
@@ -267,6 +271,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// otherwise it is replaced (204), or created (201).
 pub(super) async fn copy_move(
     shared: Arc<Shared>,
+    owner: Cell,
     comps: Vec<String>,
     headers: &HeaderMap,
     remove_source: bool,
@@ -304,7 +309,7 @@ pub(super) async fn copy_move(
     let existed = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let seen = existed.clone();
     let drive = from.drive.clone();
-    let result = write(&shared, drive, move |cur, now, r| {
+    let result = write(&shared, owner, drive, move |cur, now, r| {
         let Some(n) = dlfs::find(cur, &from.path, r)? else {
             return Err(DlfsError::NotFound(from.text.clone()));
         };

@@ -1,6 +1,7 @@
 //! Drives by path, read-only so far (gateway.md "Paths"): WebDAV class 1 reads (`OPTIONS`,
 //! `PROPFIND` depth 0 and 1 with the live properties Convex serves), so file managers and
-//! `rclone` can list and download; writes answer 405 until they come. `GET /dlfs/` lists the drives,
+//! `rclone` can list and download. A bearer token ([`super::auth`]) selects its identity's
+//! drives; without one the node's own drives are meant. `GET /dlfs/` lists the drives,
 //! `GET /dlfs/{drive}/{path}` answers a directory as a plain HTML listing (names, sizes, times,
 //! links; `?format=json` or `Accept: application/json` for JSON) and a file as its bytes, with
 //! `Range`, `ETag` = the Value ID of its file node, `If-None-Match`, and `Content-Type` from its
@@ -8,6 +9,7 @@
 //! node's own key, the namespace the shell and `etch drive` use (the anonymous namespace until
 //! auth comes). A private (encrypted) file is refused: only its owner's key can read it.
 
+use super::auth::{caller, Caller};
 use super::content::{not_modified, range_of, stream_blob};
 use super::error;
 use crate::Shared;
@@ -17,7 +19,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use etch_engine::dlfs::host::is_encrypted;
 use etch_engine::dlfs::{self, is_valid_name, DrivePath, StatKind};
-use etch_engine::lattice::value_at_path;
+use etch_engine::lattice::{did_key, value_at_path};
 use etch_engine::node::{http_date, iso_time};
 use etch_formats::{Cell, Kind};
 use std::collections::HashMap;
@@ -70,18 +72,51 @@ async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let Some(node_key) = shared.public_key() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this node has no key, so no drives of its own",
+        );
+    };
+    // A token names whose drives are meant; without one, the node's own (anonymous) ones.
+    let node_did = did_key(&node_key);
+    let caller = match caller(&headers, &node_did, shared.node.now().div_euclid(1000)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let owner_key = match caller {
+        Caller::Anonymous => node_key,
+        Caller::Identity(k) => k,
+    };
+    let owner = Cell::blob(&owner_key);
     let write = ["PUT", "MKCOL", "DELETE", "COPY", "MOVE"].contains(&method.as_str());
-    if write && !shared.config.http_anonymous_writes {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "writes need --anonymous-writes on this node (or --http on a loopback address); \
-             tokens are not supported yet",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer"),
-        );
-        return r;
+    if write {
+        match caller {
+            Caller::Anonymous if !shared.config.http_anonymous_writes => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "writes need a token, or --anonymous-writes on this node (or --http on a \
+                     loopback address)",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                return r;
+            }
+            Caller::Identity(k) if k != node_key => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this node does not hold the key of {}, so it cannot sign that \
+                         identity's drives (a node that holds it can; client-signed writes are \
+                         not supported yet)",
+                        did_key(&k)
+                    ),
+                )
+            }
+            _ => {}
+        }
     }
     let comps = if write {
         match components(&path) {
@@ -92,22 +127,22 @@ async fn dispatch(
         Vec::new()
     };
     match method.as_str() {
-        "PUT" => return super::dav::put(shared, comps, body).await,
-        "MKCOL" => return super::dav::mkcol(shared, comps, &headers).await,
-        "DELETE" => return super::dav::delete(shared, comps).await,
-        "COPY" => return super::dav::copy_move(shared, comps, &headers, false).await,
-        "MOVE" => return super::dav::copy_move(shared, comps, &headers, true).await,
+        "PUT" => return super::dav::put(shared, owner, comps, body).await,
+        "MKCOL" => return super::dav::mkcol(shared, owner, comps, &headers).await,
+        "DELETE" => return super::dav::delete(shared, owner, comps).await,
+        "COPY" => return super::dav::copy_move(shared, owner, comps, &headers, false).await,
+        "MOVE" => return super::dav::copy_move(shared, owner, comps, &headers, true).await,
         _ => {}
     }
     match method.as_str() {
-        "GET" | "HEAD" => answer(shared, path, query, headers).await,
+        "GET" | "HEAD" => answer(shared, owner, path, query, headers).await,
         "OPTIONS" => Response::builder()
             .header("dav", "1")
             .header(header::ALLOW, ALLOW)
             .header("ms-author-via", "DAV")
             .body(Body::empty())
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        "PROPFIND" => propfind(shared, path, &headers).await,
+        "PROPFIND" => propfind(shared, owner, path, &headers).await,
         other => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -127,16 +162,10 @@ type DavEntry = (Vec<String>, Option<(dlfs::Stat, String)>);
 /// which is answered as 1), its children, each with `resourcetype`, `displayname`,
 /// `getlastmodified`, `creationdate`, and for files `getcontentlength`, `getcontenttype` and
 /// `getetag`. The request body (which properties) is not read: all of them are sent.
-async fn propfind(shared: Arc<Shared>, path: String, headers: &HeaderMap) -> Response {
+async fn propfind(shared: Arc<Shared>, owner: Cell, path: String, headers: &HeaderMap) -> Response {
     let comps = match components(&path) {
         Ok(c) => c,
         Err(r) => return r,
-    };
-    let Some(owner) = shared.public_key().map(|k| Cell::blob(&k)) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this node has no key, so no drives of its own",
-        );
     };
     let depth1 = headers
         .get("depth")
@@ -278,6 +307,7 @@ pub(super) fn components(path: &str) -> Result<Vec<String>, Response> {
 
 async fn answer(
     shared: Arc<Shared>,
+    owner: Cell,
     path: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
@@ -285,12 +315,6 @@ async fn answer(
     let comps = match components(&path) {
         Ok(c) => c,
         Err(r) => return r,
-    };
-    let Some(owner) = shared.public_key().map(|k| Cell::blob(&k)) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this node has no key, so no drives of its own",
-        );
     };
     let s = shared.clone();
     let c = comps.clone();

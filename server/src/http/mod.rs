@@ -7,6 +7,7 @@
 //! Store reads run on blocking threads (they may touch the disk); a Blob streams through a
 //! bounded channel, so a response holds a few chunks in memory whatever the Blob's size.
 
+mod auth;
 mod content;
 mod dav;
 mod drive;

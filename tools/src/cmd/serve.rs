@@ -45,7 +45,9 @@ streams a Blob or String as raw bytes with Range, ETag = the Value ID and immuta
 GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
 ?format=json; a file as bytes with Range; WebDAV OPTIONS and PROPFIND, and PUT, MKCOL, DELETE, \
 COPY and MOVE, so rclone or a file manager can sync them; writes are taken without a token only \
-when --http binds a loopback address or with --anonymous-writes, else 401), \
+when --http binds a loopback address or with --anonymous-writes, else 401; an EdDSA JWT bearer \
+token naming a did:key, for audience the node's did:key, selects that identity's drives, and may \
+write when it is the node's own key), \
 GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
 Prometheus text format. It then also prints `http on ADDR`.\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
