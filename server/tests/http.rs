@@ -56,6 +56,28 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
     }
 }
 
+/// Serves HTTP for `server` on a fresh loopback port; its address.
+async fn http_on(server: &mut etch_server::Server) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    addr
+}
+
+/// Makes drive `name` of the node's key (`key(n)`).
+async fn mkdrive(server: &etch_server::Server, n: u8, name: &'static str) {
+    let node = server.node().clone();
+    tokio::task::spawn_blocking(move || {
+        let owner = Cell::blob(&key(n).verifying_key().to_bytes());
+        node.write_drive(&owner, name, |cur, _, _| {
+            etch_engine::dlfs::mkdrive(cur, name)
+        })
+        .expect("mkdrive");
+    })
+    .await
+    .unwrap();
+}
+
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
@@ -81,9 +103,7 @@ async fn content_reads_status_and_metrics() {
     tokio::task::spawn_blocking(move || node.store_values(&[b, s]).expect("store"))
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.serve_http(listener);
+    let addr = http_on(&mut server).await;
     // The HTTP task sees the committed root through the node's root watcher.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (bid, sid) = (blob.id().to_hex(), small.id().to_hex());
@@ -225,9 +245,7 @@ async fn drives_by_path_list_and_serve_files() {
     })
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.serve_http(listener);
+    let addr = http_on(&mut server).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let a = request(addr, "GET", "/dlfs/", &[]).await;
@@ -349,9 +367,7 @@ async fn slow_silent_and_surplus_connections_are_closed() {
     config.limits.http_connections = 2;
     config.limits.http_header_timeout = Duration::from_millis(300);
     let mut server = start(&dir.path().join("s"), Some(key(5)), config).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.serve_http(listener);
+    let addr = http_on(&mut server).await;
     /// Reads until the server closes the connection; how long that took.
     async fn closed_after(s: &mut tokio::net::TcpStream) -> Duration {
         let t = std::time::Instant::now();
@@ -446,19 +462,8 @@ async fn webdav_writes() {
         ..Config::default()
     };
     let mut server = start(&dir.path().join("s"), Some(key(6)), config).await;
-    let node = server.node().clone();
-    tokio::task::spawn_blocking(move || {
-        let owner = Cell::blob(&key(6).verifying_key().to_bytes());
-        node.write_drive(&owner, "w", |cur, _, _| {
-            etch_engine::dlfs::mkdrive(cur, "w")
-        })
-        .expect("mkdrive");
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.serve_http(listener);
+    mkdrive(&server, 6, "w").await;
+    let addr = http_on(&mut server).await;
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let status = |a: Answer| a.status;
     assert_eq!(
@@ -570,19 +575,8 @@ fn token(signer: &ed25519_dalek::SigningKey, iss_key: &[u8; 32], aud: &str, exp:
 async fn bearer_tokens() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut server = start(&dir.path().join("s"), Some(key(7)), Config::default()).await;
-    let node = server.node().clone();
-    tokio::task::spawn_blocking(move || {
-        let owner = Cell::blob(&key(7).verifying_key().to_bytes());
-        node.write_drive(&owner, "t", |cur, _, _| {
-            etch_engine::dlfs::mkdrive(cur, "t")
-        })
-        .expect("mkdrive");
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.serve_http(listener);
+    mkdrive(&server, 7, "t").await;
+    let addr = http_on(&mut server).await;
     let me = key(7).verifying_key().to_bytes();
     let other = key(8).verifying_key().to_bytes();
     let node_did = etch_engine::lattice::did_key(&me);

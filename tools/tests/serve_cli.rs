@@ -81,6 +81,38 @@ impl Drop for Served {
     }
 }
 
+/// `etch serve --http 127.0.0.1:0` on `store`: the process and the HTTP address it printed on
+/// its second line (after `listening on ADDR`).
+fn serve_with_http(home: &Path, store: &Path) -> (Child, String) {
+    let mut child = Command::new(ETCH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--log", "warn", "--store"])
+        .arg(store)
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn etch serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.starts_with("listening on "), "{first}");
+    let second = lines.next().expect("a line").expect("read");
+    let http = second
+        .strip_prefix("http on ")
+        .expect("http on ADDR")
+        .to_string();
+    (child, http)
+}
+
+/// SIGTERM to `child`; its exit code.
+fn sigterm(mut child: Child) -> Option<i32> {
+    // SAFETY: kill() with a pid of a child we spawned and still own.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    child.wait().expect("wait").code()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir") {
@@ -325,31 +357,7 @@ fn serve_http_answers_curl() {
     .expect("write");
     let id = String::from_utf8(put.wait_with_output().expect("put").stdout).expect("utf-8");
     let id = id.trim();
-    let mut child = Command::new(ETCH)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--store",
-        ])
-        .arg(&store)
-        .env("ETCH_HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn etch serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("read");
-    assert!(first.starts_with("listening on "), "{first}");
-    let second = lines.next().expect("a line").expect("read");
-    let http = second
-        .strip_prefix("http on ")
-        .expect("http on ADDR")
-        .to_string();
+    let (child, http) = serve_with_http(&home, &store);
     let curl = |args: &[&str]| -> String {
         let o = Command::new("curl")
             .args(["-s", "--max-time", "10"])
@@ -366,11 +374,7 @@ fn serve_http_answers_curl() {
     assert!(head.contains("content-length: 20000"), "{head}");
     let status = curl(&[&format!("http://{http}/status")]);
     assert!(status.contains("\"root\":"), "{status}");
-    // SAFETY: kill() with a pid of a child we spawned and still own.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(sigterm(child), Some(0), "a clean stop");
 }
 
 /// `rclone` (a WebDAV client we did not write) copies a drive down from `etch serve --http`:
@@ -415,32 +419,7 @@ fn rclone_copies_a_drive_down_over_webdav() {
         );
         assert_eq!(r.code, 0, "{args:?}: {}", r.err);
     }
-    let mut child = Command::new(ETCH)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--store",
-        ])
-        .arg(&store)
-        .env("ETCH_HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn etch serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let _ = lines.next();
-    let http = lines
-        .next()
-        .expect("a line")
-        .expect("read")
-        .strip_prefix("http on ")
-        .expect("http on ADDR")
-        .to_string();
+    let (child, http) = serve_with_http(&home, &store);
     let o = Command::new("rclone")
         .args([
             "copy",
@@ -520,11 +499,7 @@ fn rclone_copies_a_drive_down_over_webdav() {
     let (sent, came_back) = (listing(&up), listing(&back));
     assert_eq!(sent.len(), 1000);
     assert!(sent == came_back, "the tree synced up and back differs");
-    // SAFETY: kill() with a pid of a child we spawned and still own.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(sigterm(child), Some(0), "a clean stop");
 }
 
 /// `litmus` (the WebDAV conformance suite) against a drive of `etch serve --http`: its `basic`
@@ -548,32 +523,7 @@ fn litmus_basic_and_copymove_pass() {
         ],
     );
     assert_eq!(r.code, 0, "{}", r.err);
-    let mut child = Command::new(ETCH)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--store",
-        ])
-        .arg(&store)
-        .env("ETCH_HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn etch serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let _ = lines.next();
-    let http = lines
-        .next()
-        .expect("a line")
-        .expect("read")
-        .strip_prefix("http on ")
-        .expect("http on ADDR")
-        .to_string();
+    let (child, http) = serve_with_http(&home, &store);
     let o = Command::new("litmus")
         .arg(format!("http://{http}/dlfs/lit/"))
         .env("TESTS", "basic copymove")
@@ -588,9 +538,5 @@ fn litmus_basic_and_copymove_pass() {
         assert!(out.contains(group), "litmus: {group} missing in\n{out}");
     }
     assert!(o.status.success(), "{out}");
-    // SAFETY: kill() with a pid of a child we spawned and still own.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(sigterm(child), Some(0), "a clean stop");
 }

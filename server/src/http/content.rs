@@ -94,6 +94,19 @@ fn built(b: Result<Response, axum::http::Error>) -> Response {
     b.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// The Value ID a request names and its ETag; the answer instead when the ID is malformed
+/// (400) or the client holds it already (304: an ID-addressed answer never changes).
+fn requested(text: &str, headers: &HeaderMap) -> Result<(ValueId, String), Response> {
+    let id = parse_id(text)?;
+    let tag = etag(&id);
+    if not_modified(headers, &tag) {
+        return Err(built(
+            immutable(StatusCode::NOT_MODIFIED, &tag).body(Body::empty()),
+        ));
+    }
+    Ok((id, tag))
+}
+
 /// `GET /v/{id}`.
 pub(super) async fn value(
     State(shared): State<Arc<Shared>>,
@@ -101,14 +114,10 @@ pub(super) async fn value(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match parse_id(&id) {
-        Ok(i) => i,
+    let (id, tag) = match requested(&id, &headers) {
+        Ok(t) => t,
         Err(r) => return r,
     };
-    let tag = etag(&id);
-    if not_modified(&headers, &tag) {
-        return built(immutable(StatusCode::NOT_MODIFIED, &tag).body(Body::empty()));
-    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -213,14 +222,10 @@ pub(super) async fn blob(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match parse_id(&id) {
-        Ok(i) => i,
+    let (id, tag) = match requested(&id, &headers) {
+        Ok(t) => t,
         Err(r) => return r,
     };
-    let tag = etag(&id);
-    if not_modified(&headers, &tag) {
-        return built(immutable(StatusCode::NOT_MODIFIED, &tag).body(Body::empty()));
-    }
     let cell = match lookup(&shared, id).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -238,19 +243,33 @@ pub(super) async fn blob(
             )
         }
     };
+    bytes_answer(shared, cell, media, &headers, &|status| {
+        immutable(status, &tag)
+    })
+}
+
+/// The bytes of a Blob (or String) as a GET answer: the whole (200), the one `Range` asked for
+/// (206), or 416; `base(status)` starts the answer with its caching headers.
+pub(super) fn bytes_answer(
+    shared: Arc<Shared>,
+    cell: Cell,
+    media: &str,
+    headers: &HeaderMap,
+    base: &dyn Fn(StatusCode) -> axum::http::response::Builder,
+) -> Response {
     let len = cell.count();
-    let (start, end, status) = match range_of(&headers, len) {
+    let (start, end, status) = match range_of(headers, len) {
         Ok(None) => (0, len, StatusCode::OK),
         Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
         Err(()) => {
             return built(
-                immutable(StatusCode::RANGE_NOT_SATISFIABLE, &tag)
+                base(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(header::CONTENT_RANGE, format!("bytes */{len}"))
                     .body(Body::empty()),
             )
         }
     };
-    let mut answer = immutable(status, &tag)
+    let mut answer = base(status)
         .header(header::CONTENT_TYPE, media)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, end - start);

@@ -10,7 +10,7 @@
 //! auth comes). A private (encrypted) file is refused: only its owner's key can read it.
 
 use super::auth::{caller, Caller};
-use super::content::{not_modified, range_of, stream_blob};
+use super::content::{bytes_answer, not_modified};
 use super::error;
 use crate::Shared;
 use axum::body::Body;
@@ -436,42 +436,18 @@ fn file(
     tag: String,
     headers: &HeaderMap,
 ) -> Response {
-    let base = || {
+    let base = |status: StatusCode| {
         Response::builder()
+            .status(status)
             .header(header::ETAG, &tag)
             .header(header::CACHE_CONTROL, "no-cache")
     };
-    let built = |b: Result<Response, axum::http::Error>| {
-        b.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    };
     if not_modified(headers, &tag) {
-        return built(base().status(StatusCode::NOT_MODIFIED).body(Body::empty()));
+        return base(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     }
-    let len = data.count();
-    let (start, end, status) = match range_of(headers, len) {
-        Ok(None) => (0, len, StatusCode::OK),
-        Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
-        Err(()) => {
-            return built(
-                base()
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                    .body(Body::empty()),
-            )
-        }
-    };
-    let mut b = base()
-        .status(status)
-        .header(header::CONTENT_TYPE, media)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_LENGTH, end - start);
-    if status == StatusCode::PARTIAL_CONTENT {
-        b = b.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", end - 1),
-        );
-    }
-    built(b.body(stream_blob(shared, data, start, end)))
+    bytes_answer(shared, data, &media, headers, &base)
 }
 
 /// A path as a URL path: each component percent-encoded (RFC 3986 unreserved bytes kept).
