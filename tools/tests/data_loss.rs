@@ -449,6 +449,24 @@ fn a_torn_tail_is_moved_aside_not_destroyed() {
         "{err}"
     );
     assert_eq!(std::fs::read(&aside).unwrap(), tail);
+    // verify mentions it.
+    let (_, out, _) = etch(&home, &["verify", p(&store)]);
+    assert!(
+        out.contains(&format!(
+            "note: log.aside-{}: {} bytes",
+            log.len(),
+            tail.len()
+        )),
+        "{out}"
+    );
+    // Compaction keeps it too.
+    let (code, _, err) = etch(&home, &["compact", p(&store), "--prune-now"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 set-aside log tail file(s) (log.aside-*) kept"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&aside).unwrap(), tail);
 }
 
 // `etch import` replaced the store's root with the file's: everything the store held became

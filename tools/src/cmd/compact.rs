@@ -4,6 +4,7 @@
 use super::copy::{post_order, Sink, Source};
 use super::scan::{bar, disk_bytes, error_exit, EXIT_OK};
 use etch_engine::store::swap::{remove_any, replace_with, tmp_path, SwapStep};
+use etch_engine::store::StoreFormat;
 use etch_formats::{Cell, ValueId};
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -223,6 +224,20 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
             plan.kept_young
         );
     }
+    // Tails a crash left, set aside by earlier opens (log.aside-*), go along: compaction never
+    // deletes bytes it did not read.
+    if format == StoreFormat::Native {
+        let kept = carry_aside_files(path, &tmp).map_err(|e| {
+            let _ = remove_any(&tmp);
+            format!("{}: keeping set-aside log tails: {e}", path.display())
+        })?;
+        if kept > 0 && !args.json {
+            eprintln!(
+                "{}: {kept} set-aside log tail file(s) (log.aside-*) kept in the compacted store",
+                path.display()
+            );
+        }
+    }
     crash_point("copied");
     replace_with(path, &mut |step| match step {
         SwapStep::OldAside => crash_point("aside"),
@@ -281,6 +296,25 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
         })
     };
     res.map_err(|e| e.to_string())
+}
+
+/// Copies the `log.aside-*` files of the native store at `from` into `to` (synced, then the
+/// directory); how many.
+fn carry_aside_files(from: &std::path::Path, to: &std::path::Path) -> io::Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with("log.aside-") {
+            let target = to.join(e.file_name());
+            std::fs::copy(e.path(), &target)?;
+            std::fs::File::open(&target)?.sync_all()?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        std::fs::File::open(to)?.sync_all()?;
+    }
+    Ok(n)
 }
 
 /// `--dry-run`: each record that would go, then the counts; nothing changes.

@@ -638,6 +638,19 @@ pub fn deep_native_records(bytes: &[u8], base: u64) -> Vec<(u64, [u8; 32], u32)>
 fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
+    // Tails that earlier writable opens set aside (FORMAT.md §5): kept until someone looks.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("log.aside-") {
+                let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+                notes.push(format!(
+                    "{name}: {bytes} bytes a writable open set aside after the last commit \
+                     (a crash's tail); delete it once nothing there is wanted"
+                ));
+            }
+        }
+    }
     // FORMAT
     match std::fs::metadata(dir.join("FORMAT")) {
         Err(e) => problems.push(Problem::new("FORMAT", 0, Kind::Header, format!("{e}"))),
