@@ -465,76 +465,54 @@ async fn webdav_writes() {
     mkdrive(&server, 6, "w").await;
     let addr = http_on(&mut server).await;
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    let status = |a: Answer| a.status;
-    assert_eq!(
-        status(send(addr, "PUT", "/dlfs/w/a.bin", &[], &big).await),
-        201
-    );
-    assert!(request(addr, "GET", "/dlfs/w/a.bin", &[]).await.body == big);
-    assert_eq!(
-        status(send(addr, "PUT", "/dlfs/w/a.bin", &[], b"new").await),
-        204
-    );
-    assert_eq!(
-        request(addr, "GET", "/dlfs/w/a.bin", &[]).await.body,
-        b"new"
-    );
-    assert_eq!(
-        status(send(addr, "PUT", "/dlfs/w/no/b.txt", &[], b"x").await),
-        409
-    );
-    assert_eq!(
-        status(send(addr, "MKCOL", "/dlfs/w/d", &[], b"").await),
-        201
-    );
-    assert_eq!(
-        status(send(addr, "MKCOL", "/dlfs/w/d", &[], b"").await),
-        405
-    );
-    assert_eq!(
-        status(send(addr, "MKCOL", "/dlfs/w/x/y", &[], b"").await),
-        409
-    );
-    assert_eq!(
-        status(send(addr, "MKCOL", "/dlfs/w/e", &[], b"body").await),
-        415
-    );
     let d1 = format!("http://{addr}/dlfs/w/d/c.bin");
     let to = [("Destination", d1.as_str())];
-    assert_eq!(
-        status(send(addr, "COPY", "/dlfs/w/a.bin", &to, b"").await),
-        201
-    );
-    assert_eq!(
-        request(addr, "GET", "/dlfs/w/d/c.bin", &[]).await.body,
-        b"new"
-    );
     let keep = [("Destination", d1.as_str()), ("Overwrite", "F")];
-    assert_eq!(
-        status(send(addr, "MOVE", "/dlfs/w/a.bin", &keep, b"").await),
-        412
-    );
-    assert_eq!(
-        status(send(addr, "MOVE", "/dlfs/w/a.bin", &to, b"").await),
-        204
-    );
-    assert_eq!(request(addr, "GET", "/dlfs/w/a.bin", &[]).await.status, 404);
-    assert_eq!(
-        status(send(addr, "DELETE", "/dlfs/w/d", &[], b"").await),
-        204
-    );
-    assert_eq!(
-        request(addr, "GET", "/dlfs/w/d/c.bin", &[]).await.status,
-        404
-    );
-    assert_eq!(
-        status(send(addr, "DELETE", "/dlfs/w/d", &[], b"").await),
-        404
-    );
-    assert_eq!(
-        status(send(addr, "PUT", "/dlfs/w/%2e%2e/x", &[], b"x").await),
-        400
-    );
+    // Each step in order: (method, path, headers, body, expected status, then a GET of
+    // `read` expecting `read_body` (or a 404 when `None`)).
+    type Step<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [u8], u16);
+    type Then<'a> = Option<(&'a str, Option<&'a [u8]>)>;
+    let steps: [(Step<'_>, Then<'_>); 13] = [
+        (
+            ("PUT", "/dlfs/w/a.bin", &[], &big, 201),
+            Some(("/dlfs/w/a.bin", Some(&big))),
+        ),
+        (
+            ("PUT", "/dlfs/w/a.bin", &[], b"new", 204),
+            Some(("/dlfs/w/a.bin", Some(b"new"))),
+        ),
+        (("PUT", "/dlfs/w/no/b.txt", &[], b"x", 409), None),
+        (("MKCOL", "/dlfs/w/d", &[], b"", 201), None),
+        (("MKCOL", "/dlfs/w/d", &[], b"", 405), None),
+        (("MKCOL", "/dlfs/w/x/y", &[], b"", 409), None),
+        (("MKCOL", "/dlfs/w/e", &[], b"body", 415), None),
+        (
+            ("COPY", "/dlfs/w/a.bin", &to, b"", 201),
+            Some(("/dlfs/w/d/c.bin", Some(b"new"))),
+        ),
+        (("MOVE", "/dlfs/w/a.bin", &keep, b"", 412), None),
+        (
+            ("MOVE", "/dlfs/w/a.bin", &to, b"", 204),
+            Some(("/dlfs/w/a.bin", None)),
+        ),
+        (
+            ("DELETE", "/dlfs/w/d", &[], b"", 204),
+            Some(("/dlfs/w/d/c.bin", None)),
+        ),
+        (("DELETE", "/dlfs/w/d", &[], b"", 404), None),
+        (("PUT", "/dlfs/w/%2e%2e/x", &[], b"x", 400), None),
+    ];
+    for ((method, path, headers, body, want), then) in steps {
+        let a = send(addr, method, path, headers, body).await;
+        assert_eq!(a.status, want, "{method} {path}");
+        if let Some((read, expect)) = then {
+            let got = request(addr, "GET", read, &[]).await;
+            match expect {
+                Some(bytes) => assert!(got.body == bytes, "{method} {path}: then GET {read}"),
+                None => assert_eq!(got.status, 404, "{method} {path}: then GET {read}"),
+            }
+        }
+    }
     // A body cut off mid-PUT: the file does not appear, nothing is committed.
     let root_before = server.node().root_value();
     {

@@ -67,6 +67,19 @@ fn put(home: &Path, store: &Path, extra: &[&str], input: &str) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// `etch put STORE EXTRA…` running, its stdin and stdout piped (stderr dropped).
+fn spawn_put(home: &Path, store: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["put", p(store)])
+        .args(extra)
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etch put")
+}
+
 /// Every ID that `etch get` reads back from `store`.
 fn readable(home: &Path, store: &Path, ids: &[String]) -> usize {
     ids.iter()
@@ -201,14 +214,7 @@ fn put_commits_in_batches_and_prints_only_durable_ids() {
     let snaps = ok(&home, &["snapshots", p(&store), "--json"]);
     assert_eq!(snaps.lines().count(), 3, "1,000 values per commit: {snaps}");
     // A value sent alone is committed, and its ID printed, before more input arrives.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(["put", p(&store)])
-        .env("ETCH_HOME", &home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_put(&home, &store, &[]);
     let mut input = child.stdin.take().unwrap();
     let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -536,14 +542,7 @@ fn killed_puts_keep_every_printed_id(format: &str, rounds: u64) -> usize {
     let mut printed_all: Vec<String> = Vec::new();
     let mut killed = 0;
     for round in 0..rounds {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
-            .args(["put", p(&store), "--format", format])
-            .env("ETCH_HOME", &home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_put(&home, &store, &["--format", format]);
         let mut input = child.stdin.take().unwrap();
         let feeder = std::thread::spawn(move || {
             for burst in 0u64.. {
