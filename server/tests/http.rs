@@ -78,6 +78,15 @@ async fn mkdrive(server: &etch_server::Server, n: u8, name: &'static str) {
     .unwrap();
 }
 
+/// The value of counter `etch_<name>` in a `/metrics` answer.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("etch_{name} ")))
+        .expect("the counter is listed")
+        .parse()
+        .expect("a number")
+}
+
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
@@ -211,13 +220,7 @@ async fn content_reads_status_and_metrics() {
         text.contains("# TYPE etch_connections_open gauge\n"),
         "{text}"
     );
-    let count = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("etch_{name} ")))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let count = |name: &str| metric(&text, name);
     // The 18 requests before this one (it is counted once answered).
     assert_eq!(count("http_requests"), 18, "{text}");
     assert_eq!(count("http_errors"), 6, "{text}");
@@ -405,13 +408,7 @@ async fn slow_silent_and_surplus_connections_are_closed() {
     assert_eq!(a.status, 200);
     let a = request(addr, "GET", "/metrics", &[]).await;
     let text = String::from_utf8(a.body).unwrap();
-    let count = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("etch_{name} ")))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let count = |name: &str| metric(&text, name);
     assert!(count("http_refused") >= 1, "{text}");
     assert!(count("http_timeouts") >= 2, "{text}");
     server.shutdown(Duration::from_secs(5)).await;
