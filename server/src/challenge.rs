@@ -1,11 +1,10 @@
-//! CHALLENGE / response (protocol.md §9): proving which Ed25519 key the other end holds.
+//! CHALLENGE / response (protocol.md §9): answering a challenge with proof of the key we hold;
+//! `prove.rs` is the side that asks.
 
-use crate::conn::{Conn, RequestError};
 use ed25519_dalek::SigningKey;
-use etch_engine::lattice::{sign, signature_valid};
-use etch_formats::message::{self, element};
-use etch_formats::{Cell, Kind, Message, NoResolver, ResultRecord};
-use std::time::Duration;
+use etch_engine::lattice::sign;
+use etch_formats::message::element;
+use etch_formats::{Cell, Kind, Message, ResultRecord};
 
 fn trust(id: i64, text: &str) -> ResultRecord {
     ResultRecord::error(Some(id), "TRUST", text, "PEER")
@@ -16,7 +15,7 @@ fn format(id: i64, text: &str) -> ResultRecord {
 }
 
 /// The value of a SignedData (its `:value`), read from memory.
-fn signed_value(s: &Cell) -> Option<Cell> {
+pub(crate) fn signed_value(s: &Cell) -> Option<Cell> {
     s.refs().first().and_then(|r| r.cell().cloned())
 }
 
@@ -58,77 +57,8 @@ pub fn answer(key: Option<&SigningKey>, id: i64, msg: &Message) -> ResultRecord 
     ResultRecord::ok(id, sign(key, Cell::vector(reply)))
 }
 
-/// Why a challenge failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChallengeError {
-    /// No answer.
-    #[error(transparent)]
-    Request(#[from] RequestError),
-    /// The other end answered with an error Result.
-    #[error("challenge refused: {0}")]
-    Refused(String),
-    /// The answer does not prove the key (bad signature, wrong token or key, wrong shape).
-    #[error("challenge answer invalid: {0}")]
-    Invalid(&'static str),
-}
-
-/// Challenges the other end of `conn` with our `key` (protocol.md §9.1, §9.3): a fresh token,
-/// `expected` as the target key (nil: any key). Verifies the answer's signature (the check the
-/// reference omits) and returns the key the other end proved it holds.
-pub async fn challenge(
-    conn: &Conn,
-    key: &SigningKey,
-    expected: Option<[u8; 32]>,
-    timeout: Duration,
-) -> Result<[u8; 32], ChallengeError> {
-    let token = fresh_token();
-    let ours = key.verifying_key().to_bytes();
-    let target = expected.map_or_else(Cell::nil, |k| Cell::blob(&k));
-    let signed = sign(key, Cell::vector(vec![Cell::blob(&token), target]));
-    let reply = conn
-        .request(
-            |id| {
-                let (body, _) = message::encode_complete(
-                    &message::challenge(id, signed),
-                    &NoResolver,
-                    usize::MAX,
-                );
-                body
-            },
-            timeout,
-        )
-        .await?;
-    let r = ResultRecord::parse(reply.payload()).ok_or(ChallengeError::Invalid("not a Result"))?;
-    if let Some(code) = r.error_code() {
-        return Err(ChallengeError::Refused(code));
-    }
-    let s = r.value;
-    if s.kind() != Kind::Signed || !signature_valid(&s) {
-        return Err(ChallengeError::Invalid("bad signature"));
-    }
-    let pk: [u8; 32] = s
-        .signed_public_key()
-        .and_then(|p| p.try_into().ok())
-        .ok_or(ChallengeError::Invalid("no public key"))?;
-    if expected.is_some_and(|e| e != pk) {
-        return Err(ChallengeError::Invalid("wrong key"));
-    }
-    let v = signed_value(&s)
-        .filter(|v| v.kind() == Kind::Vector && v.count() == 2)
-        .ok_or(ChallengeError::Invalid("wrong shape"))?;
-    let tok = element(&v, 0).ok_or(ChallengeError::Invalid("wrong shape"))?;
-    let me = element(&v, 1).ok_or(ChallengeError::Invalid("wrong shape"))?;
-    if tok.flat_bytes() != Some(token.as_slice()) {
-        return Err(ChallengeError::Invalid("wrong token"));
-    }
-    if me.flat_bytes() != Some(ours.as_slice()) {
-        return Err(ChallengeError::Invalid("not addressed to us"));
-    }
-    Ok(pk)
-}
-
 /// 32 unpredictable bytes: SHA3-256 of 16 bytes from the OS.
-fn fresh_token() -> [u8; 32] {
+pub(crate) fn fresh_token() -> [u8; 32] {
     use sha3::Digest;
     let mut seed = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom")

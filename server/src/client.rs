@@ -1,8 +1,8 @@
 //! The requester side of the protocol: [`Client`] (async) and [`BlockingClient`] (its own
 //! small runtime, for the shell and `etch eval --connect`).
 
-use crate::challenge::{self, ChallengeError};
 use crate::conn::{self, Conn, ConnParams, RequestError};
+use crate::prove::{self, ChallengeError};
 use ed25519_dalek::SigningKey;
 use etch_formats::message::{self, element, encode_complete, FRAME_BYTES_MAX};
 use etch_formats::{Cell, Message, NoResolver, Resolver, ResultRecord, ValueId};
@@ -182,7 +182,7 @@ impl Client {
         key: &SigningKey,
         expected: Option<[u8; 32]>,
     ) -> Result<[u8; 32], ChallengeError> {
-        challenge::challenge(&self.conn, key, expected, self.timeout).await
+        prove::challenge(&self.conn, key, expected, self.timeout).await
     }
 
     /// Says GOODBYE and closes.

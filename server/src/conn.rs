@@ -8,9 +8,7 @@
 //! pauses while they are all taken).
 
 use crate::challenge;
-use crate::handler;
 use crate::metrics::Metrics;
-use crate::Shared;
 use bytes::BytesMut;
 use ed25519_dalek::SigningKey;
 use etch_formats::message::{encode_complete, frame, next_frame};
@@ -22,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Why a request got no answer.
@@ -69,27 +67,28 @@ impl ConnParams {
             key,
         }
     }
-
-    pub(crate) fn server(shared: &Shared, peer: bool) -> ConnParams {
-        let l = &shared.config.limits;
-        ConnParams {
-            frame_bytes: if peer {
-                l.peer_frame_bytes
-            } else {
-                l.client_frame_bytes
-            },
-            idle_timeout: l.idle_timeout,
-            frame_timeout: l.frame_timeout,
-            queued_bytes: l.queued_bytes,
-            in_flight: l.in_flight,
-            bad_messages: l.bad_messages,
-            key: shared.key.clone(),
-        }
-    }
 }
 
 /// Frames larger than this take their size from the node-wide buffer budget while they arrive.
 const LARGE_FRAME_BYTES: usize = 64 * 1024;
+
+/// The node a connection serves: what the connection reads of it (metrics, shutdown, the
+/// buffer budget) and where it hands the requests it does not answer itself. Implemented by the
+/// node's shared state; a client connection has none.
+pub(crate) trait Host: Send + Sync {
+    /// The node's counters.
+    fn metrics(&self) -> &Metrics;
+    /// Turns true at shutdown.
+    fn shutdown(&self) -> watch::Receiver<bool>;
+    /// The node-wide budget of bytes of large frames being received.
+    fn frame_buffers(&self) -> Arc<Semaphore>;
+    /// Serves a request message (STATUS, QUERY, DATA_REQUEST, LATTICE_QUERY, LATTICE_VALUE).
+    fn dispatch(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        msg: Message,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
 
 enum Outgoing {
     Frame(Vec<u8>),
@@ -115,7 +114,7 @@ pub struct Conn {
     /// DATA_REQUEST answers that only this connection's reader reads, so the reader must never
     /// wait for a slot a merge holds (it would stall both until the request timeout).
     pub(crate) lattice_values: Arc<Semaphore>,
-    shared: Option<Arc<Shared>>,
+    host: Option<Arc<dyn Host>>,
     bad: AtomicU32,
     /// Set once this end has challenged the other (at most one challenge per connection).
     pub(crate) challenged: AtomicBool,
@@ -166,7 +165,7 @@ impl Conn {
     }
 
     fn metrics(&self) -> Option<&Metrics> {
-        self.shared.as_deref().map(|s| &s.metrics)
+        self.host.as_deref().map(|h| h.metrics())
     }
 
     /// Queues a frame holding `body`; `false` when the connection is closed.
@@ -304,7 +303,7 @@ pub(crate) fn start(
     stream: TcpStream,
     params: ConnParams,
     role: Role,
-    shared: Option<Arc<Shared>>,
+    host: Option<Arc<dyn Host>>,
     permit: Option<OwnedSemaphorePermit>,
 ) -> (Arc<Conn>, tokio::task::JoinHandle<()>) {
     let addr = stream
@@ -328,7 +327,7 @@ pub(crate) fn start(
         closed: AtomicBool::new(false),
         closed_notify: Notify::new(),
         verified_key: Mutex::new(None),
-        shared: shared.clone(),
+        host,
         bad: AtomicU32::new(0),
         challenged: AtomicBool::new(false),
         role,
@@ -361,55 +360,18 @@ pub(crate) async fn connect_as(
     address: &str,
     params: ConnParams,
     role: Role,
-    shared: Option<Arc<Shared>>,
+    host: Option<Arc<dyn Host>>,
 ) -> std::io::Result<(Arc<Conn>, tokio::task::JoinHandle<()>)> {
     let stream = tokio::time::timeout(Duration::from_secs(8), TcpStream::connect(address))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    Ok(start(stream, params, role, shared, None))
+    Ok(start(stream, params, role, host, None))
 }
 
 /// Turns TCP keepalive on (protocol.md §2.1: the Java peer does on both sides), so a peer
 /// that vanished without a FIN is eventually noticed even on a connection kept open.
 fn socket_keepalive(stream: &TcpStream) -> std::io::Result<()> {
     socket2::SockRef::from(stream).set_keepalive(true)
-}
-
-/// Accepts connections until shutdown; beyond the connection limit a new socket is closed
-/// at once (protocol.md §2.4).
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, addr) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            Metrics::inc(&shared.metrics.connections_refused);
-            tracing::debug!(%addr, "connection limit reached: closed");
-            drop(stream);
-            continue;
-        };
-        Metrics::inc(&shared.metrics.connections_accepted);
-        tracing::debug!(%addr, "connection accepted");
-        let params = ConnParams::server(&shared, false);
-        start(
-            stream,
-            params,
-            Role::Inbound,
-            Some(shared.clone()),
-            Some(permit),
-        );
-    }
 }
 
 async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, conn: Arc<Conn>) {
@@ -456,7 +418,7 @@ enum Flow {
 
 async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut shutdown = conn.shared.as_ref().map(|s| s.shutdown.clone());
+    let mut shutdown = conn.host.as_ref().map(|h| h.shutdown());
     let mut frame_started = Instant::now();
     // Budget held for the large frame being received (released once it is handled).
     let mut frame_budget: Option<OwnedSemaphorePermit> = None;
@@ -498,8 +460,8 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
         // A large frame has begun: its bytes count against the node-wide buffer budget, so
         // many connections announcing big frames cannot exhaust memory together.
         if frame_budget.is_none() {
-            if let (Some(shared), Ok(Some((_, n)))) = (
-                conn.shared.as_ref(),
+            if let (Some(host), Ok(Some((_, n)))) = (
+                conn.host.as_ref(),
                 etch_formats::message::frame_header(&buf, conn.frame_bytes.load(Ordering::SeqCst)),
             ) {
                 if n > LARGE_FRAME_BYTES {
@@ -507,14 +469,14 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                     let want = u32::try_from(n).unwrap_or(u32::MAX);
                     let acquired = tokio::time::timeout_at(
                         deadline,
-                        shared.frame_buffers.clone().acquire_many_owned(want),
+                        host.frame_buffers().acquire_many_owned(want),
                     )
                     .await;
                     match acquired {
                         Ok(Ok(p)) => frame_budget = Some(p),
                         _ => {
                             tracing::info!(addr = %conn.addr, bytes = n, "no buffer budget for a large frame: closing");
-                            Metrics::inc(&shared.metrics.timeouts);
+                            Metrics::inc(&host.metrics().timeouts);
                             return;
                         }
                     }
@@ -634,9 +596,9 @@ async fn handle(conn: &Arc<Conn>, role: Role, body: bytes::Bytes) -> Flow {
         | MessageType::Query
         | MessageType::DataRequest
         | MessageType::LatticeQuery
-        | MessageType::LatticeValue => match (&conn.shared, role) {
-            (Some(shared), Role::Inbound | Role::Peer) => {
-                handler::dispatch(shared.clone(), conn.clone(), msg).await;
+        | MessageType::LatticeValue => match (&conn.host, role) {
+            (Some(host), Role::Inbound | Role::Peer) => {
+                host.clone().dispatch(conn.clone(), msg).await;
             }
             _ => tracing::debug!(addr = %conn.addr, kind = msg.kind.name(), "not served here"),
         },

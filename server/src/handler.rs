@@ -2,9 +2,9 @@
 //! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
 
 use crate::acquire::{complete_tree, AcquireError, AcquireLimits};
-use crate::conn::{Conn, Role};
+use crate::conn::{Conn, Host, Role};
 use crate::metrics::Metrics;
-use crate::Shared;
+use crate::shared::Shared;
 use etch_engine::lattice::{
     lookup_path, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
 };
@@ -22,6 +22,30 @@ pub const STATUS_TYPE: &str = "Convex Storage Node";
 
 fn kw(name: &str) -> Cell {
     Cell::keyword(name).unwrap_or_else(|_| Cell::nil())
+}
+
+/// The node serves its connections: they read its counters, shutdown signal and buffer budget,
+/// and hand it the requests they do not answer themselves.
+impl Host for Shared {
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    fn frame_buffers(&self) -> Arc<tokio::sync::Semaphore> {
+        self.frame_buffers.clone()
+    }
+
+    fn dispatch(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        msg: Message,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(dispatch(self, conn, msg))
+    }
 }
 
 /// Handles a request message. STATUS is answered inline; other requests take one of the
@@ -288,7 +312,7 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
                     .limits
                     .request_timeout
                     .min(CLIENT_CHALLENGE_WAIT);
-                match crate::challenge::challenge(conn, &key, None, t).await {
+                match crate::prove::challenge(conn, &key, None, t).await {
                     Ok(pk) => conn.set_verified(pk, 0),
                     Err(e) => {
                         tracing::debug!(addr = %conn.addr(), error = %e, "client key unproven")
@@ -461,7 +485,7 @@ fn verify_sender(shared: &Arc<Shared>, conn: &Arc<Conn>) {
     let (shared, conn) = (shared.clone(), conn.clone());
     tokio::spawn(async move {
         let limits = &shared.config.limits;
-        match crate::challenge::challenge(&conn, &key, None, limits.request_timeout).await {
+        match crate::prove::challenge(&conn, &key, None, limits.request_timeout).await {
             Ok(pk) if trusted.contains(&pk) => {
                 conn.set_verified(pk, limits.peer_frame_bytes);
                 Metrics::inc(&shared.metrics.peers_verified);

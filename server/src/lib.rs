@@ -17,7 +17,9 @@ pub mod client;
 pub mod conn;
 mod handler;
 mod http;
+mod listen;
 pub mod metrics;
+pub mod prove;
 pub mod replicate;
 mod shared;
 
@@ -77,7 +79,7 @@ impl Server {
         });
         let watcher = shared.clone();
         tokio::task::spawn_blocking(move || watch_root(watcher));
-        let mut tasks = vec![tokio::spawn(conn::accept_loop(listener, shared.clone()))];
+        let mut tasks = vec![tokio::spawn(listen::accept_loop(listener, shared.clone()))];
         for peer in shared.config.peers.clone() {
             tasks.push(tokio::spawn(replicate::peer_session(shared.clone(), peer)));
         }

@@ -5,11 +5,11 @@
 //! The receiver of a push fetches whatever else it lacks by DATA_REQUEST over the same
 //! connection, so a node that was down catches up from both sides.
 
-use crate::challenge::challenge;
-use crate::conn::{connect_as, Conn, ConnParams, Role};
+use crate::conn::{connect_as, Conn, Host, Role};
 use crate::handler::merge_value;
 use crate::metrics::Metrics;
-use crate::{PeerSpec, Shared};
+use crate::prove::challenge;
+use crate::shared::{PeerSpec, Shared};
 use etch_formats::message::{self, encode_delta};
 use etch_formats::{Cell, NoResolver, ResultRecord, ValueId};
 use std::collections::HashSet;
@@ -33,8 +33,15 @@ pub(crate) async fn peer_session(shared: Arc<Shared>, peer: PeerSpec) {
         if *shutdown.borrow() {
             return;
         }
-        let params = ConnParams::server(&shared, true);
-        match connect_as(&peer.address, params, Role::Peer, Some(shared.clone())).await {
+        let params = shared.conn_params(true);
+        match connect_as(
+            &peer.address,
+            params,
+            Role::Peer,
+            Some(shared.clone() as Arc<dyn Host>),
+        )
+        .await
+        {
             Ok((conn, reader)) => {
                 Metrics::inc(&shared.metrics.peer_connects);
                 tracing::info!(peer = %peer.address, "connected to peer");

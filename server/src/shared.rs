@@ -2,6 +2,7 @@
 //! task shares (the node, the store, the key, the counters, the node-wide slots). The peer
 //! protocol (`conn`, `handler`, `replicate`) and, later, HTTP use this and nothing above it.
 
+use crate::conn::{Conn, ConnParams};
 use crate::metrics::Metrics;
 use ed25519_dalek::SigningKey;
 use etch_engine::node::LocalNode;
@@ -171,7 +172,7 @@ pub(crate) struct Shared {
     /// pushed over, protocol.md §8.4).
     /// Weak: a connection holds the node's shared state, so a strong reference here would be a
     /// cycle that outlives a replication task aborted at shutdown.
-    pub peer_conns: std::sync::Mutex<Vec<std::sync::Weak<crate::conn::Conn>>>,
+    pub peer_conns: std::sync::Mutex<Vec<std::sync::Weak<Conn>>>,
     pub connections: Arc<Semaphore>,
     pub frame_buffers: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
@@ -218,5 +219,26 @@ impl Shared {
     /// The node's public key.
     pub fn public_key(&self) -> Option<[u8; 32]> {
         self.key.as_ref().map(|k| k.verifying_key().to_bytes())
+    }
+}
+
+impl Shared {
+    /// Connection settings for a connection this node accepted (`peer`: one to a configured
+    /// peer, which may send larger frames).
+    pub fn conn_params(&self, peer: bool) -> ConnParams {
+        let l = &self.config.limits;
+        ConnParams {
+            frame_bytes: if peer {
+                l.peer_frame_bytes
+            } else {
+                l.client_frame_bytes
+            },
+            idle_timeout: l.idle_timeout,
+            frame_timeout: l.frame_timeout,
+            queued_bytes: l.queued_bytes,
+            in_flight: l.in_flight,
+            bad_messages: l.bad_messages,
+            key: self.key.clone(),
+        }
     }
 }

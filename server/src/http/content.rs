@@ -9,7 +9,7 @@
 //! `:data` (`lattice::stored_value`).
 
 use super::error;
-use crate::Shared;
+use crate::shared::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};

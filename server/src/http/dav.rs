@@ -3,13 +3,13 @@
 //! memory; nothing changes in the drive unless the whole body arrived), `MKCOL`, `DELETE`
 //! (a tombstone, so the delete replicates; a folder goes with everything in it), `COPY` and
 //! `MOVE` within a drive (`Destination`, `Overwrite`). Each write is one signed drive update,
-//! durable before the answer. Who may write is decided before (`drive::dispatch`): anonymous
+//! durable before the answer. Who may write is decided before (by the drive dispatcher): anonymous
 //! callers when the node allows it (`--http` on a loopback address, or `--anonymous-writes`),
 //! and a token's identity only when it is the node's own key — the node signs drive updates
 //! with its key and never as anyone else.
 
 use super::error;
-use crate::Shared;
+use crate::shared::Shared;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
@@ -247,7 +247,7 @@ fn destination(headers: &HeaderMap) -> Result<Vec<String>, Response> {
         .strip_prefix("/dlfs/")
         .ok_or_else(|| bad("the Destination must lie under /dlfs/"))?;
     let decoded = percent_decode(rest).ok_or_else(|| bad("the Destination is not valid UTF-8"))?;
-    super::drive::components(&decoded)
+    super::path::components(&decoded)
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -12,13 +12,14 @@
 use super::auth::{caller, Caller};
 use super::content::{bytes_answer, not_modified};
 use super::error;
-use crate::Shared;
+use super::path::{components, href, html_escape};
+use crate::shared::Shared;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use etch_engine::dlfs::host::is_encrypted;
-use etch_engine::dlfs::{self, is_valid_name, DrivePath, StatKind};
+use etch_engine::dlfs::{self, DrivePath, StatKind};
 use etch_engine::lattice::{did_key, value_at_path};
 use etch_engine::node::{http_date, iso_time};
 use etch_formats::{Cell, Kind};
@@ -289,22 +290,6 @@ fn dav_entries(
     Ok(out)
 }
 
-/// The path's components, each a valid DLFS name: `.`, `..`, NUL and names a drive cannot hold
-/// are refused (400), never resolved.
-pub(super) fn components(path: &str) -> Result<Vec<String>, Response> {
-    let mut out = Vec::new();
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        if c == "." || c == ".." || c.contains('\0') || !is_valid_name(c) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("{c:?} is not a valid name in a drive path (no ., .., / or NUL)"),
-            ));
-        }
-        out.push(c.to_string());
-    }
-    Ok(out)
-}
-
 async fn answer(
     shared: Arc<Shared>,
     owner: Cell,
@@ -448,32 +433,6 @@ fn file(
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     }
     bytes_answer(shared, data, &media, headers, &base)
-}
-
-/// A path as a URL path: each component percent-encoded (RFC 3986 unreserved bytes kept).
-fn href(comps: &[String]) -> String {
-    let mut out = String::from("/dlfs/");
-    for (i, c) in comps.iter().enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        for b in c.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                out.push(char::from(b));
-            } else {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// A directory (or the drive list) as HTML or JSON.

@@ -11,10 +11,11 @@ mod auth;
 mod content;
 mod dav;
 mod drive;
+mod path;
 mod status;
 
 use crate::metrics::Metrics;
-use crate::Shared;
+use crate::shared::Shared;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};

@@ -3,7 +3,7 @@
 
 use super::error;
 use crate::metrics::{Metrics, GAUGES};
-use crate::Shared;
+use crate::shared::Shared;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
