@@ -291,9 +291,15 @@ impl LocalNode {
             MapKind::Hash.empty()
         };
         let name_key = Cell::string(name);
-        let current = value_at_path(&drives, std::slice::from_ref(&name_key), r)?;
+        let stored = value_at_path(&drives, std::slice::from_ref(&name_key), r)?;
+        // A deleted drive (a tombstone) is absent to every edit: it may be made again.
+        let current = if !stored.is_nil() && crate::lattice::dlfs::is_tombstone(&stored, r)? {
+            Cell::nil()
+        } else {
+            stored.clone()
+        };
         let new_drive = edit(&current, self.now(), r)?;
-        if new_drive == current {
+        if new_drive == stored {
             return Ok(new_drive);
         }
         let set = |key: Cell, had: bool, value: Cell| Change {

@@ -22,7 +22,9 @@ pub mod metrics;
 pub mod prove;
 pub mod replicate;
 mod shared;
+pub mod token;
 
+pub use http::mcp;
 pub(crate) use shared::{watch_root, Shared};
 pub use shared::{Config, Limits, PeerSpec};
 

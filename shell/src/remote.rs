@@ -6,7 +6,6 @@
 
 use crate::Backend;
 use etch_engine::query::EvalError;
-use etch_formats::text::read_all;
 use etch_formats::{Cell, Resolver};
 use etch_server::client::{error_text, BlockingClient, ClientError, RemoteResolver};
 use std::collections::HashMap;
@@ -75,24 +74,15 @@ pub fn client_error(e: &ClientError) -> EvalError {
     }
 }
 
-/// The form a QUERY carries for `text`: its only form, nil for none, `(do f1 f2 ...)` for
-/// several. A reader error is `:SYNTAX`, exactly as a local evaluation reports it.
-pub fn query_form(text: &str) -> Result<Cell, EvalError> {
-    let mut forms = read_all(text).map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
-    Ok(match forms.len() {
-        0 => Cell::nil(),
-        1 => forms.remove(0),
-        _ => {
-            let head = Cell::symbol("do").map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
-            forms.insert(0, head);
-            Cell::list(forms)
-        }
-    })
-}
+pub use etch_engine::query::query_form;
 
 /// Evaluates `text` on the server behind `client`.
 pub fn eval_remote(client: &BlockingClient, text: &str) -> Result<Cell, EvalError> {
-    let form = query_form(text)?;
+    eval_remote_form(client, query_form(text)?)
+}
+
+/// Evaluates `form` on the server behind `client` (one QUERY): its value or its error.
+pub fn eval_remote_form(client: &BlockingClient, form: Cell) -> Result<Cell, EvalError> {
     let r = client.query(form).map_err(|e| client_error(&e))?;
     match r.error_code() {
         None => Ok(r.value),

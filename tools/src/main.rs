@@ -44,6 +44,10 @@ enum Command {
         about = "Run a lattice node on a store: the Convex peer protocol over TCP, replication with peers."
     )]
     Serve(cmd::serve::ServeArgs),
+    #[command(
+        about = "Serve the MCP tools (drives, queries, values) to an AI agent over stdin/stdout."
+    )]
+    Mcp(cmd::mcp::McpArgs),
     #[command(about = "Create (`etch key new`) or show (`etch key show`) a node's Ed25519 key.")]
     Key(cmd::key::KeyArgs),
     #[command(about = "Show a store's format, root, record count and length.")]
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => cmd::decode::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Mcp(args) => cmd::mcp::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),

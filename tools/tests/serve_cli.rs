@@ -540,3 +540,63 @@ fn litmus_basic_and_copymove_pass() {
     assert!(o.status.success(), "{out}");
     assert_eq!(sigterm(child), Some(0), "a clean stop");
 }
+
+/// A Python with the official MCP SDK (`pip install mcp`): `ETCH_TEST_PYTHON` or `python3`;
+/// `None` (the test says it skips) when `import mcp` fails there.
+fn python_with_mcp() -> Option<String> {
+    let python = std::env::var("ETCH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("{python} has no `mcp` package (pip install mcp): skipping the MCP client test");
+        return None;
+    }
+    Some(python)
+}
+
+/// Runs the SDK client script (`tests/mcp/client.py`) with `args`; asserts it printed `ok`.
+fn mcp_client(python: &str, home: &Path, args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
+    let o = Command::new(python)
+        .arg(script)
+        .args(args)
+        .env("ETCH_HOME", home)
+        .output()
+        .expect("run the MCP client");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && out.lines().last() == Some("ok"),
+        "MCP client {args:?} failed:\n{out}\n{err}"
+    );
+}
+
+/// The official Python MCP SDK drives `etch mcp --store` over stdio and `/mcp` of `etch serve
+/// --http` (anonymous on loopback, then with the node key's bearer token): initialize, list the
+/// tools, make a drive, write, list, read back, query, fetch, store, delete.
+#[test]
+fn mcp_tools_answer_the_python_sdk() {
+    let Some(python) = python_with_mcp() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, store) = (tmp.path().join("home"), tmp.path().join("s"));
+    let store_arg = store.to_str().expect("utf-8");
+    mcp_client(&python, &home, &["stdio", ETCH, store_arg]);
+    let (child, http) = serve_with_http(&home, &store);
+    let url = format!("http://{http}/mcp");
+    mcp_client(&python, &home, &["http", &url]);
+    let did = etch(&home, &["key", "show"]);
+    let node_did = did
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("did: "))
+        .expect("did line")
+        .to_string();
+    let token = etch(&home, &["key", "token", "--aud", &node_did]);
+    assert_eq!(token.code, 0, "{}", token.err);
+    mcp_client(&python, &home, &["http", &url, token.out.trim()]);
+    assert_eq!(sigterm(child), Some(0), "a clean stop");
+}

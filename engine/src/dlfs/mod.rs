@@ -26,7 +26,7 @@ mod path;
 
 pub use ops::{
     entries_live, find, lookup, ls, ls_long, mkdir, mkdrive, mv, purge_tombstones, put, read, rm,
-    set_metadata, stat, update, write_time, Purged, Stat, StatKind,
+    rmdrive, set_metadata, stat, update, write_time, Purged, Stat, StatKind,
 };
 pub use path::{is_valid_name, normalise, DlfsUri, DrivePath};
 
@@ -134,8 +134,12 @@ pub fn drive_names(
     let drives = drives_of(root, owner, r)?;
     let mut names = Vec::new();
     if drives.kind() == Kind::Map {
-        for_each_entry(&drives, r, &mut |k, _| {
-            if k.kind() == Kind::String {
+        for_each_entry(&drives, r, &mut |k, v| {
+            let deleted = match v {
+                Some(v) if !v.is_nil() => crate::lattice::dlfs::is_tombstone(&v, r)?,
+                _ => false,
+            };
+            if k.kind() == Kind::String && !deleted {
                 names.push(
                     String::from_utf8_lossy(&etch_formats::value::blob_bytes(&k, r)?).into_owned(),
                 );
@@ -147,7 +151,8 @@ pub fn drive_names(
     Ok(names)
 }
 
-/// The drive `name` of `owner` in `root` (its root directory node); nil when absent.
+/// The drive `name` of `owner` in `root` (its root directory node); nil when absent or
+/// deleted (a tombstone).
 pub fn drive(
     root: &Cell,
     owner: &Cell,
@@ -156,5 +161,9 @@ pub fn drive(
 ) -> Result<Cell, ResolveError> {
     let mut path = drives_path(owner);
     path.push(Cell::string(name));
-    crate::lattice::value_at_path(root, &path, r)
+    let d = crate::lattice::value_at_path(root, &path, r)?;
+    if !d.is_nil() && crate::lattice::dlfs::is_tombstone(&d, r)? {
+        return Ok(Cell::nil());
+    }
+    Ok(d)
 }

@@ -230,6 +230,16 @@ pub fn mkdrive(current: &Cell, name: &str) -> Res<Cell> {
     Ok(node::zero())
 }
 
+/// Deletes a whole drive: its value becomes a tombstone `[nil nil nil t]` (lattice.md §7.6), which
+/// replicates and beats older versions of the drive as any tombstone does, while a newer write
+/// in a drive of that name on another replica beats it. `NotFound` when there is no drive.
+pub fn rmdrive(current: &Cell, name: &str, now: i64, r: &dyn Resolver) -> Res<Cell> {
+    if current.is_nil() || node::is_tombstone(current, r)? {
+        return Err(DlfsError::NotFound(name.to_string()));
+    }
+    Ok(node::tombstone(write_time(current, now, r)?))
+}
+
 /// `mkdir`: `drive` with a new empty directory `[#Index {} nil nil t]` at `p`. The parent must
 /// be a directory; the name must be absent or a tombstone (which it replaces).
 pub fn mkdir(drive: &Cell, p: &DrivePath, now: i64, r: &dyn Resolver) -> Res<Cell> {

@@ -100,6 +100,7 @@ pub(crate) const BUILTINS: &[&str] = &[
     "set-owner!",
     "drives",
     "mkdrive",
+    "rmdrive",
     "ls",
     "read-file",
     "put",
@@ -1305,8 +1306,8 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             let id = ev.node(name)?.set_root(&args[0].to_cell())?;
             data_v(Cell::blob(id.as_bytes()))
         }
-        "set-owner!" | "drives" | "mkdrive" | "ls" | "read-file" | "put" | "mkdir" | "rm"
-        | "stat" => super::dlfs::call(ev, name, &args),
+        "set-owner!" | "drives" | "mkdrive" | "rmdrive" | "ls" | "read-file" | "put" | "mkdir"
+        | "rm" | "stat" => super::dlfs::call(ev, name, &args),
         "not" => {
             check_exact(name, 1, &args)?;
             bool_v(!truthy(&args[0]))

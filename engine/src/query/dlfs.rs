@@ -1,4 +1,5 @@
-//! The DLFS functions of query.md §6.3: `set-owner!`, `drives`, `mkdrive`, `ls`, `read-file`,
+//! The DLFS functions of query.md §6.3: `set-owner!`, `drives`, `mkdrive`, `rmdrive` (Etch's:
+//! deletes a whole drive, as Convex's `dlfs_delete_drive` does), `ls`, `read-file`,
 //! `put`, `mkdir`, `rm`, `stat`, with the rights of §6.5.
 //!
 //! Locations are a String `"drive/path"` in the drives of the session's default owner (the
@@ -115,6 +116,17 @@ pub(super) fn call(ev: &mut Evaluator, name: &'static str, args: &[Value]) -> Re
             let new = ev
                 .node(name)?
                 .edit_drive(&owner, &drive, &mut |cur, _, _| dlfs::mkdrive(cur, &drive))?;
+            hash_v(&new)
+        }
+        "rmdrive" => {
+            check_exact(name, 1, args)?;
+            ev.require(true)?;
+            let (owner, drive) = location_text(ev, args, 1, name)?;
+            let new = ev
+                .node(name)?
+                .edit_drive(&owner, &drive, &mut |cur, now, r| {
+                    dlfs::rmdrive(cur, &drive, now, r)
+                })?;
             hash_v(&new)
         }
         "ls" => {

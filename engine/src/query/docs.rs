@@ -401,6 +401,12 @@ pub const DOCS: &[Doc] = &[
         Dlfs,
     ),
     d(
+        "rmdrive",
+        "name",
+        "deletes a whole drive (a tombstone that replicates), commits; the tombstone's hash",
+        Dlfs,
+    ),
+    d(
         "ls",
         "loc",
         "live entry names of a directory, in byte order",

@@ -255,6 +255,21 @@ pub fn eval_text_in(text: &str, env: &mut Env, ctx: &EvalContext) -> Result<Cell
     eval_forms(&forms, env, ctx)
 }
 
+/// The form a QUERY carries for `text`: its only form, nil for none, `(do f1 f2 ...)` for
+/// several. A reader error is `:SYNTAX`, exactly as a local evaluation reports it.
+pub fn query_form(text: &str) -> Result<Cell, EvalError> {
+    let mut forms = read_all(text).map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+    Ok(match forms.len() {
+        0 => Cell::nil(),
+        1 => forms.remove(0),
+        _ => {
+            let head = Cell::symbol("do").map_err(|e| EvalError::new("SYNTAX", e.to_string()))?;
+            forms.insert(0, head);
+            Cell::list(forms)
+        }
+    })
+}
+
 /// Evaluates one form (a QUERY message's `form`: already a value, no text involved).
 pub fn eval_form(form: &Cell, env: &mut Env, ctx: &EvalContext) -> Result<Cell, EvalError> {
     eval_forms(std::slice::from_ref(form), env, ctx)

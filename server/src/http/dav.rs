@@ -9,6 +9,7 @@
 //! with its key and never as anyone else.
 
 use super::error;
+use super::path::destination;
 use crate::shared::Shared;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -230,41 +231,6 @@ pub(super) async fn delete(shared: Arc<Shared>, owner: Cell, comps: Vec<String>)
         Ok(_) => empty(StatusCode::NO_CONTENT),
         Err(r) => r,
     }
-}
-
-/// The drive path a `Destination` header names (an absolute URL or a path, under `/dlfs/`).
-fn destination(headers: &HeaderMap) -> Result<Vec<String>, Response> {
-    let bad = |m: &str| error(StatusCode::BAD_REQUEST, m.to_string());
-    let raw = headers
-        .get("destination")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| bad("COPY and MOVE need a Destination header"))?;
-    let path = match raw.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => raw,
-    };
-    let rest = path
-        .strip_prefix("/dlfs/")
-        .ok_or_else(|| bad("the Destination must lie under /dlfs/"))?;
-    let decoded = percent_decode(rest).ok_or_else(|| bad("the Destination is not valid UTF-8"))?;
-    super::path::components(&decoded)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let h = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// `COPY` and `MOVE` within one drive. `Overwrite: F` refuses an existing destination (412);

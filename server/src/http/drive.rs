@@ -9,11 +9,12 @@
 //! node's own key, the namespace the shell and `etch drive` use (the anonymous namespace until
 //! auth comes). A private (encrypted) file is refused: only its owner's key can read it.
 
-use super::auth::{caller, Caller};
+use super::auth::{caller, ucans, Caller};
 use super::content::{bytes_answer, not_modified};
 use super::error;
-use super::path::{components, href, html_escape};
+use super::path::{components, destination, href, html_escape};
 use crate::shared::Shared;
+use crate::token::{delegated_owner, CRUD_DELETE, CRUD_READ, CRUD_WRITE};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -81,42 +82,41 @@ async fn dispatch(
     };
     // A token names whose drives are meant; without one, the node's own (anonymous) ones.
     let node_did = did_key(&node_key);
-    let caller = match caller(&headers, &node_did, shared.node.now().div_euclid(1000)) {
+    let now_s = shared.node.now().div_euclid(1000);
+    let caller = match caller(&headers, &node_did, now_s) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let owner_key = match caller {
-        Caller::Anonymous => node_key,
-        Caller::Identity(k) => k,
-    };
-    let owner = Cell::blob(&owner_key);
     let write = ["PUT", "MKCOL", "DELETE", "COPY", "MOVE"].contains(&method.as_str());
+    let owner_key =
+        match owner_for(&shared, caller, node_key, &path, &method, &headers, now_s).await {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+    let owner = Cell::blob(&owner_key);
     if write {
-        match caller {
-            Caller::Anonymous if !shared.config.http_anonymous_writes => {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    "writes need a token, or --anonymous-writes on this node (or --http on a \
-                     loopback address)",
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-                return r;
-            }
-            Caller::Identity(k) if k != node_key => {
-                return error(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "this node does not hold the key of {}, so it cannot sign that \
-                         identity's drives (a node that holds it can; client-signed writes are \
-                         not supported yet)",
-                        did_key(&k)
-                    ),
-                )
-            }
-            _ => {}
+        if caller == Caller::Anonymous && !shared.config.http_anonymous_writes {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "writes need a token, or --anonymous-writes on this node (or --http on a \
+                 loopback address)",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        if owner_key != node_key {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this node does not hold the key of {}, so it cannot sign that identity's \
+                     drives: write them on a node that holds the key (etch serve --key), or \
+                     sign the drive yourself and push it over the peer protocol",
+                    did_key(&owner_key)
+                ),
+            );
         }
     }
     let comps = if write {
@@ -154,6 +154,69 @@ async fn dispatch(
             r
         }
     }
+}
+
+/// The ability a method needs (gateway.md: `crud/read`, `crud/write`, `crud/delete`).
+fn abilities(method: &Method) -> &'static [&'static str] {
+    match method.as_str() {
+        "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => &[CRUD_READ],
+        "DELETE" => &[CRUD_DELETE],
+        "MOVE" => &[CRUD_DELETE, CRUD_WRITE],
+        _ => &[CRUD_WRITE],
+    }
+}
+
+/// Whose drive a request means: the caller's own (the node's for anonymous callers); or, when
+/// the caller has no drive of that name and presents a UCAN (`ucans` header) granting it the
+/// drive of another owner for this method, that owner's. A grant that does not hold is not an
+/// error here: the caller's own namespace answers (404 for a drive it lacks, as for any drive
+/// it lacks).
+async fn owner_for(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    node_key: [u8; 32],
+    path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    now_s: i64,
+) -> Result<[u8; 32], Response> {
+    let Caller::Identity(me) = caller else {
+        return Ok(node_key);
+    };
+    let tokens = ucans(headers);
+    let Some(drive) = path.split('/').find(|c| !c.is_empty()) else {
+        return Ok(me);
+    };
+    if tokens.is_empty() {
+        return Ok(me);
+    }
+    let (s, d) = (shared.clone(), drive.to_string());
+    let own = tokio::task::spawn_blocking(move || s.node.drive(&Cell::blob(&me), &d))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if !own.is_nil() {
+        return Ok(me);
+    }
+    let mut needs: Vec<(String, &str)> = abilities(method)
+        .iter()
+        .map(|a| (format!("/dlfs/{}", path.trim_matches('/')), *a))
+        .collect();
+    if ["COPY", "MOVE"].contains(&method.as_str()) {
+        needs.push((
+            format!("/dlfs/{}", destination(headers)?.join("/")),
+            CRUD_WRITE,
+        ));
+    }
+    let caller_did = did_key(&me);
+    let mut granted = None;
+    for (resource, ability) in &needs {
+        match delegated_owner(&tokens, &caller_did, resource, ability, now_s) {
+            Some(o) if granted.is_none_or(|g| g == o) => granted = Some(o),
+            _ => return Ok(me),
+        }
+    }
+    Ok(granted.unwrap_or(me))
 }
 
 /// One resource of a PROPFIND answer: its path and what it is (`None`: the drive list).

@@ -11,6 +11,7 @@ mod auth;
 mod content;
 mod dav;
 mod drive;
+pub mod mcp;
 mod path;
 mod status;
 
@@ -26,8 +27,24 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// The routes of the HTTP front door.
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, loopback: bool) -> Router {
+    let backend = Arc::new(mcp::NodeBackend::new(
+        shared.node.clone(),
+        shared.config.limits.request_timeout,
+    ));
+    let policy = mcp::HttpPolicy {
+        node_key: shared.public_key(),
+        anonymous_writes: shared.config.http_anonymous_writes,
+    };
+    let tools = mcp::Tools::http(backend, policy);
+    let mcp_routes = Router::new()
+        .nest_service("/mcp", mcp::http_service(tools, loopback))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            token_gate,
+        ));
     Router::new()
+        .merge(mcp_routes)
         .route("/v/{id}", get(content::value))
         .route("/blob/{id}", get(content::blob))
         .route("/dlfs", any(drive::drives))
@@ -38,6 +55,23 @@ fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), count))
         .with_state(shared)
+}
+
+/// Refuses a request whose bearer token is present but invalid (401, as every endpoint does)
+/// before it reaches a handler that reads the token itself (MCP).
+async fn token_gate(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let node_did = shared
+        .public_key()
+        .map(|k| etch_engine::lattice::did_key(&k));
+    let now_s = shared.node.now().div_euclid(1000);
+    if let Err(r) = auth::caller(request.headers(), node_did.as_deref().unwrap_or(""), now_s) {
+        return r;
+    }
+    next.run(request).await
 }
 
 /// Counts every answer in the node's metrics.
@@ -72,7 +106,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     let limits = shared.config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.http_connections));
-    let app = router(shared.clone());
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let app = router(shared.clone(), loopback);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -135,6 +170,6 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint: GET /v/{value-id}, /blob/{value-id}, /dlfs/{drive}/{path}, /status \
-         or /metrics",
+         or /metrics; POST /mcp (MCP, streamable HTTP)",
     )
 }

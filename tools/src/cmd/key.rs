@@ -16,7 +16,12 @@ the owner of its NodeInfo under [:p2p :nodes], and the key it proves to peers wh
 The default file is node.key in the Etch directory ($ETCH_HOME, else $XDG_DATA_HOME/etch, else \
 ~/.local/share/etch), the key `etch shell`, `etch eval` and `etch serve` use.\n\n\
 `etch key new` creates a key (refusing to replace an existing file unless --force) and prints \
-it; `etch key show` prints the public key of an existing file, as 0x-hex and as a did:key."
+it; `etch key show` prints the public key of an existing file, as 0x-hex and as a did:key.\n\n\
+`etch key token --aud NODE-DID` prints a bearer token (an EdDSA JWT) of the key for a node's HTTP \
+door (`Authorization: Bearer TOKEN`); `etch key grant --to DID --drive NAME` prints a UCAN that \
+lets another identity use one of the key's drives (crud/read by default), for the `ucans` header \
+of WebDAV requests or the `ucans` argument of MCP tools; --proof delegates further a grant the \
+key received."
 )]
 pub struct KeyArgs {
     #[command(subcommand)]
@@ -40,6 +45,62 @@ enum KeyAction {
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
     },
+    /// Print a bearer token (EdDSA JWT) of the key for a node's HTTP door.
+    Token {
+        /// The node's did:key (`etch key show` on the node, or its /status).
+        #[arg(long, value_name = "DID")]
+        aud: String,
+        /// How long the token is valid, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        ttl: i64,
+        /// The key file (default: node.key in the Etch directory).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+    },
+    /// Print a UCAN granting another identity rights over one drive (or a path in it).
+    Grant {
+        /// The grantee's did:key.
+        #[arg(long, value_name = "DID")]
+        to: String,
+        /// The drive, optionally with a path inside it (`docs` or `docs/public`).
+        #[arg(long, value_name = "DRIVE[/PATH]")]
+        drive: String,
+        /// The ability: crud/read, crud/write, crud/delete, crud (all three) or *.
+        #[arg(long, default_value = "crud/read")]
+        can: String,
+        /// The owner whose drive it is (default: the key's own did; give the owner's did when
+        /// delegating further a grant received, with --proof).
+        #[arg(long, value_name = "DID")]
+        owner: Option<String>,
+        /// How long the grant is valid, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30 * 24 * 3600)]
+        ttl: i64,
+        /// A grant this key received that covers the new one (a UCAN JWT); repeatable.
+        #[arg(long, value_name = "UCAN")]
+        proof: Vec<String>,
+        /// The key file (default: node.key in the Etch directory).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// The key of `key_file`, or of the Etch directory's node.key.
+fn key_of(key_file: Option<PathBuf>) -> io::Result<SigningKey> {
+    let path = match key_file {
+        Some(p) => p,
+        None => default_key_file()?,
+    };
+    read_key_file(&path)
+}
+
+fn did_arg(name: &str, did: &str) -> io::Result<()> {
+    if etch_engine::lattice::did_key_public_key(did).is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name}: {did:?} is not an Ed25519 did:key (did:key:z6Mk…)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The default key file: node.key in the Etch directory.
@@ -143,6 +204,34 @@ pub fn run(args: KeyArgs) -> io::Result<ExitCode> {
             };
             read_key_file(&path).and_then(|k| show(&k))
         }
+        KeyAction::Token { aud, ttl, key_file } => did_arg("--aud", &aud)
+            .and_then(|()| key_of(key_file))
+            .and_then(|k| {
+                let now = etch_engine::node::wall_clock_ms().div_euclid(1000);
+                writeln!(
+                    io::stdout().lock(),
+                    "{}",
+                    etch_server::token::bearer(&k, &aud, now, ttl)
+                )
+            }),
+        KeyAction::Grant {
+            to,
+            drive,
+            can,
+            owner,
+            ttl,
+            proof,
+            key_file,
+        } => did_arg("--to", &to)
+            .and_then(|()| key_of(key_file))
+            .and_then(|k| {
+                let owner = owner.unwrap_or_else(|| did_key(&k.verifying_key().to_bytes()));
+                did_arg("--owner", &owner)?;
+                let with = format!("{owner}/dlfs/{}", drive.trim_matches('/'));
+                let exp = etch_engine::node::wall_clock_ms().div_euclid(1000) + ttl;
+                let t = etch_server::token::ucan(&k, &to, &with, &can, exp, &proof);
+                writeln!(io::stdout().lock(), "{t}")
+            }),
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),

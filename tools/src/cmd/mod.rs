@@ -12,6 +12,7 @@ pub mod eval;
 pub mod export;
 pub mod inspect;
 pub mod key;
+pub mod mcp;
 pub mod recover;
 pub mod scan;
 pub mod serve;

@@ -1,0 +1,102 @@
+//! `etch mcp`: the MCP tools (gateway.md "MCP tools"; `etch_server::mcp`) over stdin/stdout,
+//! for an AI agent on this machine: on a store opened here (`--store`) or on a running node
+//! (`--connect`, over the peer protocol).
+
+use super::shell::{client_key, open_node, StoreTarget};
+use etch_engine::query::{EvalError, Rights};
+use etch_formats::{Cell, Resolver};
+use etch_server::client::{BlockingClient, RemoteResolver};
+use etch_server::mcp::{serve_stdio, McpBackend, NodeBackend, Tools};
+use std::io;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one tool's evaluation may run on a store opened here.
+const EVAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Arguments of `etch mcp`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Serves Etch's MCP tools over stdin and stdout (the MCP stdio transport) until the \
+client closes stdin: the Convex DLFS tools (dlfs_list_drives, dlfs_create_drive, \
+dlfs_delete_drive, dlfs_list, dlfs_read, dlfs_write, dlfs_mkdir, dlfs_delete) and Etch's own \
+(etch_query, a read-only query; etch_fetch, a value by ID; etch_store, store a value).\n\n\
+With --store, the tools work on that store with the operator's rights and the node key of the \
+Etch directory (the drives `etch drive` and the shell see); writes are signed and durable when a \
+tool returns. With --connect HOST:PORT, they run on that server (`etch serve`) as QUERY messages, \
+with the rights it grants this Etch directory's key (admin when it is the server's own key or one \
+it lists with --admin).\n\n\
+Give an agent the tools with, for example: {\"command\": \"etch\", \"args\": [\"mcp\", \
+\"--store\", \"/path/to/store\"]}. A node serving HTTP (`etch serve --http`) offers the same \
+tools at /mcp (streamable HTTP). Logs go to stderr; stdout is the protocol."
+)]
+pub struct McpArgs {
+    /// The store to serve (or --connect to a server).
+    #[command(flatten)]
+    target: StoreTarget,
+}
+
+/// The tools on a node over the peer protocol: every form is a QUERY.
+struct RemoteBackend {
+    client: Arc<BlockingClient>,
+    resolver: RemoteResolver,
+}
+
+impl McpBackend for RemoteBackend {
+    fn eval(&self, form: &Cell, _rights: Rights) -> Result<Cell, EvalError> {
+        // The server decides the rights (it challenges for admin ones).
+        etch_shell::remote::eval_remote_form(&self.client, form.clone())
+    }
+
+    fn resolver(&self) -> &dyn Resolver {
+        &self.resolver
+    }
+
+    fn now_s(&self) -> i64 {
+        etch_engine::node::wall_clock_ms().div_euclid(1000)
+    }
+}
+
+/// Runs `etch mcp`.
+pub fn run(args: McpArgs) -> io::Result<ExitCode> {
+    let backend: Arc<dyn McpBackend> = if let Some(address) = &args.target.connect {
+        let client = match BlockingClient::connect(address, client_key()) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                eprintln!("etch: cannot connect to {address}: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        Arc::new(RemoteBackend {
+            resolver: RemoteResolver::new(client.clone()),
+            client,
+        })
+    } else {
+        let Some(path) = &args.target.store else {
+            eprintln!("etch: mcp needs --store PATH or --connect HOST:PORT");
+            return Ok(ExitCode::from(2));
+        };
+        match open_node(path, &args.target) {
+            Ok((_, node, label)) => {
+                eprintln!("etch mcp: serving {label} over stdio");
+                Arc::new(NodeBackend::new(node, EVAL_TIMEOUT))
+            }
+            Err(e) => {
+                eprintln!("etch: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match runtime.block_on(serve_stdio(Tools::operator(backend))) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("etch mcp: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
