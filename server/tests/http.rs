@@ -22,13 +22,38 @@ struct Answer {
 
 /// One request on its own connection (`Connection: close`), the answer read to the end.
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    exchange(addr, method, path, headers, None).await
+}
+
+/// A request with a body (and its `Content-Length`).
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    exchange(addr, method, path, headers, Some(body)).await
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Answer {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.expect("send");
+    s.write_all(body.unwrap_or_default()).await.expect("body");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let split = raw
@@ -309,7 +334,7 @@ async fn drives_by_path_list_and_serve_files() {
 
     // WebDAV reads: OPTIONS, PROPFIND at depth 1 and 0, the same ETag as GET; writes are 405.
     let a = request(addr, "OPTIONS", "/dlfs/home", &[]).await;
-    assert_eq!((a.status, a.headers["dav"].as_str()), (200, "1"));
+    assert_eq!((a.status, a.headers["dav"].as_str()), (200, "1, 2"));
     let a = request(addr, "PROPFIND", "/dlfs/home", &[("Depth", "1")]).await;
     assert_eq!(a.status, 207);
     let xml = String::from_utf8(a.body).unwrap();
@@ -412,41 +437,6 @@ async fn slow_silent_and_surplus_connections_are_closed() {
     assert!(count("http_refused") >= 1, "{text}");
     assert!(count("http_timeouts") >= 2, "{text}");
     server.shutdown(Duration::from_secs(5)).await;
-}
-
-/// One request with a body; the status and the body of the answer.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let len = body.len().to_string();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {len}\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    s.write_all(body).await.expect("body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let status = String::from_utf8_lossy(&raw[9..12])
-        .parse()
-        .expect("status");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    Answer {
-        status,
-        headers: HashMap::new(),
-        body: raw[split + 4..].to_vec(),
-    }
 }
 
 /// WebDAV writes with anonymous writes allowed: each method's status codes, and a PUT whose
@@ -626,5 +616,218 @@ async fn bearer_tokens() {
     assert_eq!(a.status, 403);
     assert!(String::from_utf8_lossy(&a.body).contains("does not hold the key of did:key:z"));
     assert_eq!(server.node().root_value(), root, "nothing changed");
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// UCAN delegation over WebDAV (`ucans` header): the node's key grants another identity rights
+/// over its drive; a write grant writes (the node signs its own drive), a read grant only
+/// reads, and a grant used beyond its ability, outside its path, expired, forged or with a
+/// broken chain link gives the caller nothing but its own (empty) namespace, the store unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucan_delegation_matrix() {
+    use etch_server::token::{bearer, ucan};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = start(&dir.path().join("s"), Some(key(7)), Config::default()).await;
+    mkdrive(&server, 7, "t").await;
+    let addr = http_on(&mut server).await;
+    let did = |n: u8| etch_engine::lattice::did_key(&key(n).verifying_key().to_bytes());
+    let (node, bob, carol) = (did(7), did(8), did(9));
+    let now = etch_engine::node::wall_clock_ms() / 1000;
+    let later = now + 600;
+    let auth = |n: u8| format!("Bearer {}", bearer(&key(n), &node, now, 600));
+    let a = send(
+        addr,
+        "PUT",
+        "/dlfs/t/ok.txt",
+        &[("Authorization", &auth(7))],
+        b"mine",
+    )
+    .await;
+    assert_eq!(a.status, 201);
+    let read = ucan(
+        &key(7),
+        &bob,
+        &format!("{node}/dlfs/t"),
+        "crud/read",
+        later,
+        &[],
+    );
+    let write = ucan(&key(7), &bob, &format!("{node}/dlfs/t"), "crud", later, &[]);
+    let get = |who: u8, grant: String| async move {
+        let h = [("Authorization", auth(who)), ("ucans", grant)];
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        request(addr, "GET", "/dlfs/t/ok.txt", &h).await
+    };
+    let a = get(8, read.clone()).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, b"mine".as_slice()));
+    let a = get(8, String::new()).await;
+    assert_eq!(a.status, 404, "without a grant: Bob's own namespace");
+    let root = server.node().root_value();
+    // A read grant used to write.
+    let h = [("Authorization", auth(8)), ("ucans", read.clone())];
+    let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = send(addr, "PUT", "/dlfs/t/bob.txt", &hv, b"bob").await;
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(server.node().root_value(), root, "nothing changed");
+    // A write grant writes the node's drive (signed by the node, the drive's owner).
+    let h = [("Authorization", auth(8)), ("ucans", write.clone())];
+    let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = send(addr, "PUT", "/dlfs/t/bob.txt", &hv, b"bob").await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        request(addr, "GET", "/dlfs/t/bob.txt", &[]).await.body,
+        b"bob"
+    );
+    let root = server.node().root_value();
+    // Chains: Bob passes on reading /dlfs/t/pub only.
+    let sub = ucan(
+        &key(8),
+        &carol,
+        &format!("{node}/dlfs/t/pub"),
+        "crud/read",
+        later,
+        &[write],
+    );
+    let a = get(9, sub.clone()).await;
+    assert_eq!(a.status, 404, "a path outside the grant");
+    let wide = ucan(
+        &key(8),
+        &carol,
+        &format!("{node}/dlfs/t"),
+        "crud/read",
+        later,
+        &[read.clone()],
+    );
+    assert_eq!(get(9, wide).await.status, 200, "a valid two-link chain");
+    let stray = ucan(
+        &key(7),
+        &carol,
+        &format!("{node}/dlfs/t"),
+        "crud",
+        later,
+        &[],
+    );
+    let broken = ucan(
+        &key(8),
+        &carol,
+        &format!("{node}/dlfs/t"),
+        "crud/read",
+        later,
+        &[stray],
+    );
+    assert_eq!(
+        get(9, broken).await.status,
+        404,
+        "a broken link (parent not for Bob)"
+    );
+    let forged = ucan(
+        &key(8),
+        &carol,
+        &format!("{node}/dlfs/t"),
+        "crud/read",
+        later,
+        &[],
+    );
+    assert_eq!(
+        get(9, forged).await.status,
+        404,
+        "Bob cannot grant the node's drive alone"
+    );
+    let expired = ucan(
+        &key(7),
+        &bob,
+        &format!("{node}/dlfs/t"),
+        "crud",
+        now - 1,
+        &[],
+    );
+    assert_eq!(get(8, expired).await.status, 404, "expired");
+    assert_eq!(get(9, read).await.status, 404, "a grant for someone else");
+    assert_eq!(server.node().root_value(), root, "nothing changed");
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// WebDAV class 2 and dead properties in brief (litmus covers them fully): an exclusive lock
+/// refuses another client's write with 423 and admits the holder's; PROPPATCH sets a property
+/// that PROPFIND returns and that moves with the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_dead_properties() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        http_anonymous_writes: true,
+        ..Config::default()
+    };
+    let mut server = start(&dir.path().join("s"), Some(key(7)), config).await;
+    mkdrive(&server, 7, "d").await;
+    let addr = http_on(&mut server).await;
+    assert_eq!(
+        send(addr, "PUT", "/dlfs/d/f.txt", &[], b"one").await.status,
+        201
+    );
+    let body = b"<?xml version=\"1.0\"?><lockinfo xmlns='DAV:'><lockscope><exclusive/></lockscope>\
+<locktype><write/></locktype><owner>me</owner></lockinfo>";
+    let a = send(addr, "LOCK", "/dlfs/d/f.txt", &[("Depth", "0")], body).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let token = a.headers["lock-token"].clone();
+    assert!(token.starts_with("<opaquelocktoken:"), "{token}");
+    assert!(String::from_utf8_lossy(&a.body).contains("<D:owner>me</D:owner>"));
+    assert_eq!(
+        send(addr, "PUT", "/dlfs/d/f.txt", &[], b"two").await.status,
+        423
+    );
+    assert_eq!(
+        send(addr, "DELETE", "/dlfs/d/f.txt", &[], b"").await.status,
+        423
+    );
+    let held = format!("({token})");
+    let a = send(addr, "PUT", "/dlfs/d/f.txt", &[("If", &held)], b"two").await;
+    assert_eq!(a.status, 204);
+    assert_eq!(
+        request(addr, "GET", "/dlfs/d/f.txt", &[]).await.body,
+        b"two"
+    );
+    let a = request(addr, "UNLOCK", "/dlfs/d/f.txt", &[("Lock-Token", &token)]).await;
+    assert_eq!(a.status, 204);
+    assert_eq!(
+        send(addr, "PUT", "/dlfs/d/f.txt", &[], b"three")
+            .await
+            .status,
+        204
+    );
+
+    let patch = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+<k:colour xmlns:k=\"urn:k\">blue</k:colour></D:prop></D:set></D:propertyupdate>";
+    let a = send(addr, "PROPPATCH", "/dlfs/d/f.txt", &[], patch).await;
+    assert_eq!(a.status, 207);
+    assert!(String::from_utf8_lossy(&a.body).contains("200 OK"));
+    let a = send(
+        addr,
+        "MOVE",
+        "/dlfs/d/f.txt",
+        &[("Destination", "/dlfs/d/g.txt")],
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 201);
+    let find = b"<?xml version=\"1.0\"?><propfind xmlns=\"DAV:\"><prop><colour xmlns=\"urn:k\"/>\
+<missing xmlns=\"urn:k\"/></prop></propfind>";
+    let a = send(addr, "PROPFIND", "/dlfs/d/g.txt", &[("Depth", "0")], find).await;
+    let xml = String::from_utf8_lossy(&a.body).into_owned();
+    assert_eq!(a.status, 207);
+    assert!(
+        xml.contains("<k:colour xmlns=\"\" xmlns:k=\"urn:k\">blue</k:colour>")
+            || xml.contains("<k:colour xmlns:k=\"urn:k\" xmlns=\"\">blue</k:colour>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<missing xmlns=\"urn:k\"/></D:prop><D:status>HTTP/1.1 404"),
+        "{xml}"
+    );
+    assert_eq!(
+        send(addr, "PROPFIND", "/dlfs/d/g.txt", &[], b"<foo>")
+            .await
+            .status,
+        400
+    );
     server.shutdown(Duration::from_secs(5)).await;
 }

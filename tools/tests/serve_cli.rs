@@ -502,10 +502,10 @@ fn rclone_copies_a_drive_down_over_webdav() {
     assert_eq!(sigterm(child), Some(0), "a clean stop");
 }
 
-/// `litmus` (the WebDAV conformance suite) against a drive of `etch serve --http`: its `basic`
-/// and `copymove` groups pass in full. (`props` needs PROPPATCH and `locks` class 2: not yet.)
+/// `litmus` (the WebDAV conformance suite) against a drive of `etch serve --http`: its `basic`,
+/// `copymove`, `props` (dead properties) and `locks` (class 2) groups pass in full.
 #[test]
-fn litmus_basic_and_copymove_pass() {
+fn litmus_passes_basic_copymove_props_and_locks() {
     if Command::new("litmus").arg("--version").output().is_err() {
         eprintln!("litmus is not installed (apt-get install litmus): skipping the WebDAV suite");
         return;
@@ -526,7 +526,7 @@ fn litmus_basic_and_copymove_pass() {
     let (child, http) = serve_with_http(&home, &store);
     let o = Command::new("litmus")
         .arg(format!("http://{http}/dlfs/lit/"))
-        .env("TESTS", "basic copymove")
+        .env("TESTS", "basic copymove props locks")
         .current_dir(tmp.path())
         .output()
         .expect("litmus");
@@ -534,6 +534,8 @@ fn litmus_basic_and_copymove_pass() {
     for group in [
         "basic': of 16 tests run: 16 passed",
         "copymove': of 13 tests run: 13 passed",
+        "props': of 30 tests run: 30 passed",
+        "locks': of 41 tests run: 41 passed",
     ] {
         assert!(out.contains(group), "litmus: {group} missing in\n{out}");
     }

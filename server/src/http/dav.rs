@@ -9,7 +9,9 @@
 //! with its key and never as anyone else.
 
 use super::error;
+use super::locks::{activelock_xml, timeout_seconds, Lock, LockTable, Refused, LOCKS_MAX};
 use super::path::destination;
+use super::xml::parse_lockinfo;
 use crate::shared::Shared;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -313,5 +315,165 @@ pub(super) async fn copy_move(
         ),
         (Ok(_), 1) => empty(StatusCode::NO_CONTENT),
         (Ok(_), _) => empty(StatusCode::CREATED),
+    }
+}
+
+/// A LOCK's particulars, from the dispatcher.
+pub(super) struct LockRequest {
+    /// Whose drives the path is in.
+    pub owner_key: [u8; 32],
+    /// The tokens the `If` header submitted (a refresh names its lock there).
+    pub submitted: Vec<String>,
+    /// The body: empty for a refresh, else a `lockinfo`.
+    pub body: String,
+}
+
+fn lock_answer(status: StatusCode, lock: &Lock, new: bool) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>{}\
+         </D:lockdiscovery></D:prop>\n",
+        activelock_xml(lock)
+    );
+    let mut b = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8");
+    if new {
+        b = b.header("lock-token", format!("<{}>", lock.token));
+    }
+    b.body(Body::from(xml))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `LOCK` (RFC 4918 §9.10): a new write lock (exclusive or shared, depth 0 or infinity) on a
+/// path, which becomes an empty file when nothing is there (201); or, without a body, a refresh
+/// of the lock the `If` header names.
+pub(super) async fn lock(
+    shared: Arc<Shared>,
+    table: Arc<LockTable>,
+    owner: Cell,
+    comps: Vec<String>,
+    headers: &HeaderMap,
+    req: LockRequest,
+) -> Response {
+    let seconds = timeout_seconds(headers);
+    if req.body.trim().is_empty() {
+        let refreshed = req
+            .submitted
+            .iter()
+            .find_map(|t| table.refresh(t, &req.owner_key, &comps, seconds));
+        return match refreshed {
+            Some(l) => lock_answer(StatusCode::OK, &l, false),
+            None => error(
+                StatusCode::PRECONDITION_FAILED,
+                "a LOCK without a body refreshes a lock: name its token in an If header",
+            ),
+        };
+    }
+    let info = match parse_lockinfo(&req.body) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad LOCK body: {}", e.0)),
+    };
+    let infinite = match headers
+        .get("depth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None => true,
+        Some(d) if d.eq_ignore_ascii_case("infinity") => true,
+        Some("0") => false,
+        Some(d) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Depth {d:?}: a LOCK is depth 0 or infinity"),
+            )
+        }
+    };
+    if comps.len() < 2 {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "LOCK needs a path inside a drive",
+        );
+    }
+    let l = match table.lock(
+        req.owner_key,
+        comps.clone(),
+        infinite,
+        info.shared,
+        info.owner,
+        seconds,
+    ) {
+        Ok(l) => l,
+        Err(Refused::Conflict) => {
+            return error(
+                StatusCode::LOCKED,
+                format!("/dlfs/{} is locked by another lock", comps.join("/")),
+            )
+        }
+        Err(Refused::Full) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{LOCKS_MAX} locks are held on this node: try again later"),
+            )
+        }
+    };
+    // A lock on an unmapped path makes an empty file there (RFC 4918 §7.3).
+    let p = match location(&comps) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let made = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let m = made.clone();
+    let written = write(
+        &shared,
+        owner,
+        comps[0].clone(),
+        move |cur, now, r| match dlfs::stat(cur, &p, r) {
+            Ok(_) => Ok(cur.clone()),
+            Err(DlfsError::NotFound(_)) => {
+                m.store(true, std::sync::atomic::Ordering::SeqCst);
+                dlfs::put(cur, &p, Cell::blob(&[]), now, r)
+            }
+            Err(e) => Err(e),
+        },
+    )
+    .await;
+    if let Err(r) = written {
+        table.unlock(&l.token, &req.owner_key, &comps);
+        return r;
+    }
+    let status = if made.load(std::sync::atomic::Ordering::SeqCst) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    lock_answer(status, &l, true)
+}
+
+/// `UNLOCK` (RFC 4918 §9.11): removes the lock the `Lock-Token` header names (204).
+pub(super) fn unlock(
+    table: &LockTable,
+    owner_key: [u8; 32],
+    comps: &[String],
+    headers: &HeaderMap,
+) -> Response {
+    let Some(token) = headers
+        .get("lock-token")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| {
+            t.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    else {
+        return error(StatusCode::BAD_REQUEST, "UNLOCK needs a Lock-Token header");
+    };
+    if table.unlock(&token, &owner_key, comps) {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        error(
+            StatusCode::CONFLICT,
+            format!("no lock {token} on /dlfs/{}", comps.join("/")),
+        )
     }
 }

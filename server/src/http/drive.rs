@@ -12,18 +12,21 @@
 use super::auth::{caller, ucans, Caller};
 use super::content::{bytes_answer, not_modified};
 use super::error;
-use super::path::{components, destination, href, html_escape};
+use super::locks::{check, Change, LockTable};
+use super::path::{components, destination, href, html_escape, media_type, path_etag};
+use super::props::stat_at;
+use super::xml::XML_BODY_BYTES_MAX;
 use crate::shared::Shared;
 use crate::token::{delegated_owner, CRUD_DELETE, CRUD_READ, CRUD_WRITE};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use etch_engine::dlfs::host::is_encrypted;
 use etch_engine::dlfs::{self, DrivePath, StatKind};
-use etch_engine::lattice::{did_key, value_at_path};
-use etch_engine::node::{http_date, iso_time};
-use etch_formats::{Cell, Kind};
+use etch_engine::lattice::did_key;
+use etch_engine::node::iso_time;
+use etch_formats::Cell;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -41,37 +44,91 @@ enum Found {
 }
 
 /// The methods a drive path answers.
-const ALLOW: &str = "GET, HEAD, OPTIONS, PROPFIND, PUT, MKCOL, DELETE, COPY, MOVE";
+const ALLOW: &str =
+    "GET, HEAD, OPTIONS, PROPFIND, PROPPATCH, PUT, MKCOL, DELETE, COPY, MOVE, LOCK, UNLOCK";
+
+/// The methods that change a drive (or its locks): they need write rights.
+const WRITES: [&str; 8] = [
+    "PUT",
+    "MKCOL",
+    "DELETE",
+    "COPY",
+    "MOVE",
+    "PROPPATCH",
+    "LOCK",
+    "UNLOCK",
+];
 
 /// `/dlfs/` (the drive list), any method.
 pub(super) async fn drives(
     State(shared): State<Arc<Shared>>,
+    Extension(locks): Extension<Arc<LockTable>>,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(shared, method, String::new(), query, headers, body).await
+    let r = Request {
+        method,
+        path: String::new(),
+        query,
+        headers,
+    };
+    dispatch(shared, locks, r, body).await
 }
 
 /// `/dlfs/{*path}`, any method.
 pub(super) async fn path(
     State(shared): State<Arc<Shared>>,
+    Extension(locks): Extension<Arc<LockTable>>,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(shared, method, path, query, headers, body).await
+    dispatch(
+        shared,
+        locks,
+        Request {
+            method,
+            path,
+            query,
+            headers,
+        },
+        body,
+    )
+    .await
 }
 
-async fn dispatch(
-    shared: Arc<Shared>,
+/// A drive request, less its body.
+struct Request {
     method: Method,
     path: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
+}
+
+/// A small XML body (PROPFIND, PROPPATCH, LOCK), read whole within its limit.
+async fn xml_body(body: Body) -> Result<String, Response> {
+    let bytes = axum::body::to_bytes(body, XML_BODY_BYTES_MAX)
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the XML body is over {XML_BODY_BYTES_MAX} bytes or cut off: {e}"),
+            )
+        })?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the XML body is not UTF-8"))
+}
+
+/// Who may do what, then the method's handler: reads for anyone, writes for callers the node
+/// signs for, each write after the `If` header and lock checks (`locks`).
+async fn dispatch(
+    shared: Arc<Shared>,
+    table: Arc<LockTable>,
+    req: Request,
     body: Body,
 ) -> Response {
     let Some(node_key) = shared.public_key() else {
@@ -80,6 +137,12 @@ async fn dispatch(
             "this node has no key, so no drives of its own",
         );
     };
+    let Request {
+        method,
+        path,
+        query,
+        headers,
+    } = req;
     // A token names whose drives are meant; without one, the node's own (anonymous) ones.
     let node_did = did_key(&node_key);
     let now_s = shared.node.now().div_euclid(1000);
@@ -87,7 +150,7 @@ async fn dispatch(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let write = ["PUT", "MKCOL", "DELETE", "COPY", "MOVE"].contains(&method.as_str());
+    let write = WRITES.contains(&method.as_str());
     let owner_key =
         match owner_for(&shared, caller, node_key, &path, &method, &headers, now_s).await {
             Ok(k) => k,
@@ -112,38 +175,71 @@ async fn dispatch(
                 StatusCode::FORBIDDEN,
                 format!(
                     "this node does not hold the key of {}, so it cannot sign that identity's \
-                     drives: write them on a node that holds the key (etch serve --key), or \
-                     sign the drive yourself and push it over the peer protocol",
+                     drives: write them on a node whose key it is, or sign the drive with the \
+                     key and push it over the peer protocol",
                     did_key(&owner_key)
                 ),
             );
         }
     }
-    let comps = if write {
-        match components(&path) {
-            Ok(c) => c,
+    let comps = match components(&path) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let small_body = ["PROPFIND", "PROPPATCH", "LOCK"].contains(&method.as_str());
+    let (body, text) = if small_body {
+        match xml_body(body).await {
+            Ok(t) => (Body::empty(), t),
             Err(r) => return r,
         }
     } else {
-        Vec::new()
+        (body, String::new())
     };
-    match method.as_str() {
-        "PUT" => return super::dav::put(shared, owner, comps, body).await,
-        "MKCOL" => return super::dav::mkcol(shared, owner, comps, &headers).await,
-        "DELETE" => return super::dav::delete(shared, owner, comps).await,
-        "COPY" => return super::dav::copy_move(shared, owner, comps, &headers, false).await,
-        "MOVE" => return super::dav::copy_move(shared, owner, comps, &headers, true).await,
-        _ => {}
+    if write && method != "UNLOCK" {
+        let submitted = match write_check(
+            &shared, &table, &owner, owner_key, &method, &comps, &headers,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let m = method.as_str();
+        let answer = match m {
+            "PUT" => super::dav::put(shared, owner, comps.clone(), body).await,
+            "MKCOL" => super::dav::mkcol(shared, owner, comps.clone(), &headers).await,
+            "DELETE" => super::dav::delete(shared, owner, comps.clone()).await,
+            "COPY" | "MOVE" => {
+                super::dav::copy_move(shared, owner, comps.clone(), &headers, m == "MOVE").await
+            }
+            "PROPPATCH" => super::props::proppatch(shared, owner, comps.clone(), text).await,
+            _ => {
+                let lock = super::dav::LockRequest {
+                    owner_key,
+                    submitted,
+                    body: text,
+                };
+                super::dav::lock(shared, table.clone(), owner, comps.clone(), &headers, lock).await
+            }
+        };
+        // Locks go with what was deleted or moved away.
+        if answer.status().is_success() && (m == "DELETE" || m == "MOVE") {
+            table.drop_under(&owner_key, &comps);
+        }
+        return answer;
     }
     match method.as_str() {
-        "GET" | "HEAD" => answer(shared, owner, path, query, headers).await,
+        "UNLOCK" => super::dav::unlock(&table, owner_key, &comps, &headers),
+        "GET" | "HEAD" => answer(shared, owner, comps, query, headers).await,
         "OPTIONS" => Response::builder()
-            .header("dav", "1")
+            .header("dav", "1, 2")
             .header(header::ALLOW, ALLOW)
             .header("ms-author-via", "DAV")
             .body(Body::empty())
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        "PROPFIND" => propfind(shared, owner, path, &headers).await,
+        "PROPFIND" => {
+            super::props::propfind(shared, table, owner, owner_key, path, &headers, text).await
+        }
         other => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -154,6 +250,47 @@ async fn dispatch(
             r
         }
     }
+}
+
+/// The `If` header and lock checks of a write (`locks::check`), on a blocking thread (they
+/// read the drive for ETags and existence). The tokens the request submitted.
+async fn write_check(
+    shared: &Arc<Shared>,
+    table: &Arc<LockTable>,
+    owner: &Cell,
+    owner_key: [u8; 32],
+    method: &Method,
+    comps: &[String],
+    headers: &HeaderMap,
+) -> Result<Vec<String>, Response> {
+    let dest = if *method == "COPY" || *method == "MOVE" {
+        Some(destination(headers)?)
+    } else {
+        None
+    };
+    let (s, t, o, m, c, h) = (
+        shared.clone(),
+        table.clone(),
+        owner.clone(),
+        method.to_string(),
+        comps.to_vec(),
+        headers.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let etag_of = |p: &[String]| -> Option<String> {
+            let (stat, _) = stat_at(&s, &o, p).ok()??;
+            Some(path_etag(&stat.hash))
+        };
+        let change = Change {
+            method: &m,
+            path: &c,
+            exists: etag_of(&c).is_some(),
+            destination: dest.as_deref(),
+        };
+        check(&t, &owner_key, &h, &change, &etag_of)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 /// The ability a method needs (gateway.md: `crud/read`, `crud/write`, `crud/delete`).
@@ -219,151 +356,13 @@ async fn owner_for(
     Ok(granted.unwrap_or(me))
 }
 
-/// One resource of a PROPFIND answer: its path and what it is (`None`: the drive list).
-type DavEntry = (Vec<String>, Option<(dlfs::Stat, String)>);
-
-/// `PROPFIND` (RFC 4918 §9.1): the resource and, at depth 1 (also asked for as `infinity`,
-/// which is answered as 1), its children, each with `resourcetype`, `displayname`,
-/// `getlastmodified`, `creationdate`, and for files `getcontentlength`, `getcontenttype` and
-/// `getetag`. The request body (which properties) is not read: all of them are sent.
-async fn propfind(shared: Arc<Shared>, owner: Cell, path: String, headers: &HeaderMap) -> Response {
-    let comps = match components(&path) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let depth1 = headers
-        .get("depth")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|d| d.trim() != "0");
-    let s = shared.clone();
-    let found = tokio::task::spawn_blocking(move || dav_entries(&s, &owner, &comps, depth1)).await;
-    let entries = match found {
-        Ok(Ok(e)) => e,
-        Ok(Err(r)) => return r,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let mut xml = String::from(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n",
-    );
-    for (comps, what) in &entries {
-        let collection = what
-            .as_ref()
-            .is_none_or(|(s, _)| s.kind == StatKind::Directory);
-        let mut href = href(comps);
-        if collection && !href.ends_with('/') {
-            href.push('/');
-        }
-        let name = comps.last().map_or("dlfs", String::as_str);
-        let _ = write!(
-            xml,
-            "<D:response><D:href>{}</D:href><D:propstat><D:prop>\
-             <D:displayname>{}</D:displayname>",
-            html_escape(&href),
-            html_escape(name)
-        );
-        if collection {
-            xml.push_str("<D:resourcetype><D:collection/></D:resourcetype>");
-        } else {
-            xml.push_str("<D:resourcetype/>");
-        }
-        if let Some((stat, media)) = what {
-            let _ = write!(
-                xml,
-                "<D:getlastmodified>{}</D:getlastmodified><D:creationdate>{}</D:creationdate>",
-                http_date(stat.utime),
-                iso_time(stat.utime)
-            );
-            if stat.kind == StatKind::File {
-                let _ = write!(
-                    xml,
-                    "<D:getcontentlength>{}</D:getcontentlength>\
-                     <D:getcontenttype>{}</D:getcontenttype><D:getetag>\"{}\"</D:getetag>",
-                    stat.size,
-                    html_escape(media),
-                    stat.hash.to_hex()
-                );
-            }
-        }
-        xml.push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n");
-    }
-    xml.push_str("</D:multistatus>\n");
-    Response::builder()
-        .status(StatusCode::MULTI_STATUS)
-        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-        .body(Body::from(xml))
-        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-fn dav_entries(
-    shared: &Shared,
-    owner: &Cell,
-    comps: &[String],
-    depth1: bool,
-) -> Result<Vec<DavEntry>, Response> {
-    let fail = |e: &dyn std::fmt::Display| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let r = shared.store.as_ref();
-    let stat_of = |comps: &[String]| -> Result<Option<(dlfs::Stat, String)>, Response> {
-        let drive = shared.node.drive(owner, &comps[0]).map_err(|e| fail(&e))?;
-        if drive.is_nil() {
-            return Ok(None);
-        }
-        let p = DrivePath::parse(&comps.join("/"))
-            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        match dlfs::stat(&drive, &p, r) {
-            Ok(s) => {
-                let media = media_type(&s.metadata, comps.last().map_or("", String::as_str), r);
-                Ok(Some((s, media)))
-            }
-            Err(dlfs::DlfsError::NotFound(_)) => Ok(None),
-            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.to_string())),
-        }
-    };
-    let mut out: Vec<DavEntry> = Vec::new();
-    if comps.is_empty() {
-        out.push((Vec::new(), None));
-        if depth1 {
-            for name in shared.node.drive_names(owner).map_err(|e| fail(&e))? {
-                let c = vec![name];
-                if let Some(st) = stat_of(&c)? {
-                    out.push((c, Some(st)));
-                }
-            }
-        }
-        return Ok(out);
-    }
-    let Some(me) = stat_of(comps)? else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no file or directory /dlfs/{}", comps.join("/")),
-        ));
-    };
-    let dir = me.0.kind == StatKind::Directory;
-    out.push((comps.to_vec(), Some(me)));
-    if dir && depth1 {
-        let drive = shared.node.drive(owner, &comps[0]).map_err(|e| fail(&e))?;
-        let p = DrivePath::parse(&comps.join("/"))
-            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        for (name, stat) in dlfs::ls_long(&drive, &p, r).map_err(|e| fail(&e))? {
-            let media = media_type(&stat.metadata, &name, r);
-            let mut c = comps.to_vec();
-            c.push(name);
-            out.push((c, Some((stat, media))));
-        }
-    }
-    Ok(out)
-}
-
 async fn answer(
     shared: Arc<Shared>,
     owner: Cell,
-    path: String,
+    comps: Vec<String>,
     query: HashMap<String, String>,
     headers: HeaderMap,
 ) -> Response {
-    let comps = match components(&path) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let s = shared.clone();
     let c = comps.clone();
     let found = tokio::task::spawn_blocking(move || find(&s, &owner, &c)).await;
@@ -426,53 +425,10 @@ fn find(shared: &Shared, owner: &Cell, comps: &[String]) -> Result<Found, Respon
             }
             let data = dlfs::read(&drive, &p, r).map_err(|e| fail(&e))?;
             let media = media_type(&stat.metadata, comps.last().map_or("", String::as_str), r);
-            let tag = format!("\"{}\"", stat.hash.to_hex());
+            let tag = path_etag(&stat.hash);
             Ok(Found::File { data, media, tag })
         }
     }
-}
-
-/// The media type from the metadata's `"content-type"` (or `:content-type`), else the name.
-fn media_type(meta: &Cell, name: &str, r: &dyn etch_formats::Resolver) -> String {
-    if meta.kind() == Kind::Map || meta.kind() == Kind::Index {
-        for key in [
-            Cell::string("content-type"),
-            Cell::keyword("content-type").unwrap_or_else(|_| Cell::nil()),
-        ] {
-            if let Ok(v) = value_at_path(meta, &[key], r) {
-                if let Ok(b) = etch_formats::value::blob_bytes(&v, r) {
-                    if v.kind() == Kind::String && !b.is_empty() && b.len() < 200 {
-                        return String::from_utf8_lossy(&b).into_owned();
-                    }
-                }
-            }
-        }
-    }
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    let t = match ext.as_deref() {
-        Some("txt" | "md" | "csv" | "log") => "text/plain; charset=utf-8",
-        Some("html" | "htm") => "text/html; charset=utf-8",
-        Some("css") => "text/css",
-        Some("js" | "mjs") => "text/javascript",
-        Some("json") => "application/json",
-        Some("xml") => "application/xml",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("gif") => "image/gif",
-        Some("webp") => "image/webp",
-        Some("pdf") => "application/pdf",
-        Some("mp4" | "m4v") => "video/mp4",
-        Some("webm") => "video/webm",
-        Some("mp3") => "audio/mpeg",
-        Some("ogg" | "oga") => "audio/ogg",
-        Some("wav") => "audio/wav",
-        Some("wasm") => "application/wasm",
-        Some("zip") => "application/zip",
-        Some("gz") => "application/gzip",
-        _ => "application/octet-stream",
-    };
-    t.to_string()
 }
 
 /// A file's bytes: path-addressed, so revalidated (`no-cache`) against the file node's ID (the

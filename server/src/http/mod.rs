@@ -11,9 +11,12 @@ mod auth;
 mod content;
 mod dav;
 mod drive;
+mod locks;
 pub mod mcp;
 mod path;
+mod props;
 mod status;
+mod xml;
 
 use crate::metrics::Metrics;
 use crate::shared::Shared;
@@ -52,6 +55,7 @@ fn router(shared: Arc<Shared>, loopback: bool) -> Router {
         .route("/dlfs/{*path}", any(drive::path))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
+        .layer(axum::Extension(Arc::new(locks::LockTable::default())))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), count))
         .with_state(shared)
