@@ -335,7 +335,13 @@ mod tests {
         assert_eq!(ok(&sub, &bob, "/dlfs/docs/public/x", CRUD_READ), None);
         // Expired.
         assert_eq!(
-            delegated_owner(&[root.clone()], &bob, "/dlfs/docs", CRUD_READ, 100),
+            delegated_owner(
+                std::slice::from_ref(&root),
+                &bob,
+                "/dlfs/docs",
+                CRUD_READ,
+                100
+            ),
             None
         );
         // A broken link: Bob's parent addressed to Carol, not Bob.

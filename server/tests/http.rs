@@ -290,11 +290,11 @@ async fn drives_by_path_list_and_serve_files() {
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     let html = String::from_utf8(a.body).unwrap();
     assert!(
-        html.contains("<a href=\"/dlfs/home/a%20b.txt\">a b.txt</a></td><td>5</td>"),
+        html.contains("<a href=\"/dlfs/home/a%20b.txt\">a b.txt</a></td><td class=\"n\">5 B</td>"),
         "{html}"
     );
     assert!(
-        html.contains("<a href=\"/dlfs/home/docs\">docs/</a></td><td>1 entries</td>"),
+        html.contains("<a href=\"/dlfs/home/docs\">docs/</a></td><td class=\"n\">1 entries</td>"),
         "{html}"
     );
     let a = request(
@@ -696,7 +696,7 @@ async fn ucan_delegation_matrix() {
         &format!("{node}/dlfs/t"),
         "crud/read",
         later,
-        &[read.clone()],
+        std::slice::from_ref(&read),
     );
     assert_eq!(get(9, wide).await.status, 200, "a valid two-link chain");
     let stray = ucan(

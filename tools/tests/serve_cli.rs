@@ -602,3 +602,94 @@ fn mcp_tools_answer_the_python_sdk() {
     mcp_client(&python, &home, &["http", &url, token.out.trim()]);
     assert_eq!(sigterm(child), Some(0), "a clean stop");
 }
+
+/// A headless browser (Debian's Chromium) renders a drive's HTML listing from `etch serve
+/// --http`: its DOM holds every file name as a link, and a screenshot lands in
+/// `target/test-output/drive-listing.png` for people to look at.
+#[test]
+fn chromium_renders_a_drive_listing() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(chromium) = chromium else {
+        eprintln!("no Chromium (apt-get install chromium): skipping the listing screenshot test");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, store) = (tmp.path().join("home"), tmp.path().join("s"));
+    let host = tmp.path().join("photos");
+    std::fs::create_dir_all(host.join("2026")).expect("mkdir");
+    let names = ["beach.jpg", "notes (draft).txt", "ünïcode.md"];
+    for n in names {
+        std::fs::write(host.join(n), n.as_bytes()).expect("write");
+    }
+    let s = store.to_str().expect("utf-8");
+    assert_eq!(
+        etch(&home, &["drive", "mkdrive", "pics", "--store", s]).code,
+        0
+    );
+    let r = etch(
+        &home,
+        &[
+            "drive",
+            "import",
+            host.to_str().expect("utf-8"),
+            "pics",
+            "--store",
+            s,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let (child, http) = serve_with_http(&home, &store);
+    let url = format!("http://{http}/dlfs/pics/");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-output");
+    std::fs::create_dir_all(&out_dir).expect("output folder");
+    let shot = out_dir.join("drive-listing.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tmp.path().join("chromium-profile");
+    let browser = |extra: &[&str]| {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+            ])
+            .args(["--no-first-run", "--disable-background-networking"])
+            .args(["--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium")
+    };
+    let dom = String::from_utf8_lossy(&browser(&["--dump-dom"]).stdout).into_owned();
+    for n in names.iter().chain(&["2026/"]) {
+        let shown = n.replace('&', "&amp;");
+        assert!(
+            dom.contains(&format!(">{shown}</a>")),
+            "{n} not in the rendered DOM:\n{dom}"
+        );
+    }
+    let o = browser(&[
+        "--window-size=900,500",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 2000,
+        "a PNG image"
+    );
+    eprintln!("screenshot of {url}: {}", shot.display());
+    assert_eq!(sigterm(child), Some(0), "a clean stop");
+}

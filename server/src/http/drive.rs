@@ -454,6 +454,27 @@ fn file(
     bytes_answer(shared, data, &media, headers, &base)
 }
 
+/// The listing's look: readable in any browser, no scripts, nothing fetched.
+const LISTING_CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+    h1{font-size:1.4em;font-weight:600}table{border-collapse:collapse}\
+    th,td{padding:.3em 1.2em .3em 0;text-align:left}th{border-bottom:1px solid #ccc}\
+    .n{text-align:right}a{text-decoration:none;color:#0645ad}tr:hover td{background:#f4f6fa}";
+
+/// A file size for people: bytes below 1 KiB, else KiB, MiB or GiB with one decimal.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 /// A directory (or the drive list) as HTML or JSON.
 fn listing(
     comps: &[String],
@@ -483,8 +504,10 @@ fn listing(
     }
     let title = html_escape(&format!("/dlfs/{}", comps.join("/")));
     let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n<table>\n<tr><th>name</th><th>size</th><th>modified (UTC)</th></tr>\n"
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n\
+         <meta name=\"viewport\" content=\"width=device-width\"><style>{LISTING_CSS}</style>\
+         </head>\n<body><h1>{title}</h1>\n<table>\n\
+         <tr><th>name</th><th class=\"n\">size</th><th>modified (UTC)</th></tr>\n"
     );
     if !comps.is_empty() {
         let up = href(&comps[..comps.len() - 1]);
@@ -499,13 +522,13 @@ fn listing(
         let dir = stat.as_ref().is_none_or(|s| s.kind == StatKind::Directory);
         let shown = html_escape(name) + if dir { "/" } else { "" };
         let (size, time) = match stat {
-            Some(s) if s.kind == StatKind::File => (s.size.to_string(), iso_time(s.utime)),
+            Some(s) if s.kind == StatKind::File => (size_text(s.size), iso_time(s.utime)),
             Some(s) => (format!("{} entries", s.size), iso_time(s.utime)),
             None => (String::new(), String::new()),
         };
         let _ = writeln!(
             html,
-            "<tr><td><a href=\"{}\">{shown}</a></td><td>{size}</td><td>{time}</td></tr>",
+            "<tr><td><a href=\"{}\">{shown}</a></td><td class=\"n\">{size}</td><td>{time}</td></tr>",
             href(&path)
         );
     }
