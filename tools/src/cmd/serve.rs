@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Threads that run store work at once (tokio's blocking pool; its default is 512).
+const BLOCKING_THREADS_MAX: usize = 64;
+
 /// Arguments of `etch serve`.
 #[derive(clap::Args)]
 #[command(
@@ -172,8 +175,12 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         },
         ..Config::default()
     };
+    // Store reads and writes run on blocking threads; a bounded pool keeps a burst of
+    // requests from growing hundreds of threads (and malloc arenas with them): past it, work
+    // queues (measured in benches/RESULTS.md, "100 clients reading ranges").
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
         .build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&args.listen).await {
