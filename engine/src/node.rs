@@ -85,6 +85,8 @@ pub struct LocalNode {
     root: Mutex<Cell>,
     signing_key: Option<SigningKey>,
     clock: Clock,
+    /// Roots committed since the node opened.
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -116,6 +118,7 @@ impl LocalNode {
             root: Mutex::new(root),
             signing_key,
             clock: Arc::new(wall_clock_ms),
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -172,6 +175,19 @@ impl LocalNode {
         }
     }
 
+    /// Makes `value` the store's durable root (one commit), counted in [`LocalNode::commits`].
+    fn commit_root(&self, value: &Cell) -> Result<(), StoreError> {
+        self.store.set_root(value)?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Roots this node committed since it opened (merges, drive writes, stored values).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Merges `value` into the root at `path` by the root lattice, commits, and returns the
     /// new root. Nothing is written when the merge changes nothing.
     pub fn merge(&self, path: &[Cell], value: &Cell) -> Result<Cell, NodeError> {
@@ -182,7 +198,7 @@ impl LocalNode {
         let ctx = self.merge_context();
         let merged = merge_at_path(&self.lattice, &ctx, &root, path, value, self.store.as_ref())?;
         if merged != *root {
-            self.store.set_root(&merged)?;
+            self.commit_root(&merged)?;
             *root = merged.clone();
         }
         Ok(merged)
@@ -215,7 +231,7 @@ impl LocalNode {
             return Err(NodeError::InvalidRoot);
         }
         let mut root = self.lock();
-        self.store.set_root(value)?;
+        self.commit_root(value)?;
         *root = value.clone();
         Ok(())
     }
@@ -332,7 +348,7 @@ impl LocalNode {
             }],
             r,
         )?;
-        self.store.set_root(&new_root)?;
+        self.commit_root(&new_root)?;
         *root = new_root;
         Ok(new_drive)
     }

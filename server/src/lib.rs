@@ -78,6 +78,8 @@ impl Server {
             shutdown,
             cancel: std::sync::atomic::AtomicBool::new(false),
             root: watch::channel(root).0,
+            http_latency: metrics::Histogram::default(),
+            peer_synced: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let watcher = shared.clone();
         tokio::task::spawn_blocking(move || watch_root(watcher));

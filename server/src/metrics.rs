@@ -1,4 +1,5 @@
-//! Counters of a node, dumped in the STATUS answer under `:metrics`.
+//! Counters of a node, dumped in the STATUS answer under `:metrics` and on `/metrics`, and the
+//! HTTP latency histogram (`/metrics` only).
 
 use etch_formats::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,7 @@ counters! {
     http_errors: "HTTP requests answered with a 4xx or 5xx status.",
     http_refused: "HTTP connections closed at once: the HTTP connection limit was reached.",
     http_timeouts: "HTTP connections closed for sending no request (first byte) in time.",
+    http_bytes_out: "HTTP response body bytes announced (Content-Length; streamed bodies without one are not counted).",
 }
 
 /// The counters that are gauges (they go down as well as up).
@@ -92,5 +94,52 @@ impl Metrics {
                 })
                 .collect(),
         )
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram's buckets (the last, `+Inf`, is implied).
+pub const LATENCY_BUCKETS_S: [f64; 11] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+/// A latency histogram in the Prometheus sense: cumulative buckets, a sum and a count.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`LATENCY_BUCKETS_S`] (not cumulative here).
+    buckets: [AtomicU64; 11],
+    /// Observations above the last bound.
+    over: AtomicU64,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        match LATENCY_BUCKETS_S.iter().position(|b| s <= *b) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The histogram in the Prometheus text format, as metric `name` with `help`.
+    pub fn prometheus(&self, name: &str, help: &str) -> String {
+        use std::fmt::Write;
+        let mut out = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
+        let mut total = 0u64;
+        for (b, n) in LATENCY_BUCKETS_S.iter().zip(&self.buckets) {
+            total += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {total}");
+        }
+        total += self.over.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+        out
     }
 }

@@ -100,7 +100,11 @@ async fn run(shared: &Arc<Shared>, conn: &Arc<Conn>, peer: &PeerSpec) {
         }
         if Instant::now() >= next_sync {
             match pull(shared, conn).await {
-                Ok(()) => Metrics::inc(&shared.metrics.pulls),
+                Ok(()) => {
+                    Metrics::inc(&shared.metrics.pulls);
+                    lock(&shared.peer_synced)
+                        .insert(peer.address.clone(), etch_engine::node::wall_clock_ms());
+                }
                 Err(e) => tracing::info!(peer = %peer.address, error = %e, "pull failed"),
             }
             next_sync = Instant::now() + shared.config.sync_interval;

@@ -181,6 +181,10 @@ pub(crate) struct Shared {
     /// The committed root, for async code: reading `LocalNode::root_value` takes the commit
     /// lock, which a commit holds across its fsync, and must not stall a runtime thread.
     pub root: watch::Sender<etch_formats::Cell>,
+    /// Time from an HTTP request to its answer's headers.
+    pub http_latency: crate::metrics::Histogram,
+    /// When each configured peer (by address) last completed a pull: ms since the epoch.
+    pub peer_synced: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Shared {

@@ -165,6 +165,25 @@ async fn three_nodes_converge_and_a_restarted_node_catches_up() {
     write_at(restarted, "zeta");
     converged(&refs, Duration::from_secs(20)).await;
     assert!(read_drive_of(servers[0].as_ref().expect("up"), 3, "zeta").starts_with("0x"));
+    // /metrics gives each configured peer's replication lag: both pulled from recently.
+    let first = servers[0].as_mut().expect("up");
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http = l.local_addr().expect("addr");
+    first.serve_http(l);
+    let metrics = http_get(http, "/metrics").await;
+    let lags: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("etch_replication_lag_seconds{peer="))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .expect("value")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    assert_eq!(lags.len(), 2, "{metrics}");
+    assert!(lags.iter().all(|s| *s < 30.0), "{metrics}");
     for s in servers.into_iter().flatten() {
         s.shutdown(Duration::from_secs(10)).await;
     }
@@ -300,4 +319,17 @@ async fn missing_cells_come_from_a_peer_when_the_sender_is_silent() {
     assert!(a.node().store().contains(x.id()).expect("contains"));
     a.shutdown(Duration::from_secs(5)).await;
     b.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The body of `GET path` from an HTTP door at `addr`.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    raw.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }

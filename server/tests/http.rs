@@ -249,6 +249,19 @@ async fn content_reads_status_and_metrics() {
     // The 18 requests before this one (it is counted once answered).
     assert_eq!(count("http_requests"), 18, "{text}");
     assert_eq!(count("http_errors"), 6, "{text}");
+    assert!(count("http_bytes_out") > 0, "{text}");
+    // The latency histogram: every earlier request observed once, buckets cumulative.
+    assert!(text.contains("# TYPE etch_http_request_duration_seconds histogram\n"));
+    assert_eq!(count("http_request_duration_seconds_count"), 18, "{text}");
+    assert_eq!(
+        count("http_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        18,
+        "{text}"
+    );
+    assert!(
+        count("commits") >= 1,
+        "the values stored above were committed: {text}"
+    );
     server.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -84,8 +84,17 @@ async fn count(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    shared.http_latency.observe(started.elapsed());
     Metrics::inc(&shared.metrics.http_requests);
+    if let Some(n) = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        Metrics::add(&shared.metrics.http_bytes_out, n);
+    }
     if response.status().is_client_error() || response.status().is_server_error() {
         Metrics::inc(&shared.metrics.http_errors);
     }

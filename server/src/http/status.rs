@@ -1,5 +1,6 @@
 //! The operator endpoints: `GET /status` (JSON: root, store figures, key, peers, connections)
-//! and `GET /metrics` (the node's counters in the Prometheus text format, version 0.0.4).
+//! and `GET /metrics` (the node's counters, the HTTP latency histogram, commits and replication
+//! lag per peer, in the Prometheus text format, version 0.0.4).
 
 use super::error;
 use crate::metrics::{Metrics, GAUGES};
@@ -62,6 +63,38 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let _ = writeln!(out, "# HELP etch_{name} {}", help.get(name).unwrap_or(&""));
         let _ = writeln!(out, "# TYPE etch_{name} {kind}");
         let _ = writeln!(out, "etch_{name} {value}");
+    }
+    out.push_str(&shared.http_latency.prometheus(
+        "etch_http_request_duration_seconds",
+        "Time from an HTTP request to its answer's headers.",
+    ));
+    let _ = writeln!(
+        out,
+        "# HELP etch_commits Roots committed to the store since the node started.\n\
+         # TYPE etch_commits counter\netch_commits {}",
+        shared.node.commits()
+    );
+    // Replication lag: seconds since each configured peer last completed a pull (+Inf: never).
+    let _ = writeln!(
+        out,
+        "# HELP etch_replication_lag_seconds Seconds since the last completed pull from each \
+         configured peer (+Inf: none yet).\n# TYPE etch_replication_lag_seconds gauge"
+    );
+    let now = etch_engine::node::wall_clock_ms();
+    let synced = shared
+        .peer_synced
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    for p in &shared.config.peers {
+        let lag = synced.get(&p.address).map_or("+Inf".to_string(), |t| {
+            format!("{}", (now - t).max(0) as f64 / 1000.0)
+        });
+        let _ = writeln!(
+            out,
+            "etch_replication_lag_seconds{{peer=\"{}\"}} {lag}",
+            p.address.replace('\\', "\\\\").replace('"', "\\\"")
+        );
     }
     (
         [(
