@@ -30,6 +30,7 @@ pub(super) async fn status(State(shared): State<Arc<Shared>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "root": shared.committed_root().id().to_hex(),
         "key": shared.public_key().map(hex::encode),
+        "did": shared.public_key().map(|k| etch_engine::lattice::did_key(&k)),
         "store": {
             "cells": stats.cells,
             "encoding_bytes": stats.encoding_bytes,

@@ -41,18 +41,23 @@ Rights: QUERY clients may read, `store` and `merge!` (not with --read-only-clien
 whose query needs admin rights (set-root!, DLFS writes) is challenged, and if it proves the node's \
 own key or one given with --admin, the query runs with admin rights. A `def` lasts for its own \
 QUERY only.\n\n\
-With --http HOST:PORT the node also answers HTTP on the same store (read-only so far): \
+With --http HOST:PORT the node also answers HTTP on the same store: \
 GET /v/{value-id} prints a value (?format=json gives JSON as Convex writes it, ?format=cad3 its \
-CAD3 bytes), GET /blob/{value-id} \
-streams a Blob or String as raw bytes with Range, ETag = the Value ID and immutable caching, \
-GET /dlfs/{drive}/{path} reads the node's own drives (a folder as an HTML listing, or JSON with \
-?format=json; a file as bytes with Range; WebDAV OPTIONS and PROPFIND, and PUT, MKCOL, DELETE, \
-COPY and MOVE, so rclone or a file manager can sync them; writes are taken without a token only \
-when --http binds a loopback address or with --anonymous-writes, else 401; an EdDSA JWT bearer \
-token naming a did:key, for audience the node's did:key, selects that identity's drives, and may \
-write when it is the node's own key), \
-GET /status answers JSON (root, store figures, key, peers) and GET /metrics the counters in the \
-Prometheus text format. It then also prints `http on ADDR`.\n\n\
+CAD3 bytes); GET /blob/{value-id} streams a Blob or String as raw bytes with Range, ETag = the \
+Value ID and immutable caching; /dlfs/{drive}/{path} serves drives: a folder as an HTML listing \
+(JSON with ?format=json), a file as bytes with Range, and WebDAV class 1 and 2 (PROPFIND, \
+PROPPATCH with dead properties kept in the file's metadata, PUT, MKCOL, DELETE, COPY, MOVE, LOCK, \
+UNLOCK), so rclone, davfs2 or a file manager can mount and sync them; POST /mcp serves the MCP \
+tools (as `etch mcp` does over stdio) over streamable HTTP; GET /status answers JSON (root, store \
+figures, key and did, peers) and GET /metrics the counters, latencies, commits and replication \
+lag in the Prometheus text format. It then also prints `http on ADDR`.\n\n\
+Who may write over HTTP: without a token, only when --http binds a loopback address or with \
+--anonymous-writes (else 401). A bearer token (`Authorization: Bearer JWT`, an EdDSA JWT naming a \
+did:key, audience this node's did: `etch key token --aud DID`) selects that identity's drives; a \
+token that is present but invalid (expired, wrong audience, bad signature) is 401 on every \
+request. The node signs only its own drives: another identity reads its namespace and may write \
+the node's drives only through a UCAN grant from the node's key (`etch key grant`, sent in a \
+`ucans` header or MCP argument).\n\n\
 Prints `listening on ADDR` on stdout once ready; logs go to stderr (--log error|warn|info|debug|trace \
 or a tracing filter). SIGINT or SIGTERM stops it gracefully: connections get GOODBYE, running \
 commits finish, the store is closed."
@@ -70,8 +75,8 @@ pub struct ServeArgs {
     /// The node key file (32-byte seed); default: node.key in the Etch directory.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// Also serve HTTP here (content reads, drives over WebDAV, /status, /metrics); off
-    /// unless given.
+    /// Also serve HTTP here (content reads, drives over WebDAV, MCP at /mcp, /status,
+    /// /metrics); off unless given.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
     /// Let HTTP clients without a token write the node's own drives (always so when --http
