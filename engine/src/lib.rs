@@ -9,5 +9,6 @@
 pub mod dlfs;
 pub mod lattice;
 pub mod node;
+pub mod pins;
 pub mod query;
 pub mod store;

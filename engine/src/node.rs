@@ -353,6 +353,44 @@ impl LocalNode {
         Ok(new_drive)
     }
 
+    /// Pins `value` (crate::pins) under its ID with `label`; `source` says what was pinned (`id`
+    /// or a drive location). Pinning it again replaces the label. Commits; returns the ID.
+    pub fn pin(&self, value: &Cell, label: &str, source: &str) -> Result<ValueId, NodeError> {
+        if label.len() > crate::pins::LABEL_BYTES_MAX {
+            return Err(NodeError::Argument(format!(
+                "a pin label has at most {} bytes",
+                crate::pins::LABEL_BYTES_MAX
+            )));
+        }
+        let mut root = self.lock();
+        if root.kind() != Kind::Index {
+            return Err(NodeError::RootNotLattice(root.kind().name()));
+        }
+        let id = *value.id();
+        let record = crate::pins::record(value, label, source, self.now());
+        let new_root = crate::pins::with_pin(&root, &id, Some(record), self.store.as_ref())?;
+        if new_root != *root {
+            self.commit_root(&new_root)?;
+            *root = new_root;
+        }
+        Ok(id)
+    }
+
+    /// Removes the pin of `id`; whether there was one. Commits when there was.
+    pub fn unpin(&self, id: &ValueId) -> Result<bool, NodeError> {
+        let mut root = self.lock();
+        if root.kind() != Kind::Index {
+            return Ok(false);
+        }
+        let new_root = crate::pins::with_pin(&root, id, None, self.store.as_ref())?;
+        if new_root == *root {
+            return Ok(false);
+        }
+        self.commit_root(&new_root)?;
+        *root = new_root;
+        Ok(true)
+    }
+
     /// The NodeInfo this node publishes (lattice.md §8.1).
     fn node_info(timestamp: i64, transports: &[String]) -> Cell {
         Cell::map(vec![
@@ -439,6 +477,14 @@ impl QueryNode for LocalNode {
         edit: &mut DriveEdit<'_>,
     ) -> Result<Cell, EvalError> {
         Ok(self.write_drive(owner, drive, |cur, now, r| edit(cur, now, r))?)
+    }
+
+    fn pin(&self, value: &Cell, label: &str, source: &str) -> Result<ValueId, EvalError> {
+        Ok(LocalNode::pin(self, value, label, source)?)
+    }
+
+    fn unpin(&self, id: &ValueId) -> Result<bool, EvalError> {
+        Ok(LocalNode::unpin(self, id)?)
     }
 }
 

@@ -342,29 +342,36 @@ fn path_of(v: Option<Cell>, single_key_ok: bool) -> Option<Vec<Cell>> {
     }
 }
 
-/// The root as served to others: without `:local`, which holds this node's own settings and
-/// is not propagated (lattice.md §4, §8.2).
+/// The root keys served to others: the propagated lattice regions (lattice.md §4). Not
+/// `:local` (this node's own settings, not propagated, §8.2) nor `:pins` (this node's pin set,
+/// `etch_engine::pins`), nor anything else a `set-root!` may have put there.
+const SERVED_KEYS: [&str; 3] = ["data", "fs", "p2p"];
+
+/// The root as served to others: only its [`SERVED_KEYS`].
 pub(crate) fn served_root(root: &Cell, r: &dyn etch_formats::Resolver) -> Cell {
     if root.kind() != Kind::Index {
         return root.clone();
     }
-    let local = kw("local");
-    match value_at_path(root, std::slice::from_ref(&local), r) {
-        Ok(v) if v.is_nil() => return root.clone(),
-        Err(_) => return root.clone(),
-        Ok(_) => {}
-    }
+    let served = |k: &Cell| {
+        k.kind() == Kind::Keyword
+            && SERVED_KEYS
+                .iter()
+                .any(|s| k.name_bytes() == Some(s.as_bytes()))
+    };
     let mut entries = Vec::new();
+    let mut dropped = false;
     let walked = etch_formats::value::for_each_index_entry(root, r, &mut |k, v| {
-        if k != local {
+        if served(&k) {
             entries.push((k, v));
+        } else {
+            dropped = true;
         }
         Ok(())
     });
-    match walked.ok().and_then(|()| Cell::index(entries).ok()) {
-        Some(c) => c,
-        None => root.clone(),
+    if walked.is_err() || !dropped {
+        return root.clone();
     }
+    Cell::index(entries).unwrap_or_else(|_| root.clone())
 }
 
 /// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to the

@@ -184,6 +184,25 @@ async fn three_nodes_converge_and_a_restarted_node_catches_up() {
         .collect();
     assert_eq!(lags.len(), 2, "{metrics}");
     assert!(lags.iter().all(|s| *s < 30.0), "{metrics}");
+    // Pins are the node's own: node 0's pin set is never replicated, while its new drive is.
+    let first = servers[0].as_ref().expect("up");
+    admin_eval(first.node(), "(pin \"alpha/file.txt\" \"mine\")");
+    write_at(first, "eta");
+    let second = servers[1].as_ref().expect("up");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let drives_of_0 = format!("(drives 0x{})", hex::encode(public(1)));
+    while !text(&admin_eval(second.node(), &drives_of_0)).contains("\"eta\"") {
+        assert!(tokio::time::Instant::now() < deadline, "eta never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let keys = |s: &Server| text(&admin_eval(s.node(), "(keys (root))"));
+    assert!(keys(first).contains(":pins"), "{}", keys(first));
+    assert!(!keys(second).contains(":pins"), "{}", keys(second));
+    assert_eq!(
+        text(&admin_eval(first.node(), "(count (pins))")),
+        "1",
+        "the pin is listed"
+    );
     for s in servers.into_iter().flatten() {
         s.shutdown(Duration::from_secs(10)).await;
     }

@@ -44,6 +44,8 @@ enum Command {
         about = "Run a lattice node on a store: the Convex peer protocol over TCP, replication with peers."
     )]
     Serve(cmd::serve::ServeArgs),
+    #[command(about = "Pin values a node keeps (by ID, drive path or dlfs: URI): add, rm, ls.")]
+    Pin(cmd::pin::PinArgs),
     #[command(
         about = "Serve the MCP tools (drives, queries, values) to an AI agent over stdin/stdout."
     )]
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
+        Command::Pin(args) => cmd::pin::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),

@@ -84,6 +84,12 @@ impl Drop for Served {
 /// `etch serve --http 127.0.0.1:0` on `store`: the process and the HTTP address it printed on
 /// its second line (after `listening on ADDR`).
 fn serve_with_http(home: &Path, store: &Path) -> (Child, String) {
+    let (child, http, _) = serve_both(home, store);
+    (child, http)
+}
+
+/// `etch serve --http` on `store`: the process, the HTTP address and the peer-protocol address.
+fn serve_both(home: &Path, store: &Path) -> (Child, String, String) {
     let mut child = Command::new(ETCH)
         .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .args(["--log", "warn", "--store"])
@@ -101,7 +107,8 @@ fn serve_with_http(home: &Path, store: &Path) -> (Child, String) {
         .strip_prefix("http on ")
         .expect("http on ADDR")
         .to_string();
-    (child, http)
+    let peer = first.trim_start_matches("listening on ").to_string();
+    (child, http, peer)
 }
 
 /// SIGTERM to `child`; its exit code.
@@ -575,9 +582,10 @@ fn mcp_client(python: &str, home: &Path, args: &[&str]) {
     );
 }
 
-/// The official Python MCP SDK drives `etch mcp --store` over stdio and `/mcp` of `etch serve
-/// --http` (anonymous on loopback, then with the node key's bearer token): initialize, list the
-/// tools, make a drive, write, list, read back, query, fetch, store, delete.
+/// The official Python MCP SDK drives `etch mcp --store` over stdio, `/mcp` of `etch serve
+/// --http` (anonymous on loopback, then with the node key's bearer token) and `etch mcp
+/// --connect` over stdio: initialize, list the tools, make a drive, write, list, read back,
+/// query, fetch, store, delete.
 #[test]
 fn mcp_tools_answer_the_python_sdk() {
     let Some(python) = python_with_mcp() else {
@@ -587,9 +595,12 @@ fn mcp_tools_answer_the_python_sdk() {
     let (home, store) = (tmp.path().join("home"), tmp.path().join("s"));
     let store_arg = store.to_str().expect("utf-8");
     mcp_client(&python, &home, &["stdio", ETCH, store_arg]);
-    let (child, http) = serve_with_http(&home, &store);
+    let (child, http, peer) = serve_both(&home, &store);
     let url = format!("http://{http}/mcp");
     mcp_client(&python, &home, &["http", &url]);
+    // `etch mcp --connect`: the same tools over stdio, each a QUERY to the running node (admin
+    // rights: this Etch directory holds the node's key).
+    mcp_client(&python, &home, &["stdio-connect", ETCH, &peer]);
     let did = etch(&home, &["key", "show"]);
     let node_did = did
         .out

@@ -28,9 +28,10 @@ pub enum MergeError {
 }
 
 /// The value stored under `id`: its record in the store (`r`), or else the entry of the
-/// root's `:data` Index under that key (lattice.md §5). A value small enough to embed is kept
-/// only inside `:data`, never as a record of its own, so both places must be looked at; the
-/// query `fetch`, `etch get` and recovery share this one lookup. `None` when neither has it.
+/// root's `:data` Index under that key (lattice.md §5), or else the node's pin of it (`:pins`,
+/// `crate::pins`). A value small enough to embed has no record of its own, only its place in
+/// `:data` or a pin, so every place must be looked at; the query `fetch`, `etch get` and
+/// recovery share this one lookup. `None` when none has it.
 pub fn stored_value(
     root: &Cell,
     id: &etch_formats::ValueId,
@@ -42,8 +43,14 @@ pub fn stored_value(
     if root.kind() != Kind::Index {
         return Ok(None);
     }
-    let data = Cell::keyword("data").map_err(|e| ResolveError::Store(e.to_string()))?;
-    let v = value_at_path(root, &[data, Cell::blob(id.as_bytes())], r)?;
+    let key = |k: &str| Cell::keyword(k).map_err(|e| ResolveError::Store(e.to_string()));
+    let v = value_at_path(root, &[key("data")?, Cell::blob(id.as_bytes())], r)?;
+    if !v.is_nil() && v.id() == id {
+        return Ok(Some(v));
+    }
+    // A pinned value (`crate::pins`): the record under `:pins` holds it.
+    let path = [key("pins")?, Cell::blob(id.as_bytes()), key("value")?];
+    let v = value_at_path(root, &path, r)?;
     Ok((!v.is_nil() && v.id() == id).then_some(v))
 }
 

@@ -16,7 +16,7 @@ use etch_formats::{Cell, Kind};
 const BAD_OWNER: &str = "Owner must be a 32-byte key Blob, an Address or a DID String";
 
 /// Checks an explicit owner (`:ARGUMENT` otherwise).
-fn owner_arg(c: &Cell) -> Res<Cell> {
+pub(super) fn owner_arg(c: &Cell) -> Res<Cell> {
     if dlfs::is_valid_owner(c) {
         Ok(c.clone())
     } else {
@@ -39,7 +39,7 @@ fn default_owner(ev: &Evaluator, name: &str) -> Res<Cell> {
 }
 
 /// The text of a String cell (any size).
-fn text_of(ev: &Evaluator, c: &Cell) -> Res<String> {
+pub(super) fn text_of(ev: &Evaluator, c: &Cell) -> Res<String> {
     Ok(String::from_utf8_lossy(&blob_bytes(c, ev.resolver())?).into_owned())
 }
 
@@ -69,13 +69,18 @@ fn location_text(ev: &mut Evaluator, args: &[Value], p: usize, name: &str) -> Re
 }
 
 /// A parsed location argument.
-fn location(ev: &mut Evaluator, args: &[Value], p: usize, name: &str) -> Res<(Cell, DrivePath)> {
+pub(super) fn location(
+    ev: &mut Evaluator,
+    args: &[Value],
+    p: usize,
+    name: &str,
+) -> Res<(Cell, DrivePath)> {
     let (owner, text) = location_text(ev, args, p, name)?;
     Ok((owner, DrivePath::parse(&text)?))
 }
 
 /// The drive a location is in, from the committed root.
-fn drive_of(ev: &mut Evaluator, name: &str, owner: &Cell, p: &DrivePath) -> Res<Cell> {
+pub(super) fn drive_of(ev: &mut Evaluator, name: &str, owner: &Cell, p: &DrivePath) -> Res<Cell> {
     let root = ev.node(name)?.root()?;
     ev.step(1 + p.path.len() as u64)?;
     Ok(dlfs::drive(&root, owner, &p.drive, ev.resolver())?)

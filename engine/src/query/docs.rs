@@ -401,6 +401,19 @@ pub const DOCS: &[Doc] = &[
         Dlfs,
     ),
     d(
+        "pin",
+        "target [label]",
+        "keeps a value here whatever else the node drops: a Value ID, a drive location or dlfs: URI (its current state); admin; commits; the pinned ID",
+        Dlfs,
+    ),
+    d(
+        "unpin",
+        "id",
+        "drops the pin of a Value ID; admin; commits; whether there was one",
+        Dlfs,
+    ),
+    d("pins", "", "the node's pins: [{:id :label :source :time} ...]", Dlfs),
+    d(
         "rmdrive",
         "name",
         "deletes a whole drive (a tombstone that replicates), commits; the tombstone's hash",

@@ -9,6 +9,7 @@
 mod core;
 mod dlfs;
 mod docs;
+mod pins;
 
 pub use docs::{doc, Doc, Group, DOCS};
 
@@ -200,6 +201,10 @@ pub trait QueryNode: Sync {
         drive: &str,
         edit: &mut DriveEdit<'_>,
     ) -> Result<Cell, EvalError>;
+    /// `(pin …)`: keeps `value` on this node under its ID (`crate::pins`), commits.
+    fn pin(&self, value: &Cell, label: &str, source: &str) -> Result<ValueId, EvalError>;
+    /// `(unpin id)`: drops the pin of `id`, commits; whether there was one.
+    fn unpin(&self, id: &ValueId) -> Result<bool, EvalError>;
 }
 
 /// The edit of a drive write (see [`QueryNode::edit_drive`]).

@@ -103,6 +103,17 @@ struct Session {
     may_write: bool,
 }
 
+impl Session {
+    /// The rights of the caller's writes: admin (the node signs) or reads only.
+    fn write_rights(&self) -> Rights {
+        if self.may_write {
+            Rights::Admin
+        } else {
+            Tools::read_rights()
+        }
+    }
+}
+
 /// How HTTP callers are told apart (the node's door policy).
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
@@ -307,11 +318,7 @@ impl Tools {
     ) -> Result<Access, String> {
         let own = Access {
             owner: s.owner,
-            rights: if s.may_write {
-                Rights::Admin
-            } else {
-                Self::read_rights()
-            },
+            rights: s.write_rights(),
         };
         let ucans: Vec<String> = args
             .get("ucans")
@@ -370,12 +377,10 @@ impl Tools {
                 if self.drive_names(s.owner)?.contains(&n) {
                     return Err(format!("Drive already exists: {n}"));
                 }
-                let rights = if s.may_write {
-                    Rights::Admin
-                } else {
-                    Self::read_rights()
-                };
-                self.eval(call("mkdrive", vec![location(s.owner, &n, "")]), rights)?;
+                self.eval(
+                    call("mkdrive", vec![location(s.owner, &n, "")]),
+                    s.write_rights(),
+                )?;
                 Ok(json!({"created": true, "name": n}))
             }
             "dlfs_delete_drive" => {
@@ -383,12 +388,10 @@ impl Tools {
                 if !self.drive_names(s.owner)?.contains(&n) {
                     return Err(format!("Drive not found: {n}"));
                 }
-                let rights = if s.may_write {
-                    Rights::Admin
-                } else {
-                    Self::read_rights()
-                };
-                self.eval(call("rmdrive", vec![location(s.owner, &n, "")]), rights)?;
+                self.eval(
+                    call("rmdrive", vec![location(s.owner, &n, "")]),
+                    s.write_rights(),
+                )?;
                 Ok(json!({"deleted": true}))
             }
             "dlfs_list" => {
@@ -485,14 +488,8 @@ impl Tools {
             "etch_store" => {
                 let text = text_arg(args, "value")?;
                 let v = read_one(&text).map_err(|e| format!("Syntax error: {e}"))?;
-                let rights = if s.may_write {
-                    Rights::Admin
-                } else {
-                    Rights::Client {
-                        may_write_data: false,
-                    }
-                };
-                let id = self.eval(call("store", vec![call("quote", vec![v])]), rights)?;
+                let quoted = call("store", vec![call("quote", vec![v])]);
+                let id = self.eval(quoted, s.write_rights())?;
                 let id = id.flat_bytes().map(hex::encode).unwrap_or_default();
                 Ok(json!({"id": id}))
             }

@@ -24,9 +24,10 @@ dlfs_delete_drive, dlfs_list, dlfs_read, dlfs_write, dlfs_mkdir, dlfs_delete) an
 (etch_query, a read-only query; etch_fetch, a value by ID; etch_store, store a value).\n\n\
 With --store, the tools work on that store with the operator's rights and the node key of the \
 Etch directory (the drives `etch drive` and the shell see); writes are signed and durable when a \
-tool returns. With --connect HOST:PORT, they run on that server (`etch serve`) as QUERY messages, \
-with the rights it grants this Etch directory's key (admin when it is the server's own key or one \
-it lists with --admin).\n\n\
+tool returns. With --connect HOST:PORT, they run on that server (`etch serve`) as QUERY messages: \
+writes with the rights it grants this Etch directory's key (admin when it is the server's own key \
+or one it lists with --admin), etch_query over a second connection without a key, so with client \
+rights only (no drive writes or set-root!; `store` and `merge!` where the server allows them).\n\n\
 Give an agent the tools with, for example: {\"command\": \"etch\", \"args\": [\"mcp\", \
 \"--store\", \"/path/to/store\"]}. A node serving HTTP (`etch serve --http`) offers the same \
 tools at /mcp (streamable HTTP). Logs go to stderr; stdout is the protocol."
@@ -37,16 +38,37 @@ pub struct McpArgs {
     target: StoreTarget,
 }
 
-/// The tools on a node over the peer protocol: every form is a QUERY.
+/// The tools on a node over the peer protocol: every form is a QUERY. The server decides the
+/// rights of a connection: the one with this Etch directory's key gets admin rights where the
+/// server grants them (writes); reads go over a second connection without a key, so they get
+/// only client rights whatever the key (`etch_query` stays a read there).
 struct RemoteBackend {
+    address: String,
     client: Arc<BlockingClient>,
+    reader: std::sync::OnceLock<Result<Arc<BlockingClient>, String>>,
     resolver: RemoteResolver,
 }
 
+impl RemoteBackend {
+    fn reader(&self) -> Result<&Arc<BlockingClient>, EvalError> {
+        self.reader
+            .get_or_init(|| {
+                BlockingClient::connect(&self.address, None)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| EvalError::new("CONNECT", e.clone()))
+    }
+}
+
 impl McpBackend for RemoteBackend {
-    fn eval(&self, form: &Cell, _rights: Rights) -> Result<Cell, EvalError> {
-        // The server decides the rights (it challenges for admin ones).
-        etch_shell::remote::eval_remote_form(&self.client, form.clone())
+    fn eval(&self, form: &Cell, rights: Rights) -> Result<Cell, EvalError> {
+        let client = match rights {
+            Rights::Admin => &self.client,
+            Rights::Client { .. } => self.reader()?,
+        };
+        etch_shell::remote::eval_remote_form(client, form.clone())
     }
 
     fn resolver(&self) -> &dyn Resolver {
@@ -69,8 +91,10 @@ pub fn run(args: McpArgs) -> io::Result<ExitCode> {
             }
         };
         Arc::new(RemoteBackend {
+            address: address.clone(),
             resolver: RemoteResolver::new(client.clone()),
             client,
+            reader: std::sync::OnceLock::new(),
         })
     } else {
         let Some(path) = &args.target.store else {
@@ -92,7 +116,12 @@ pub fn run(args: McpArgs) -> io::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match runtime.block_on(serve_stdio(Tools::operator(backend))) {
+    let served = runtime.block_on(serve_stdio(Tools::operator(backend.clone())));
+    // The last reference to the backend goes here, outside the runtime: a remote backend's
+    // client has a runtime of its own, which must not be dropped inside another.
+    drop(runtime);
+    drop(backend);
+    match served {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("etch mcp: {e}");

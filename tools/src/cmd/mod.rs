@@ -13,6 +13,7 @@ pub mod export;
 pub mod inspect;
 pub mod key;
 pub mod mcp;
+pub mod pin;
 pub mod recover;
 pub mod scan;
 pub mod serve;

@@ -1,10 +1,11 @@
 """Drives Etch's MCP tools with the official Python MCP SDK (not ours).
 
-Usage: client.py stdio ETCH STORE | client.py http URL [BEARER]
+Usage: client.py stdio ETCH STORE | client.py stdio-connect ETCH HOST:PORT | client.py http URL [BEARER]
 Prints one line per step; exits non-zero (with the reason) on the first wrong answer.
 """
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters
@@ -104,10 +105,13 @@ async def exercise(read, write, drive):
 
 async def main():
     mode = sys.argv[1]
-    if mode == "stdio":
-        params = StdioServerParameters(command=sys.argv[2], args=["mcp", "--store", sys.argv[3]])
+    if mode in ("stdio", "stdio-connect"):
+        flag = "--store" if mode == "stdio" else "--connect"
+        # The whole environment (ETCH_HOME: the node key), not the SDK's default subset.
+        params = StdioServerParameters(command=sys.argv[2], args=["mcp", flag, sys.argv[3]],
+                                       env=dict(os.environ))
         async with stdio_client(params) as (read, write):
-            await exercise(read, write, "agent")
+            await exercise(read, write, "agent" if mode == "stdio" else "remote")
     else:
         url = sys.argv[2]
         headers = {"Authorization": f"Bearer {sys.argv[3]}"} if len(sys.argv) > 3 else None
