@@ -119,6 +119,71 @@ fn status(shared: &Shared) -> Cell {
             Cell::vector(vec![kw("data"), kw("fs"), kw("p2p"), kw("local")]),
         ),
         (kw("metrics"), shared.metrics.to_cell()),
+        (kw("operator"), operator_view(shared, &root)),
+    ])
+}
+
+/// Etch's operator figures in STATUS (`etch status`): the store, commits, pins and each
+/// configured peer's session (connected, last completed pull).
+fn operator_view(shared: &Shared, root: &Cell) -> Cell {
+    let long = |n: u64| Cell::long(i64::try_from(n).unwrap_or(i64::MAX));
+    let store = match shared.store.stats() {
+        Ok(st) => Cell::map(vec![
+            (kw("cells"), long(st.cells)),
+            (kw("encoding-bytes"), long(st.encoding_bytes)),
+            (kw("file-bytes"), long(st.file_len)),
+        ]),
+        Err(_) => Cell::nil(),
+    };
+    let pins = value_at_path(
+        root,
+        &[kw(etch_engine::pins::PINS_KEY)],
+        shared.store.as_ref(),
+    )
+    .map_or(0, |p| if p.is_nil() { 0 } else { p.count() });
+    let synced = shared
+        .peer_synced
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let connected = shared
+        .peer_connected
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let peers = shared
+        .config
+        .peers
+        .iter()
+        .map(|p| {
+            Cell::map(vec![
+                (kw("address"), Cell::string(&p.address)),
+                (kw("key"), p.key.map_or_else(Cell::nil, |k| Cell::blob(&k))),
+                (kw("connected"), Cell::bool(connected.contains(&p.address))),
+                (
+                    kw("last-pull"),
+                    synced
+                        .get(&p.address)
+                        .map_or_else(Cell::nil, |t| Cell::long(*t)),
+                ),
+            ])
+        })
+        .collect();
+    Cell::map(vec![
+        (
+            kw("did"),
+            shared.public_key().map_or_else(Cell::nil, |k| {
+                Cell::string(&etch_engine::lattice::did_key(&k))
+            }),
+        ),
+        (kw("store"), store),
+        (kw("commits"), long(shared.node.commits())),
+        (kw("pins"), long(pins)),
+        (kw("peers"), Cell::vector(peers)),
+        (
+            kw("http-requests"),
+            long(shared.metrics.http_requests.load(Ordering::Relaxed)),
+        ),
     ])
 }
 

@@ -80,6 +80,7 @@ impl Server {
             root: watch::channel(root).0,
             http_latency: metrics::Histogram::default(),
             peer_synced: std::sync::Mutex::new(std::collections::HashMap::new()),
+            peer_connected: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let watcher = shared.clone();
         tokio::task::spawn_blocking(move || watch_root(watcher));

@@ -51,7 +51,9 @@ pub(crate) async fn peer_session(shared: Arc<Shared>, peer: PeerSpec) {
                     conns.retain(|c| c.strong_count() > 0);
                     conns.push(Arc::downgrade(&conn));
                 }
+                lock(&shared.peer_connected).insert(peer.address.clone());
                 run(&shared, &conn, &peer).await;
+                lock(&shared.peer_connected).remove(&peer.address);
                 conn.close();
                 let _ = reader.await;
                 tracing::info!(peer = %peer.address, "peer connection closed");

@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     pub http_latency: crate::metrics::Histogram,
     /// When each configured peer (by address) last completed a pull: ms since the epoch.
     pub peer_synced: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The configured peers (by address) this node has a session with now.
+    pub peer_connected: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {

@@ -44,6 +44,8 @@ enum Command {
         about = "Run a lattice node on a store: the Convex peer protocol over TCP, replication with peers."
     )]
     Serve(cmd::serve::ServeArgs),
+    #[command(about = "Show a running node at a glance: root, store, pins, peers, request rates.")]
+    Status(cmd::status::StatusArgs),
     #[command(about = "Pin values a node keeps (by ID, drive path or dlfs: URI): add, rm, ls.")]
     Pin(cmd::pin::PinArgs),
     #[command(
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Pin(args) => cmd::pin::run(args),
+        Command::Status(args) => cmd::status::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Info(args) => cmd::store::info(args),
         Command::Get(args) => cmd::store::get(args),

@@ -138,7 +138,8 @@ fn pins_keep_values_through_compaction() {
 }
 
 /// `etch pin --connect`: pins a running node's drive path (admin: the same Etch directory as
-/// the server) and lists it; a client without the node's key is refused.
+/// the server) and lists it; `etch status` reports it; a client without the node's key may look
+/// but not pin.
 #[test]
 fn pins_over_connect() {
     use std::io::{BufRead, BufReader};
@@ -187,7 +188,25 @@ fn pins_over_connect() {
     let r = etch(&home, &["pin", "ls", "--connect", &addr], "");
     assert_eq!(r.code, 0, "{}", r.err);
     assert!(r.out.contains("  home  all of home"), "{}", r.out);
+    // `etch status` shows it, and any client may ask.
     let stranger = tmp.path().join("stranger");
+    let r = etch(
+        &stranger,
+        &["status", "--connect", &addr, "--interval", "0.1"],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("\npins       1\n"), "{}", r.out);
+    assert!(r.out.contains("# rates (per second"), "{}", r.out);
+    let r = etch(
+        &home,
+        &["status", "--connect", &addr, "--interval", "0", "--json"],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_str(r.out.trim()).expect("one JSON object");
+    assert_eq!(v["operator"]["pins"], 1, "{v}");
+    assert!(v["operator"]["commits"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(v["rates"]["statuses"].is_number(), "{v}");
     let r = etch(&stranger, &["pin", "add", "home", "--connect", &addr], "");
     assert_eq!(r.code, 1);
     assert!(r.err.contains(":TRUST"), "{}", r.err);

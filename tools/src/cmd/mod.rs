@@ -18,6 +18,7 @@ pub mod recover;
 pub mod scan;
 pub mod serve;
 pub mod shell;
+pub mod status;
 pub mod store;
 pub mod verify;
 
