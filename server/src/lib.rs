@@ -15,6 +15,8 @@ pub mod acquire;
 pub mod challenge;
 pub mod client;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod http;
 mod listen;

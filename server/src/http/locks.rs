@@ -513,3 +513,14 @@ mod tests {
             .is_ok());
     }
 }
+
+/// Fuzzing entry: the `If` header parser and tag paths on `text`.
+pub(super) fn fuzz_if(text: &str) {
+    if let Ok(parsed) = parse_if(text) {
+        for (tag, _) in parsed {
+            if let Some(t) = tag {
+                let _ = tag_path(&t);
+            }
+        }
+    }
+}

@@ -186,3 +186,31 @@ async fn not_found() -> Response {
          or /metrics; POST /mcp (MCP, streamable HTTP)",
     )
 }
+
+/// Fuzzing entry (`crate::fuzzing`): every WebDAV request-body and header parser on `text`.
+/// A PROPPATCH value, pasted back into a body as it is stored, must parse to the same property.
+pub(crate) fn fuzz_webdav(text: &str) {
+    let _ = xml::parse_propfind(text);
+    let _ = xml::parse_lockinfo(text);
+    if let Ok(ops) = xml::parse_proppatch(text) {
+        for op in ops {
+            if let xml::PatchOp::Set(ns, name, element) = op {
+                let again = format!(
+                    "<D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>{element}</D:prop>\
+                     </D:set></D:propertyupdate>"
+                );
+                match xml::parse_proppatch(&again).as_deref() {
+                    Ok([xml::PatchOp::Set(n2, l2, _)]) => {
+                        assert!(
+                            n2 == &ns && l2 == &name,
+                            "{element:?} came back as {{{n2}}}{l2}"
+                        )
+                    }
+                    other => panic!("stored element {element:?} does not parse back: {other:?}"),
+                }
+            }
+        }
+    }
+    locks::fuzz_if(text);
+    let _ = path::components(text);
+}

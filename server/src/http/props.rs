@@ -13,7 +13,7 @@
 use super::error;
 use super::locks::{lockdiscovery_xml, LockTable, SUPPORTEDLOCK_XML};
 use super::path::{components, href, path_etag};
-use super::xml::{escape, parse_propfind, parse_proppatch, PatchOp, Propfind, DAV};
+use super::xml::{escape, parse_propfind, parse_proppatch, xmlns_attr, PatchOp, Propfind, DAV};
 use crate::shared::Shared;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -71,7 +71,7 @@ fn name_only(ns: &str, name: &str) -> String {
     if ns == DAV {
         format!("<D:{name}/>")
     } else {
-        format!("<{name} xmlns=\"{}\"/>", escape(ns))
+        format!("<{name}{}/>", xmlns_attr(None, ns))
     }
 }
 

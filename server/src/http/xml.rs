@@ -83,6 +83,9 @@ fn walk<'a>(body: &'a str, f: &mut Visit<'a, '_>) -> Result<(), BadXml> {
                 }
                 for a in e.attributes() {
                     let a = a.map_err(bad)?;
+                    // An attribute value must be well-formed text (no bare `&`, known entities).
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(bad)?;
                     if a.key.0.starts_with("xmlns:") && a.value.is_empty() {
                         return Err(bad("xmlns:prefix=\"\" is not allowed"));
                     }
@@ -166,6 +169,23 @@ pub(super) fn parse_propfind(body: &str) -> Result<Propfind, BadXml> {
     kind.ok_or_else(|| bad("propfind names no allprop, propname or prop"))
 }
 
+/// A namespace declaration (` xmlns="…"` or ` xmlns:p="…"`) for a namespace name as it was
+/// written in a request (quick-xml gives names unexpanded: `&amp;` stays `&amp;`), so that it
+/// reads back as the same name: written as it was, in quotes it cannot contain.
+pub(super) fn xmlns_attr(prefix: Option<&str>, raw: &str) -> String {
+    match prefix {
+        None => attr("xmlns", raw),
+        Some(p) => attr(&format!("xmlns:{p}"), raw),
+    }
+}
+
+/// An attribute ` name="value"` with its value as written in the request (still escaped), in
+/// quotes it does not contain (a value written in single quotes may hold double ones).
+fn attr(name: &str, raw: &str) -> String {
+    let q = if raw.contains('"') { '\'' } else { '"' };
+    format!(" {name}={q}{raw}{q}")
+}
+
 /// Escapes text for an attribute value in double quotes (or element content).
 pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -198,15 +218,12 @@ pub(super) fn parse_proppatch(body: &str) -> Result<Vec<PatchOp>, BadXml> {
                 let mut open = format!("<{qname}");
                 let mut default_bound = false;
                 for (p, uri) in r.resolver().bindings() {
-                    let uri = escape(uri.0);
                     match p {
                         PrefixDeclaration::Default => {
                             default_bound = true;
-                            open.push_str(&format!(" xmlns=\"{uri}\""));
+                            open.push_str(&xmlns_attr(None, uri.0));
                         }
-                        PrefixDeclaration::Named(p) => {
-                            open.push_str(&format!(" xmlns:{p}=\"{uri}\""))
-                        }
+                        PrefixDeclaration::Named(p) => open.push_str(&xmlns_attr(Some(p), uri.0)),
                     }
                 }
                 if !default_bound {
@@ -215,7 +232,7 @@ pub(super) fn parse_proppatch(body: &str) -> Result<Vec<PatchOp>, BadXml> {
                 for a in e.attributes().flatten() {
                     let k = a.key.0;
                     if k != "xmlns" && !k.starts_with("xmlns:") {
-                        open.push_str(&format!(" {k}=\"{}\"", a.value));
+                        open.push_str(&attr(k, &a.value));
                     }
                 }
                 if matches!(ev, Event::Empty(_)) {
@@ -347,6 +364,32 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// Found by fuzzing: a bare `&` in a namespace was taken, and an escaped one stored so that
+    /// it read back as another namespace.
+    #[test]
+    fn namespace_names_round_trip_or_are_refused() {
+        let bare = "<propertyupdate xmlns='DAV:'><set><prop><p xmlns='urn:a&'>v</p></prop></set>\
+                    </propertyupdate>";
+        assert!(parse_proppatch(bare).is_err());
+        // And an attribute value holding a double quote (written in single quotes).
+        let ops = parse_proppatch(
+            "<propertyupdate xmlns='DAV:'><set><prop><p xmlns='urn:a&amp;\"' q='x\"y'>v</p>\
+             </prop></set></propertyupdate>",
+        )
+        .expect("valid");
+        let PatchOp::Set(ns, _, element) = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        let again = format!(
+            "<D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>{element}</D:prop></D:set>\
+             </D:propertyupdate>"
+        );
+        match parse_proppatch(&again).as_deref() {
+            Ok([PatchOp::Set(n2, l2, _)]) => assert_eq!((n2, l2.as_str()), (ns, "p")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
