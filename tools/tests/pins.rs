@@ -2,40 +2,9 @@
 //! of the same kind goes; a drive path pins its state at the time; pins are listed, removed
 //! (twice: exit 1 the second time), refused for values not held; and the same over --connect.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
 
-const ETCH: &str = env!("CARGO_BIN_EXE_etch");
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn etch(home: &Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(ETCH)
-        .args(args)
-        .env("ETCH_HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etch");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let o = child.wait_with_output().expect("wait");
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-        err: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
+use common::{etch_with_input as etch, serve_both};
 
 #[test]
 fn pins_keep_values_through_compaction() {
@@ -142,7 +111,6 @@ fn pins_keep_values_through_compaction() {
 /// but not pin.
 #[test]
 fn pins_over_connect() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().expect("tmp");
     let home = tmp.path().join("home");
     let s = tmp.path().join("s");
@@ -151,26 +119,7 @@ fn pins_over_connect() {
         etch(&home, &["drive", "mkdrive", "home", "--store", s], "").code,
         0
     );
-    let mut child = Command::new(ETCH)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--store",
-            s,
-        ])
-        .env("ETCH_HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line.trim().trim_start_matches("listening on ").to_string();
+    let (mut child, _, addr) = serve_both(&home, std::path::Path::new(s));
     let r = etch(
         &home,
         &[

@@ -2,114 +2,11 @@
 //! prints on the same store content (stdout, stderr, exit code); SIGTERM stops it cleanly;
 //! `etch key new` / `etch key show`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{etch, serve_both, serve_with_http, Served, ETCH};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-const ETCH: &str = env!("CARGO_BIN_EXE_etch");
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn etch(home: &Path, args: &[&str]) -> Run {
-    let o = Command::new(ETCH)
-        .args(args)
-        .env("ETCH_HOME", home)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run etch");
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-        err: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-/// A running `etch serve` and the address it printed.
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-impl Served {
-    fn start(home: &Path, store: &Path) -> Served {
-        let mut child = Command::new(ETCH)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-                "--store",
-            ])
-            .arg(store)
-            .env("ETCH_HOME", home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn etch serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Served { child, addr }
-    }
-
-    /// SIGTERM, then the exit code.
-    fn terminate(mut self) -> i32 {
-        // SAFETY: kill() with a pid of a child we spawned and still own.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        self.child.wait().expect("wait").code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `etch serve --http 127.0.0.1:0` on `store`: the process and the HTTP address it printed on
-/// its second line (after `listening on ADDR`).
-fn serve_with_http(home: &Path, store: &Path) -> (Child, String) {
-    let (child, http, _) = serve_both(home, store);
-    (child, http)
-}
-
-/// `etch serve --http` on `store`: the process, the HTTP address and the peer-protocol address.
-fn serve_both(home: &Path, store: &Path) -> (Child, String, String) {
-    let mut child = Command::new(ETCH)
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--log", "warn", "--store"])
-        .arg(store)
-        .env("ETCH_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn etch serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("read");
-    assert!(first.starts_with("listening on "), "{first}");
-    let second = lines.next().expect("a line").expect("read");
-    let http = second
-        .strip_prefix("http on ")
-        .expect("http on ADDR")
-        .to_string();
-    let peer = first.trim_start_matches("listening on ").to_string();
-    (child, http, peer)
-}
 
 /// SIGTERM to `child`; its exit code.
 fn sigterm(mut child: Child) -> Option<i32> {

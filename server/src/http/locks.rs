@@ -460,6 +460,17 @@ pub(super) const SUPPORTEDLOCK_XML: &str = "<D:supportedlock><D:lockentry><D:loc
     <D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>\
     </D:supportedlock>";
 
+/// Fuzzing entry: the `If` header parser and tag paths on `text`.
+pub(super) fn fuzz_if(text: &str) {
+    if let Ok(parsed) = parse_if(text) {
+        for (tag, _) in parsed {
+            if let Some(t) = tag {
+                let _ = tag_path(&t);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,16 +522,5 @@ mod tests {
         assert!(table
             .lock([2u8; 32], p("d/x"), false, false, String::new(), 60)
             .is_ok());
-    }
-}
-
-/// Fuzzing entry: the `If` header parser and tag paths on `text`.
-pub(super) fn fuzz_if(text: &str) {
-    if let Ok(parsed) = parse_if(text) {
-        for (tag, _) in parsed {
-            if let Some(t) = tag {
-                let _ = tag_path(&t);
-            }
-        }
     }
 }

@@ -1,0 +1,126 @@
+//! What the process tests of `etch` share: running the binary in an Etch directory of the test's
+//! own, and starting `etch serve`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The binary under test.
+pub const ETCH: &str = env!("CARGO_BIN_EXE_etch");
+
+/// What a run of `etch` gave.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs `etch args` with `ETCH_HOME=home` and no input.
+pub fn etch(home: &Path, args: &[&str]) -> Run {
+    etch_with_input(home, args, "")
+}
+
+/// Runs `etch args` with `ETCH_HOME=home`, `stdin` as its input.
+pub fn etch_with_input(home: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(ETCH)
+        .args(args)
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etch");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let o = child.wait_with_output().expect("wait");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// `etch serve --http 127.0.0.1:0` on `store`: the process and the HTTP address it printed on
+/// its second line (after `listening on ADDR`).
+pub fn serve_with_http(home: &Path, store: &Path) -> (Child, String) {
+    let (child, http, _) = serve_both(home, store);
+    (child, http)
+}
+
+/// `etch serve --http` on `store`: the process, the HTTP address and the peer-protocol address.
+pub fn serve_both(home: &Path, store: &Path) -> (Child, String, String) {
+    let mut child = Command::new(ETCH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--log", "warn", "--store"])
+        .arg(store)
+        .env("ETCH_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn etch serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.starts_with("listening on "), "{first}");
+    let second = lines.next().expect("a line").expect("read");
+    let http = second
+        .strip_prefix("http on ")
+        .expect("http on ADDR")
+        .to_string();
+    let peer = first.trim_start_matches("listening on ").to_string();
+    (child, http, peer)
+}
+
+/// A running `etch serve` and the address it printed.
+pub struct Served {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Served {
+    pub fn start(home: &Path, store: &Path) -> Served {
+        let mut child = Command::new(ETCH)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--store",
+            ])
+            .arg(store)
+            .env("ETCH_HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn etch serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served { child, addr }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(mut self) -> i32 {
+        // SAFETY: kill() with a pid of a child we spawned and still own.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
