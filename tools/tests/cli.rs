@@ -1,5 +1,7 @@
 //! The `etch` binary as users and scripts call it: `encode`, `decode`, errors, exit codes, help.
 
+mod common;
+
 use etch_tests::{encoding_rows, row_body};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -174,26 +176,10 @@ fn etch_err(args: &[&str]) -> (i32, String, String) {
     etch_in(home.path(), args, "")
 }
 
-/// Runs `etch` with its Etch directory in `home`, feeding `input`; returns (exit code, stdout,
-/// stderr).
+/// Runs `etch` with its Etch directory in `home`, feeding `input`: (exit code, stdout, stderr).
 fn etch_in(home: &std::path::Path, args: &[&str], input: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(args)
-        .env("ETCH_HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etch");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-    )
+    let r = common::etch_with_input(home, args, input);
+    (r.code, r.out, r.err)
 }
 
 #[test]

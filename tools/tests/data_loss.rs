@@ -2,33 +2,17 @@
 //! a word, tried as a user would, through the `etch` binary. Every test here failed before the
 //! fix it names.
 
+mod common;
+
 use etch_engine::store::native::format::{frame_at, records, FRAME_HEADER_BYTES};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Runs `etch ARGS` with `stdin` and the Etch directory `home`: (exit code, stdout, stderr).
-fn etch_in(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(args)
-        .env("ETCH_HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etch");
-    let mut input = child.stdin.take().expect("stdin");
-    // A command that refuses at once may exit before it reads its input.
-    if let Err(e) = input.write_all(stdin.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("wait for etch");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs `etch` with its Etch directory in `home`, feeding `input`: (exit code, stdout, stderr).
+fn etch_in(home: &std::path::Path, args: &[&str], input: &str) -> (i32, String, String) {
+    let r = common::etch_with_input(home, args, input);
+    (r.code, r.out, r.err)
 }
 
 fn etch(home: &Path, args: &[&str]) -> (i32, String, String) {

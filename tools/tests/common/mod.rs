@@ -32,7 +32,10 @@ pub fn etch_with_input(home: &Path, args: &[&str], stdin: &str) -> Run {
         .spawn()
         .expect("run etch");
     let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
+    // A command that refuses at once may exit before it reads its input.
+    if let Err(e) = input.write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     drop(input);
     let o = child.wait_with_output().expect("wait");
     Run {
