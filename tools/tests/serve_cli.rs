@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{etch, serve_both, serve_with_http, Served, ETCH};
+use common::{etch, missing, serve_both, serve_with_http, Served, ETCH};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -236,8 +236,7 @@ fn key_new_and_show() {
 /// write) reads a stored String whole and by range, with the Value ID as its ETag.
 #[test]
 fn serve_http_answers_curl() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("curl is not installed: skipping the HTTP test against curl");
+    if missing("curl", "--version", "the HTTP test against curl") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -285,8 +284,7 @@ fn serve_http_answers_curl() {
 /// it lists by PROPFIND and reads by GET; the copy is byte-identical to the tree imported.
 #[test]
 fn rclone_copies_a_drive_down_over_webdav() {
-    if Command::new("rclone").arg("version").output().is_err() {
-        eprintln!("rclone is not installed (apt-get install rclone): skipping the WebDAV test");
+    if missing("rclone", "version", "the WebDAV test") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -410,8 +408,7 @@ fn rclone_copies_a_drive_down_over_webdav() {
 /// `copymove`, `props` (dead properties) and `locks` (class 2) groups pass in full.
 #[test]
 fn litmus_passes_basic_copymove_props_and_locks() {
-    if Command::new("litmus").arg("--version").output().is_err() {
-        eprintln!("litmus is not installed (apt-get install litmus): skipping the WebDAV suite");
+    if missing("litmus", "--version", "the WebDAV suite") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

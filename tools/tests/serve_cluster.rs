@@ -1,58 +1,27 @@
 //! Three `etch serve` processes replicating on loopback: values stored at each reach all;
 //! a node killed with SIGKILL and restarted on its store catches up.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{Served, ETCH};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ETCH: &str = env!("CARGO_BIN_EXE_etch");
-
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(home: &Path, store: &Path, key: &Path, peers: &[&str]) -> Node {
-    let mut cmd = Command::new(ETCH);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "warn",
-        "--sync-interval",
-        "1",
-    ])
-    .arg("--store")
-    .arg(store)
-    .arg("--key-file")
-    .arg(key)
-    .env("ETCH_HOME", home)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+/// `etch serve` on `store` with node key `key`, syncing every second with `peers`.
+fn serve(home: &Path, store: &Path, key: &Path, peers: &[&str]) -> Served {
+    let mut extra: Vec<&OsStr> = vec![
+        OsStr::new("--sync-interval"),
+        OsStr::new("1"),
+        OsStr::new("--key-file"),
+        key.as_os_str(),
+    ];
     for p in peers {
-        cmd.args(["--peer", p]);
+        extra.push(OsStr::new("--peer"));
+        extra.push(OsStr::new(p));
     }
-    let mut child = cmd.spawn().expect("spawn etch serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Node { child, addr }
+    Served::start_with(home, store, &extra)
 }
 
 fn eval(home: &Path, addr: &str, expr: &str) -> String {
@@ -74,7 +43,7 @@ fn eval(home: &Path, addr: &str, expr: &str) -> String {
 }
 
 /// Waits until `expr` prints `want` on every node.
-fn wait_all(home: &Path, nodes: &[&Node], expr: &str, want: &str) {
+fn wait_all(home: &Path, nodes: &[&Served], expr: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for n in nodes {
         loop {

@@ -82,7 +82,13 @@ pub struct Served {
 }
 
 impl Served {
+    /// `etch serve --listen 127.0.0.1:0 --store STORE` in the Etch directory `home`.
     pub fn start(home: &Path, store: &Path) -> Served {
+        Served::start_with(home, store, &[])
+    }
+
+    /// [`Served::start`] with more arguments (peers, a key file, a sync interval).
+    pub fn start_with(home: &Path, store: &Path, extra: &[&std::ffi::OsStr]) -> Served {
         let mut child = Command::new(ETCH)
             .args([
                 "serve",
@@ -93,6 +99,7 @@ impl Served {
                 "--store",
             ])
             .arg(store)
+            .args(extra)
             .env("ETCH_HOME", home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -126,4 +133,14 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `program` is missing (it does not run with `version_arg`); says so, naming the test
+/// that skips, when it is.
+pub fn missing(program: &str, version_arg: &str, skipped: &str) -> bool {
+    if Command::new(program).arg(version_arg).output().is_ok() {
+        return false;
+    }
+    eprintln!("{program} is not installed (apt-get install {program}): skipping {skipped}");
+    true
 }
