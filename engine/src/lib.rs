@@ -11,4 +11,5 @@ pub mod lattice;
 pub mod node;
 pub mod pins;
 pub mod query;
+pub mod quota;
 pub mod store;

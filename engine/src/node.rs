@@ -14,9 +14,11 @@ use crate::lattice::{
     OwnerPolicy,
 };
 use crate::query::{DriveEdit, EvalError, QueryNode};
+use crate::quota::{self, Charge, Quotas};
 use crate::store::{CellStore, Root, StoreError};
 use ed25519_dalek::SigningKey;
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The `:version` a node publishes in its NodeInfo: this crate's version.
@@ -52,6 +54,9 @@ pub enum NodeError {
     /// A value that cannot be stored (`nil`, or one that does not fit an Index entry).
     #[error("{0}")]
     Argument(String),
+    /// A client write past its quota (`crate::quota`); nothing was stored.
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl From<NodeError> for EvalError {
@@ -73,6 +78,7 @@ impl From<NodeError> for EvalError {
             NodeError::RootNotLattice(_) => EvalError::new("STATE", e.to_string()),
             NodeError::Dlfs(d) => d.into(),
             NodeError::Argument(m) => EvalError::new("ARGUMENT", m),
+            NodeError::Quota(m) => EvalError::new("QUOTA", m),
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct LocalNode {
     clock: Clock,
     /// Roots committed since the node opened.
     commits: std::sync::atomic::AtomicU64,
+    /// Limits on client writes.
+    quotas: Quotas,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -119,7 +127,52 @@ impl LocalNode {
             signing_key,
             clock: Arc::new(wall_clock_ms),
             commits: std::sync::atomic::AtomicU64::new(0),
+            quotas: Quotas::default(),
         })
+    }
+
+    /// This node with limits on client writes (those made through [`ClientNode`]).
+    pub fn with_quotas(mut self, quotas: Quotas) -> LocalNode {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The limits on client writes.
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
+    }
+
+    /// `new_root`, replacing `root`, with the bytes it adds to the store charged to `charge`
+    /// (the commit lock held); [`NodeError::Quota`] past a quota. `bytes` is what to charge,
+    /// or `None` to measure the whole new tree against the store.
+    fn charged(
+        &self,
+        root: &Cell,
+        new_root: Cell,
+        charge: Option<&Charge>,
+        bytes: Option<u64>,
+    ) -> Result<Cell, NodeError> {
+        let Some(c) = charge else {
+            return Ok(new_root);
+        };
+        let r = self.store.as_ref();
+        let bytes = c.stored_bytes.saturating_add(match bytes {
+            Some(b) => b,
+            None => quota::new_bytes(&new_root, r, &mut HashSet::new())?,
+        });
+        if bytes == 0 {
+            return Ok(new_root);
+        }
+        if let Some(why) = quota::refusal(&self.quotas, root, c, bytes, r)? {
+            return Err(NodeError::Quota(why));
+        }
+        let used = quota::used(root, &c.owner, r)?;
+        Ok(quota::with_used(
+            &new_root,
+            &c.owner,
+            used.saturating_add(bytes),
+            r,
+        )?)
     }
 
     /// This node with another clock (the time DLFS writes and NodeInfo are stamped with).
@@ -191,6 +244,16 @@ impl LocalNode {
     /// Merges `value` into the root at `path` by the root lattice, commits, and returns the
     /// new root. Nothing is written when the merge changes nothing.
     pub fn merge(&self, path: &[Cell], value: &Cell) -> Result<Cell, NodeError> {
+        self.merge_charged(path, value, None)
+    }
+
+    /// [`LocalNode::merge`], charging what the merge adds to the store to `charge`.
+    pub fn merge_charged(
+        &self,
+        path: &[Cell],
+        value: &Cell,
+        charge: Option<&Charge>,
+    ) -> Result<Cell, NodeError> {
         let mut root = self.lock();
         if root.kind() != Kind::Index {
             return Err(NodeError::RootNotLattice(root.kind().name()));
@@ -198,10 +261,44 @@ impl LocalNode {
         let ctx = self.merge_context();
         let merged = merge_at_path(&self.lattice, &ctx, &root, path, value, self.store.as_ref())?;
         if merged != *root {
+            let merged = self.charged(&root, merged, charge, None)?;
             self.commit_root(&merged)?;
-            *root = merged.clone();
+            *root = merged;
         }
-        Ok(merged)
+        Ok(root.clone())
+    }
+
+    /// Stores values for a client (what `(store v)` through a server does): as
+    /// [`LocalNode::store_values`], and each value not pinned yet is pinned for the writer
+    /// with the bytes it added, charged to it (crate::quota). One commit, or nothing past a
+    /// quota.
+    pub fn store_for(&self, values: &[Cell], charge: &Charge) -> Result<Cell, NodeError> {
+        let (entry, unique) = data_entries(values)?;
+        let r = self.store.as_ref();
+        let mut root = self.lock();
+        if root.kind() != Kind::Index {
+            return Err(NodeError::RootNotLattice(root.kind().name()));
+        }
+        let ctx = self.merge_context();
+        let mut new_root = merge_at_path(&self.lattice, &ctx, &root, &[kw("data")], &entry, r)?;
+        let (mut seen, mut total) = (HashSet::new(), 0u64);
+        let pins = crate::pins::pin_set(&root, r)?;
+        for v in unique {
+            let bytes = quota::new_bytes(v, r, &mut seen)?;
+            total += bytes;
+            let key = Cell::blob(v.id().as_bytes());
+            if value_at_path(&pins, std::slice::from_ref(&key), r)?.is_nil() {
+                let record =
+                    crate::pins::owned_record(v, "store", self.now(), &charge.owner, bytes);
+                new_root = crate::pins::with_pin(&new_root, v.id(), Some(record), r)?;
+            }
+        }
+        let new_root = self.charged(&root, new_root, Some(charge), Some(total))?;
+        if new_root != *root {
+            self.commit_root(&new_root)?;
+            *root = new_root;
+        }
+        Ok(root.clone())
     }
 
     /// Stores values the way `(store v)` does (lattice.md §5): each under its Value ID in the
@@ -210,17 +307,7 @@ impl LocalNode {
     /// commit for the whole batch; when this returns `Ok`, every value is durable. `nil` cannot
     /// be stored (`:data` holds no nil values).
     pub fn store_values(&self, values: &[Cell]) -> Result<Cell, NodeError> {
-        let mut entries: Vec<(Cell, Cell)> = Vec::with_capacity(values.len());
-        let mut seen = std::collections::HashSet::with_capacity(values.len());
-        for v in values {
-            if v.is_nil() {
-                return Err(NodeError::Argument("Cannot store nil".into()));
-            }
-            if seen.insert(*v.id()) {
-                entries.push((Cell::blob(v.id().as_bytes()), v.clone()));
-            }
-        }
-        let entry = Cell::index(entries).map_err(|e| NodeError::Argument(e.to_string()))?;
+        let (entry, _) = data_entries(values)?;
         self.merge(&[kw("data")], &entry)
     }
 
@@ -286,6 +373,20 @@ impl LocalNode {
     where
         F: FnOnce(&Cell, i64, &dyn Resolver) -> Result<Cell, DlfsError>,
     {
+        self.write_drive_charged(owner, name, None, edit)
+    }
+
+    /// [`LocalNode::write_drive`], charging what the write adds to the store to `charge`.
+    pub fn write_drive_charged<F>(
+        &self,
+        owner: &Cell,
+        name: &str,
+        charge: Option<&Charge>,
+        edit: F,
+    ) -> Result<Cell, NodeError>
+    where
+        F: FnOnce(&Cell, i64, &dyn Resolver) -> Result<Cell, DlfsError>,
+    {
         let key = self.key_for(owner)?;
         let r: &dyn Resolver = self.store.as_ref();
         let mut root = self.lock();
@@ -348,6 +449,7 @@ impl LocalNode {
             }],
             r,
         )?;
+        let new_root = self.charged(&root, new_root, charge, None)?;
         self.commit_root(&new_root)?;
         *root = new_root;
         Ok(new_drive)
@@ -362,6 +464,9 @@ impl LocalNode {
                 crate::pins::LABEL_BYTES_MAX
             )));
         }
+        // On a partial replica the value may be only partly held: its whole tree is read
+        // (fetched from peers) first, so that the commit below writes all of it.
+        crate::store::hold::hold_tree(value, self.store.as_ref())?;
         let mut root = self.lock();
         if root.kind() != Kind::Index {
             return Err(NodeError::RootNotLattice(root.kind().name()));
@@ -382,9 +487,15 @@ impl LocalNode {
         if root.kind() != Kind::Index {
             return Ok(false);
         }
-        let new_root = crate::pins::with_pin(&root, id, None, self.store.as_ref())?;
+        let r = self.store.as_ref();
+        let refund = crate::pins::owner_of(&root, id, r)?;
+        let mut new_root = crate::pins::with_pin(&root, id, None, r)?;
         if new_root == *root {
             return Ok(false);
+        }
+        if let Some((owner, bytes)) = refund {
+            let used = quota::used(&root, &owner, r)?;
+            new_root = quota::with_used(&new_root, &owner, used.saturating_sub(bytes), r)?;
         }
         self.commit_root(&new_root)?;
         *root = new_root;
@@ -485,6 +596,80 @@ impl QueryNode for LocalNode {
 
     fn unpin(&self, id: &ValueId) -> Result<bool, EvalError> {
         Ok(LocalNode::unpin(self, id)?)
+    }
+}
+
+/// The `:data` Index entry for `values` (each under its ID) and the distinct values, in order.
+fn data_entries(values: &[Cell]) -> Result<(Cell, Vec<&Cell>), NodeError> {
+    let mut entries: Vec<(Cell, Cell)> = Vec::with_capacity(values.len());
+    let mut unique = Vec::with_capacity(values.len());
+    let mut seen = HashSet::with_capacity(values.len());
+    for v in values {
+        if v.is_nil() {
+            return Err(NodeError::Argument("Cannot store nil".into()));
+        }
+        if seen.insert(*v.id()) {
+            entries.push((Cell::blob(v.id().as_bytes()), v.clone()));
+            unique.push(v);
+        }
+    }
+    let entry = Cell::index(entries).map_err(|e| NodeError::Argument(e.to_string()))?;
+    Ok((entry, unique))
+}
+
+/// The node as a client's query sees it (a server's QUERY, HTTP and MCP writes): what it
+/// stores is pinned for it and charged to it, merges and drive writes are charged
+/// (crate::quota).
+pub struct ClientNode<'a> {
+    /// The node.
+    pub node: &'a LocalNode,
+    /// Who the writes are charged to.
+    pub charge: Charge,
+}
+
+impl QueryNode for ClientNode<'_> {
+    fn root(&self) -> Result<Cell, EvalError> {
+        Ok(self.node.root_value())
+    }
+
+    fn store(&self, value: &Cell) -> Result<ValueId, EvalError> {
+        self.node
+            .store_for(std::slice::from_ref(value), &self.charge)?;
+        Ok(*value.id())
+    }
+
+    fn merge_at(&self, path: &[Cell], value: &Cell) -> Result<Cell, EvalError> {
+        let root = self.node.merge_charged(path, value, Some(&self.charge))?;
+        Ok(value_at_path(&root, path, self.node.store.as_ref())?)
+    }
+
+    fn set_root(&self, value: &Cell) -> Result<ValueId, EvalError> {
+        QueryNode::set_root(self.node, value)
+    }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        self.node.public_key()
+    }
+
+    fn edit_drive(
+        &self,
+        owner: &Cell,
+        drive: &str,
+        edit: &mut DriveEdit<'_>,
+    ) -> Result<Cell, EvalError> {
+        Ok(self
+            .node
+            .write_drive_charged(owner, drive, Some(&self.charge), |cur, now, r| {
+                edit(cur, now, r)
+            })?)
+    }
+
+    fn pin(&self, value: &Cell, label: &str, source: &str) -> Result<ValueId, EvalError> {
+        Ok(self.node.pin(value, label, source)?)
+    }
+
+    fn unpin(&self, id: &ValueId) -> Result<bool, EvalError> {
+        Ok(self.node.unpin(id)?)
     }
 }
 

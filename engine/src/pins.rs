@@ -82,6 +82,38 @@ pub fn record(value: &Cell, label: &str, source: &str, time: i64) -> Cell {
     ])
 }
 
+/// The pin record of a value a client stored: as [`record`], with the writer (`owner`: key
+/// bytes, empty for anonymous) and the bytes charged to it (`crate::quota`).
+pub fn owned_record(value: &Cell, source: &str, time: i64, owner: &Cell, bytes: u64) -> Cell {
+    Cell::map(vec![
+        (kw("value"), value.clone()),
+        (kw("label"), Cell::string("")),
+        (kw("source"), Cell::string(source)),
+        (kw("time"), Cell::long(time)),
+        (kw("owner"), owner.clone()),
+        (kw("bytes"), Cell::long(bytes.min(i64::MAX as u64) as i64)),
+    ])
+}
+
+/// The writer and charged bytes of `id`'s pin, when a client's write made it.
+pub fn owner_of(
+    root: &Cell,
+    id: &ValueId,
+    r: &dyn Resolver,
+) -> Result<Option<(Cell, u64)>, ResolveError> {
+    let set = pin_set(root, r)?;
+    let rec = value_at_path(&set, &[Cell::blob(id.as_bytes())], r)?;
+    if rec.is_nil() {
+        return Ok(None);
+    }
+    let owner = value_at_path(&rec, &[kw("owner")], r)?;
+    let bytes = value_at_path(&rec, &[kw("bytes")], r)?.as_long();
+    Ok(match bytes {
+        Some(b) if owner.kind() == Kind::Blob => Some((owner, b.max(0) as u64)),
+        _ => None,
+    })
+}
+
 /// `root` with its pin set changed: `id` set to `record` (or removed when `None`).
 pub fn with_pin(
     root: &Cell,

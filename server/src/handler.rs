@@ -1,15 +1,19 @@
 //! The server side of the requests that need the node: STATUS, QUERY, DATA_REQUEST,
 //! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
 
-use crate::acquire::{complete_tree, AcquireError, AcquireLimits};
+use crate::acquire::{complete_tree, detached, AcquireError, AcquireLimits};
 use crate::conn::{Conn, Host, Role};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
+use etch_engine::lattice::hold::{zone_at, Zone};
 use etch_engine::lattice::{
     lookup_path, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
 };
-use etch_engine::node::{wall_clock_ms, NodeError};
+use etch_engine::node::{wall_clock_ms, ClientNode, NodeError};
+use etch_engine::query::QueryNode;
 use etch_engine::query::{eval_form, Env, EvalContext, EvalError, Rights};
+use etch_engine::quota::Charge;
+use etch_engine::store::CellStore;
 use etch_formats::message::{encode_complete, encode_data_result};
 use etch_formats::value::{elements, for_each_entry};
 use etch_formats::{Cell, Kind, Message, MessageType, NoResolver, ResultRecord, ValueId};
@@ -268,7 +272,8 @@ fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
                 &format!("DATA_REQUEST element {} is not a 32-byte hash", i + 2),
             );
         };
-        match shared.store.get(&ValueId(hash)) {
+        // What this node holds: a partial replica never asks further for a peer.
+        match shared.local.get(&ValueId(hash)) {
             Ok(Some(c)) => {
                 served += 1;
                 cells.push(Some(c));
@@ -306,19 +311,37 @@ async fn evaluate(
     id: i64,
     form: Cell,
     rights: Rights,
+    charge: Option<Charge>,
 ) -> Option<(ResultRecord, Vec<u8>)> {
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let mut env = Env::new();
+        // A client's writes are pinned for it and charged to it (etch_engine::quota).
+        let client = charge.map(|charge| ClientNode {
+            node: s.node.as_ref(),
+            charge,
+        });
+        let node: &dyn QueryNode = match &client {
+            Some(c) => c,
+            None => s.node.as_ref(),
+        };
         let ctx = EvalContext {
             resolver: s.store.as_ref(),
-            node: Some(s.node.as_ref()),
+            node: Some(node),
             rights,
             cancel: Some(&s.cancel),
             deadline: Some(std::time::Instant::now() + s.config.limits.request_timeout),
         };
         Metrics::inc(&s.metrics.queries);
-        let record = match eval_form(&form, &mut env, &ctx) {
+        // A partial replica answers :MISSING for a value it cannot get whole, rather than a
+        // top cell whose branches nobody can then supply.
+        let result = eval_form(&form, &mut env, &ctx).and_then(|v| {
+            if s.config.hold.is_some() {
+                readable(&v, s.store.as_ref(), s.config.limits.response_bytes)?;
+            }
+            Ok(v)
+        });
+        let record = match result {
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => {
                 Metrics::inc(&s.metrics.query_errors);
@@ -335,6 +358,37 @@ async fn evaluate(
     .await
     .map_err(|e| tracing::error!(error = %e, "query task failed"))
     .ok()
+}
+
+/// Checks that the branches of `value` an answer would carry (up to `budget` bytes) can be
+/// read: fetched from the peers where this node does not hold them.
+fn readable(value: &Cell, store: &dyn CellStore, budget: usize) -> Result<(), EvalError> {
+    let mut stack = vec![value.clone()];
+    let mut bytes = 0usize;
+    while let Some(cell) = stack.pop() {
+        for r in cell.refs() {
+            if bytes > budget {
+                return Ok(());
+            }
+            let c = r.fetch(store).map_err(|e| match e {
+                etch_formats::ResolveError::Missing(id) => EvalError::new(
+                    "MISSING",
+                    format!(
+                        "Missing data: 0x{} (this node does not hold it and no connected peer does)",
+                        id.to_hex()
+                    ),
+                ),
+                other => EvalError::new("IO", other.to_string()),
+            })?;
+            if r.is_branch() {
+                bytes += c.len();
+            }
+            if !c.refs().is_empty() {
+                stack.push(c);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// QUERY (protocol.md §7.3): evaluate the form with the request deadline and the sender's
@@ -357,7 +411,8 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
     } else {
         client
     };
-    let Some(mut answer) = evaluate(shared, id, form.clone(), rights).await else {
+    let charge = (rights == client).then(|| writer(conn));
+    let Some(mut answer) = evaluate(shared, id, form.clone(), rights, charge).await else {
         conn.send_result(&ResultRecord::error(
             Some(id),
             "EXCEPTION",
@@ -386,13 +441,19 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
             }
             if is_admin(shared, conn) {
                 tracing::info!(addr = %conn.addr(), "admin key verified");
-                if let Some(again) = evaluate(shared, id, form, Rights::Admin).await {
+                if let Some(again) = evaluate(shared, id, form, Rights::Admin, None).await {
                     answer = again;
                 }
             }
         }
     }
     conn.send_body(&answer.1);
+}
+
+/// Who a client's writes on `conn` are charged to: the key it proved, else anonymous.
+fn writer(conn: &Conn) -> Charge {
+    conn.verified_key()
+        .map_or_else(Charge::anonymous, |k| Charge::key(&k))
 }
 
 /// The path of a LATTICE_QUERY or LATTICE_VALUE: nil → root, a vector → its elements,
@@ -447,17 +508,14 @@ async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Mes
     };
     let s = shared.clone();
     let body = tokio::task::spawn_blocking(move || {
-        let root = served_root(&s.node.root_value(), s.store.as_ref());
-        let record = match lookup_path(&root, &path, s.store.as_ref()) {
+        // What this node holds (a partial replica answers with its skeleton).
+        let r = s.local.as_ref();
+        let root = served_root(&s.node.root_value(), r);
+        let record = match lookup_path(&root, &path, r) {
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),
         };
-        encode_complete(
-            &record.to_cell(),
-            s.store.as_ref(),
-            s.config.limits.response_bytes,
-        )
-        .0
+        encode_complete(&record.to_cell(), r, s.config.limits.response_bytes).0
     })
     .await;
     Metrics::inc(&shared.metrics.lattice_queries);
@@ -598,7 +656,9 @@ pub(crate) async fn merge_incoming(
     let value = msg
         .arg(2)
         .ok_or_else(|| Refusal::new("FORMAT", "Value not in the message"))?;
-    merge_value(shared, conn, path, value, refuse_stale).await
+    // A client's value is charged to it (etch_engine::quota); a peer's or an admin's is not.
+    let charge = (!is_peer(shared, conn) && !is_admin(shared, conn)).then(|| writer(conn));
+    merge_value(shared, conn, path, value, refuse_stale, charge).await
 }
 
 /// Whether `path` goes through the `:value` of a Signed lattice (an owner slot's content).
@@ -631,6 +691,7 @@ pub(crate) async fn merge_value(
     path: Vec<Cell>,
     value: Cell,
     refuse_stale: bool,
+    charge: Option<Charge>,
 ) -> Result<Cell, Refusal> {
     if value.is_nil() {
         return Ok(shared.committed_root());
@@ -670,7 +731,21 @@ pub(crate) async fn merge_value(
             ..acquire
         }
     };
-    let mut result = complete_tree(conn, &value, shared.store.as_ref(), first).await;
+    // A partial replica fetches only the skeleton (nothing for a value under a :data key).
+    let zone = match &shared.config.hold {
+        None => Some(Zone::Full),
+        Some(_) => zone_at(&path),
+    };
+    let Some(zone) = zone else {
+        return merge_checked(shared, path, value, refuse_stale, charge).await;
+    };
+    // A partial replica keeps of what arrived only what the skeleton walk attaches.
+    let (value, mut arrived) = match &shared.config.hold {
+        Some(_) => detached(&value),
+        None => (value, std::collections::HashMap::new()),
+    };
+    let store = shared.store.as_ref();
+    let mut result = complete_tree(conn, &value, zone, store, &mut arrived, first).await;
     for other in &others {
         match &result {
             Err(
@@ -681,13 +756,24 @@ pub(crate) async fn merge_value(
             ) => {
                 tracing::debug!(from = %conn.addr(), via = %other.addr(), "fetching missing cells from a peer");
                 // Cells already fetched stay attached: this continues where the last stopped.
-                result = complete_tree(other, &value, shared.store.as_ref(), acquire).await;
+                result = complete_tree(other, &value, zone, store, &mut arrived, acquire).await;
             }
             _ => break,
         }
     }
     let fetched = result.map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
+    merge_checked(shared, path, value, refuse_stale, charge).await
+}
+
+/// Checks a completed incoming value (foreign check, signatures) and merges it at `path`.
+async fn merge_checked(
+    shared: &Arc<Shared>,
+    path: Vec<Cell>,
+    value: Cell,
+    refuse_stale: bool,
+    charge: Option<Charge>,
+) -> Result<Cell, Refusal> {
     let Some(_slot) = node_slot(shared, &shared.work).await else {
         return Err(Refusal::new("LOAD", LOAD_MESSAGE));
     };
@@ -709,7 +795,7 @@ pub(crate) async fn merge_value(
         let before = node.root_value();
         let own = value_at_path(&before, &path, r).map_err(io)?;
         check_signed(sub, &value, &own, refuse_stale, r)?;
-        let after = node.merge(&path, &value)?;
+        let after = node.merge_charged(&path, &value, charge.as_ref())?;
         Ok((after.clone(), after.id() != before.id()))
     })
     .await

@@ -18,6 +18,7 @@ pub mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod holders;
 mod http;
 mod listen;
 pub mod metrics;
@@ -59,8 +60,13 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let (stop, shutdown) = watch::channel(false);
         let root = node.root_value();
+        let local = match &config.hold {
+            Some(h) => h.local().clone(),
+            None => node.store().clone(),
+        };
         let shared = Arc::new(Shared {
             store: node.store().clone(),
+            local,
             node,
             key,
             work: Arc::new(Semaphore::new(config.limits.work_slots)),
@@ -84,6 +90,9 @@ impl Server {
             peer_synced: std::sync::Mutex::new(std::collections::HashMap::new()),
             peer_connected: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
+        if let Some(h) = &shared.config.hold {
+            h.set_source(Arc::new(holders::PeerSource::new(&shared)));
+        }
         let watcher = shared.clone();
         tokio::task::spawn_blocking(move || watch_root(watcher));
         let mut tasks = vec![tokio::spawn(listen::accept_loop(listener, shared.clone()))];

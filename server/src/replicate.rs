@@ -113,6 +113,12 @@ async fn run(shared: &Arc<Shared>, conn: &Arc<Conn>, peer: &PeerSpec) {
             // Root sync: push the root again even if unchanged (the divergence detector).
             last_pushed = None;
         }
+        // A partial replica does not push: its root names values it does not hold, which a
+        // peer completing the push would ask for and not get (a Java node would refuse the
+        // update). Its peers pull it, and it pulls them.
+        if shared.config.hold.is_some() {
+            continue;
+        }
         let root = shared.committed_root();
         if last_pushed == Some(*root.id()) {
             continue;
@@ -140,11 +146,11 @@ async fn push(
     // Walking the root reads the store: off the runtime threads.
     let (s, r) = (shared.clone(), root.clone());
     let encoded = tokio::task::spawn_blocking(move || {
-        let served = crate::handler::served_root(&r, s.store.as_ref());
+        let served = crate::handler::served_root(&r, s.local.as_ref());
         let payload = message::lattice_value(&[], served, None);
         let (body, sent) = encode_delta(
             &payload,
-            s.store.as_ref(),
+            s.local.as_ref(),
             &|id: &ValueId| known.contains(id),
             s.config.limits.response_bytes,
         );
@@ -191,7 +197,7 @@ async fn pull(shared: &Arc<Shared>, conn: &Arc<Conn>) -> Result<(), PullError> {
     if let Some(code) = r.error_code() {
         return Err(PullError::Refused(code));
     }
-    merge_value(shared, conn, Vec::new(), r.value, false)
+    merge_value(shared, conn, Vec::new(), r.value, false, None)
         .await
         .map_err(|e| PullError::Merge(e.code, e.message))?;
     Ok(())

@@ -6,6 +6,7 @@ use crate::conn::{Conn, ConnParams};
 use crate::metrics::Metrics;
 use ed25519_dalek::SigningKey;
 use etch_engine::node::LocalNode;
+use etch_engine::store::hold::HoldStore;
 use etch_engine::store::CellStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +142,10 @@ pub struct Config {
     /// DELETE, COPY, MOVE). `etch serve` sets it when `--http` binds a loopback address or
     /// with `--anonymous-writes`.
     pub http_anonymous_writes: bool,
+    /// A partial replica (`etch serve --hold pinned`): the node's store, which holds the
+    /// skeleton and the pins and fetches other cells from the peers (`etch_engine::store::hold`).
+    /// `None`: the node holds everything it merges.
+    pub hold: Option<Arc<HoldStore>>,
 }
 
 impl Default for Config {
@@ -153,6 +158,7 @@ impl Default for Config {
             push_interval: Duration::from_millis(50),
             limits: Limits::default(),
             http_anonymous_writes: false,
+            hold: None,
         }
     }
 }
@@ -161,6 +167,9 @@ impl Default for Config {
 pub(crate) struct Shared {
     pub node: Arc<LocalNode>,
     pub store: Arc<dyn CellStore>,
+    /// What this node holds itself: `store` without fetching from peers (the same store unless
+    /// the node is a partial replica). Peers are served from this only.
+    pub local: Arc<dyn CellStore>,
     pub key: Option<SigningKey>,
     pub config: Config,
     pub metrics: Metrics,

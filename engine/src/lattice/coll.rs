@@ -122,6 +122,12 @@ fn inode(c: &Cell) -> INode<'_> {
     }
 }
 
+/// The slots of an Index node: its entry `(key, value)` if it has one, and its child nodes.
+pub(crate) fn index_slots(c: &Cell) -> (Option<(&Ref, &Ref)>, &[Ref]) {
+    let n = inode(c);
+    (n.entry, n.children)
+}
+
 /// The child slot for hex digit `d` of a node with `mask`.
 fn child_at(mask: u16, children: &[Ref], d: u8) -> Option<&Ref> {
     if mask & (1 << d) == 0 {

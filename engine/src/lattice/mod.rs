@@ -27,6 +27,7 @@ pub(crate) mod coll;
 mod data;
 pub mod dlfs;
 mod generic;
+pub mod hold;
 pub mod owner;
 mod path;
 

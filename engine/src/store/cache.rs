@@ -63,6 +63,10 @@ impl CellCache {
         }
     }
 
+    pub(crate) fn budget(&self) -> usize {
+        self.budget_bytes
+    }
+
     pub(crate) fn used(&self) -> usize {
         self.used_bytes
     }

@@ -1,11 +1,12 @@
 //! Cell stores: the [`CellStore`] interface every backend implements (etch.md, FORMAT.md), its
 //! errors and [`Root`]; the backends ([`cad047`], [`native`]) and what they share: the I/O seam
 //! ([`io`]), the decoded-cell cache ([`cache`]), the walk that finds a tree's new cells
-//! ([`walk`]); opening either format ([`open`]) and replacing a store by its compacted copy
+//! ([`walk`]); the partial replica's store ([`hold`]); opening either format ([`open`]) and replacing a store by its compacted copy
 //! ([`swap`]).
 
 pub mod cache;
 pub mod cad047;
+pub mod hold;
 pub mod io;
 pub mod native;
 pub mod open;
@@ -40,6 +41,12 @@ pub enum StoreError {
     /// A cell needed to complete a tree is neither in the store nor in memory.
     #[error("missing cell {0}")]
     Missing(ValueId),
+    /// A partial replica could not fetch a cell it does not hold (`hold`).
+    #[error("fetching from peers: {0}")]
+    Source(String),
+    /// The store cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<StoreError> for ResolveError {
@@ -79,6 +86,15 @@ pub trait CellStore: Resolver + Send + Sync {
     /// complete are skipped) and the top cell itself. Returns its Value ID. Durable only after
     /// [`CellStore::commit`] or [`CellStore::set_root`].
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError>;
+    /// As `put`, for a partial replica (`store::hold`): branches of the tree that are neither in
+    /// memory nor stored are passed over instead of failing with [`StoreError::Missing`] (the
+    /// replica does not hold them, by design). Stores that cannot hold a partial tree refuse.
+    fn put_partial(&self, value: &Cell) -> Result<ValueId, StoreError> {
+        let _ = value;
+        Err(StoreError::Unsupported(
+            "this store format cannot hold a partial replica; use a native store",
+        ))
+    }
     /// Persists several values, as `put` on each; a backend may hash them in parallel first.
     fn put_many(&self, values: &[Cell]) -> Result<(), StoreError> {
         for v in values {

@@ -9,9 +9,11 @@ use etch_formats::{Cell, Ref, ValueId};
 /// top-level record, even when small enough to embed), and every branch cell that is not yet
 /// complete in the store. `complete(id)` says whether a cell and everything beneath it are
 /// already stored; such subtrees are not descended into. A branch known only by its ID must be
-/// complete, else the walk fails with [`StoreError::Missing`].
+/// complete, else the walk fails with [`StoreError::Missing`] — or, with `partial` (a partial
+/// replica's store, which holds only some subtrees by design), is passed over.
 pub(crate) fn walk_new_cells(
     value: &Cell,
+    partial: bool,
     complete: &dyn Fn(&ValueId) -> Result<bool, StoreError>,
     emit: &mut dyn FnMut(&Cell) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
@@ -31,7 +33,7 @@ pub(crate) fn walk_new_cells(
                     Ref::Embedded(_) => {}
                     Ref::Branch(_) => match r.cell() {
                         Some(c) => stack.push((c.clone(), false, false)),
-                        None if complete(&r.id())? => {}
+                        None if partial || complete(&r.id())? => {}
                         None => return Err(StoreError::Missing(r.id())),
                     },
                 }

@@ -20,6 +20,7 @@ use etch_engine::dlfs::host::{store_contents, PutOptions};
 use etch_engine::dlfs::{self, DlfsError, DrivePath};
 use etch_engine::lattice::dlfs as node;
 use etch_engine::node::NodeError;
+use etch_engine::quota::Charge;
 use etch_formats::Cell;
 use futures_util::StreamExt;
 use std::io::Read;
@@ -42,6 +43,8 @@ fn refused(e: NodeError) -> Response {
             DlfsError::CannotDeleteRoot => StatusCode::FORBIDDEN,
             _ => StatusCode::CONFLICT,
         },
+        // RFC 4918 §11.5: the request could not be stored.
+        NodeError::Quota(_) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -51,6 +54,7 @@ fn refused(e: NodeError) -> Response {
 async fn write<F>(
     shared: &Arc<Shared>,
     owner: Cell,
+    charge: Option<Charge>,
     drive: String,
     edit: F,
 ) -> Result<Cell, Response>
@@ -58,7 +62,11 @@ where
     F: FnOnce(&Cell, i64, &dyn etch_formats::Resolver) -> Result<Cell, DlfsError> + Send + 'static,
 {
     let s = shared.clone();
-    match tokio::task::spawn_blocking(move || s.node.write_drive(&owner, &drive, edit)).await {
+    let written = tokio::task::spawn_blocking(move || {
+        s.node
+            .write_drive_charged(&owner, &drive, charge.as_ref(), edit)
+    });
+    match written.await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(refused(e)),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
@@ -102,6 +110,7 @@ impl Read for ChannelReader {
 pub(super) async fn put(
     shared: Arc<Shared>,
     owner: Cell,
+    mut charge: Charge,
     comps: Vec<String>,
     body: Body,
 ) -> Response {
@@ -139,7 +148,10 @@ pub(super) async fn put(
     }
     drop(tx);
     let blob = match stored.await {
-        Ok(Ok((blob, _, _))) => blob,
+        Ok(Ok((blob, _, n))) => {
+            charge.stored_bytes = n;
+            blob
+        }
         Ok(Err(e)) => {
             let why = cut_off.unwrap_or_else(|| e.to_string());
             return error(
@@ -152,7 +164,7 @@ pub(super) async fn put(
     let existed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = existed.clone();
     let drive = p.drive.clone();
-    let result = write(&shared, owner, drive, move |cur, now, r| {
+    let result = write(&shared, owner, Some(charge), drive, move |cur, now, r| {
         seen.store(
             dlfs::find(cur, &p.path, r)?.is_some(),
             std::sync::atomic::Ordering::Relaxed,
@@ -198,7 +210,7 @@ pub(super) async fn mkcol(
         Err(r) => return r,
     };
     let drive = p.drive.clone();
-    match write(&shared, owner, drive, move |cur, now, r| {
+    match write(&shared, owner, None, drive, move |cur, now, r| {
         if cur.is_nil() {
             return Err(DlfsError::NoSuchDirectory(p.parent_text()));
         }
@@ -221,7 +233,7 @@ pub(super) async fn delete(shared: Arc<Shared>, owner: Cell, comps: Vec<String>)
         Err(r) => return r,
     };
     let drive = p.drive.clone();
-    match write(&shared, owner, drive, move |cur, now, r| {
+    match write(&shared, owner, None, drive, move |cur, now, r| {
         if dlfs::find(cur, &p.path, r)?.is_none() {
             return Err(DlfsError::NotFound(p.text.clone()));
         }
@@ -277,7 +289,7 @@ pub(super) async fn copy_move(
     let existed = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let seen = existed.clone();
     let drive = from.drive.clone();
-    let result = write(&shared, owner, drive, move |cur, now, r| {
+    let result = write(&shared, owner, None, drive, move |cur, now, r| {
         let Some(n) = dlfs::find(cur, &from.path, r)? else {
             return Err(DlfsError::NotFound(from.text.clone()));
         };
@@ -426,6 +438,7 @@ pub(super) async fn lock(
     let written = write(
         &shared,
         owner,
+        None,
         comps[0].clone(),
         move |cur, now, r| match dlfs::stat(cur, &p, r) {
             Ok(_) => Ok(cur.clone()),

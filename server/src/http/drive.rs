@@ -26,6 +26,7 @@ use etch_engine::dlfs::host::is_encrypted;
 use etch_engine::dlfs::{self, DrivePath, StatKind};
 use etch_engine::lattice::did_key;
 use etch_engine::node::iso_time;
+use etch_engine::quota::Charge;
 use etch_formats::Cell;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -151,6 +152,11 @@ async fn dispatch(
         Err(r) => return r,
     };
     let write = WRITES.contains(&method.as_str());
+    // Who a PUT's bytes are charged to (etch_engine::quota).
+    let charge = match caller {
+        Caller::Identity(k) => Charge::key(&k),
+        Caller::Anonymous => Charge::anonymous(),
+    };
     let owner_key =
         match owner_for(&shared, caller, node_key, &path, &method, &headers, now_s).await {
             Ok(k) => k,
@@ -206,7 +212,7 @@ async fn dispatch(
         };
         let m = method.as_str();
         let answer = match m {
-            "PUT" => super::dav::put(shared, owner, comps.clone(), body).await,
+            "PUT" => super::dav::put(shared, owner, charge, comps.clone(), body).await,
             "MKCOL" => super::dav::mkcol(shared, owner, comps.clone(), &headers).await,
             "DELETE" => super::dav::delete(shared, owner, comps.clone()).await,
             "COPY" | "MOVE" => {

@@ -2,6 +2,9 @@
 
 use super::{open_any_with, FormatArg, IoArg};
 use etch_engine::node::LocalNode;
+use etch_engine::quota::Quotas;
+use etch_engine::store::hold::HoldStore;
+use etch_engine::store::{CellStore, StoreFormat};
 use etch_server::{Config, Limits, PeerSpec, Server};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -112,6 +115,55 @@ pub struct ServeArgs {
     /// How a native store writes its log.
     #[arg(long, value_enum, default_value_t)]
     io: IoArg,
+    /// What this node keeps on disk: `all` (every value it merges: a full replica) or
+    /// `pinned` (a partial replica: the lattice skeleton, its pins and what clients write
+    /// through it; other values are fetched from the peers when read). Needs a native store.
+    #[arg(long, value_enum, default_value_t = Hold::All)]
+    hold: Hold,
+    /// With --hold pinned: bytes of values fetched from peers kept in memory for readers
+    /// (K, M, G suffixes: powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes)]
+    cache_bytes: u64,
+    /// Most bytes each client (a proven key, or the anonymous bucket) may write through this
+    /// node: QUERY store/merge!, LATTICE_VALUE from non-peers, HTTP PUT; past it :QUOTA (HTTP
+    /// 507). K, M, G suffixes.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    quota: Option<u64>,
+    /// Most bytes all clients together may write through this node.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    quota_total: Option<u64>,
+}
+
+/// What a node keeps (`--hold`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Hold {
+    /// Every value it merges.
+    All,
+    /// The skeleton, the pins and its clients' writes.
+    Pinned,
+}
+
+/// Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text:?}: expected a number with K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of bytes, e.g. 500M"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?}: too large"))
 }
 
 /// Runs `etch serve`.
@@ -160,11 +212,29 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         Err(e) => return fail(format!("node key: {e}")),
     };
     let store = match open_any_with(&args.store, true, args.format, args.io) {
+        Ok(s) if args.hold == Hold::Pinned && s.format() != StoreFormat::Native => {
+            return fail(format!(
+                "{}: --hold pinned needs a native store (this one is {}); convert it with \
+                 etch export and etch import --format native",
+                args.store.display(),
+                s.format().name()
+            ))
+        }
         Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
-    let node = match LocalNode::open(store, Some(key.clone())) {
-        Ok(n) => Arc::new(n),
+    let hold = (args.hold == Hold::Pinned)
+        .then(|| Arc::new(HoldStore::new(store.clone(), args.cache_bytes as usize)));
+    let node_store: Arc<dyn CellStore> = match &hold {
+        Some(h) => h.clone(),
+        None => store,
+    };
+    let quotas = Quotas {
+        per_key_bytes: args.quota,
+        total_bytes: args.quota_total,
+    };
+    let node = match LocalNode::open(node_store, Some(key.clone())) {
+        Ok(n) => Arc::new(n.with_quotas(quotas)),
         Err(e) => return fail(format!("{}: {e}", args.store.display())),
     };
     let mut config = Config {
@@ -178,6 +248,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             ..Limits::default()
         },
+        hold,
         ..Config::default()
     };
     // Store reads and writes run on blocking threads; a bounded pool keeps a burst of

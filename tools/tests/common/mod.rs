@@ -87,17 +87,18 @@ impl Served {
         Served::start_with(home, store, &[])
     }
 
-    /// [`Served::start`] with more arguments (peers, a key file, a sync interval).
+    /// [`Served::start`] with more arguments (peers, a key file, a sync interval; a
+    /// `--listen` of their own replaces `127.0.0.1:0`).
     pub fn start_with(home: &Path, store: &Path, extra: &[&std::ffi::OsStr]) -> Served {
+        let listen: &[&str] = if extra.iter().any(|a| *a == "--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(ETCH)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-                "--store",
-            ])
+            .arg("serve")
+            .args(listen)
+            .args(["--log", "warn", "--store"])
             .arg(store)
             .args(extra)
             .env("ETCH_HOME", home)

@@ -108,7 +108,7 @@ impl CellStore for EtchStore {
         let complete = |id: &ValueId| -> Result<bool, StoreError> {
             Ok(self.status(id)?.is_some_and(|s| s >= status::PERSISTED))
         };
-        walk_new_cells(value, &complete, &mut |cell| {
+        walk_new_cells(value, false, &complete, &mut |cell| {
             let mem = memory_size(cell, self).map_err(|e| match e {
                 ResolveError::Missing(id) => StoreError::Missing(id),
                 other => StoreError::BadRecord {

@@ -807,6 +807,21 @@ fn max_run_number(dir: &Path) -> Result<u64, NativeError> {
     Ok(max)
 }
 
+impl NativeStore {
+    /// `put`, or with `partial` `put_partial` (the walk passes over branches not held).
+    fn put_walk(&self, value: &Cell, partial: bool) -> Result<ValueId, StoreError> {
+        if !self.writable {
+            return Err(NativeError::ReadOnly.into());
+        }
+        let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
+        let mut a = lock(&self.appender);
+        walk_new_cells(value, partial, &complete, &mut |cell| {
+            self.append_cell(&mut a, cell).map_err(StoreError::from)
+        })?;
+        Ok(*value.id())
+    }
+}
+
 impl Resolver for NativeStore {
     fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
         self.get_cell(id)
@@ -822,15 +837,11 @@ impl From<NativeError> for StoreError {
 
 impl CellStore for NativeStore {
     fn put(&self, value: &Cell) -> Result<ValueId, StoreError> {
-        if !self.writable {
-            return Err(NativeError::ReadOnly.into());
-        }
-        let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
-        let mut a = lock(&self.appender);
-        walk_new_cells(value, &complete, &mut |cell| {
-            self.append_cell(&mut a, cell).map_err(StoreError::from)
-        })?;
-        Ok(*value.id())
+        self.put_walk(value, false)
+    }
+
+    fn put_partial(&self, value: &Cell) -> Result<ValueId, StoreError> {
+        self.put_walk(value, true)
     }
 
     /// Hashes the values on every core first (their IDs are cached in the cells), then appends
@@ -863,7 +874,7 @@ impl CellStore for NativeStore {
                 // A leaf: one record; only this batch can have added it meanwhile.
                 self.append_new(&mut a, v)?;
             } else {
-                walk_new_cells(v, &complete, &mut |cell| {
+                walk_new_cells(v, false, &complete, &mut |cell| {
                     self.append_cell(&mut a, cell).map_err(StoreError::from)
                 })?;
             }
