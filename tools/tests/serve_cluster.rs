@@ -46,6 +46,9 @@ fn eval(home: &Path, addr: &str, expr: &str) -> String {
         .to_string()
 }
 
+/// The Value ID of what a node replicates: its root's :data, :fs and :p2p.
+const REPLICATED_ROOT: &str = "(value-id [(get (root) :data) (get (root) :fs) (get (root) :p2p)])";
+
 /// Waits until `expr` prints `want` on every node.
 fn wait_all(home: &Path, nodes: &[&Served], expr: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -121,13 +124,13 @@ fn processes_replicate_and_a_killed_node_catches_up() {
     // What c had before the kill survived it.
     let expr = format!("(count (fetch (value-id \"value 2 {}\")))", "x".repeat(200));
     assert_eq!(eval(&home, &c.addr, &expr), "208");
-    // The roots (data and every NodeInfo, the restarted node's new one included) become equal
-    // everywhere.
+    // The replicated roots (data, drives and every NodeInfo, the restarted node's new one
+    // included) become equal everywhere; each node's own :pins and :quota stay its own.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let roots: Vec<String> = [&a, &b, &c]
             .iter()
-            .map(|n| eval(&home, &n.addr, "(value-id (root))"))
+            .map(|n| eval(&home, &n.addr, REPLICATED_ROOT))
             .collect();
         if roots.windows(2).all(|w| w[0] == w[1]) {
             break;
