@@ -30,13 +30,28 @@ fn public(n: u8) -> [u8; 32] {
     key(n).verifying_key().to_bytes()
 }
 
-/// Waits until every node has the same root; returns it.
+/// What a node replicates: its root's :data, :fs and :p2p (its :pins and :quota are its own).
+fn replicated(server: &Server) -> Cell {
+    let root = server.node().root_value();
+    let r = server.node().store().as_ref();
+    Cell::vector(
+        ["data", "fs", "p2p"]
+            .iter()
+            .map(|k| {
+                let key = Cell::keyword(k).expect("keyword");
+                etch_engine::lattice::value_at_path(&root, &[key], r).expect("read")
+            })
+            .collect(),
+    )
+}
+
+/// Waits until every node replicates the same root; returns the first node's root.
 async fn converged(nodes: &[&Server], within: Duration) -> Cell {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let roots: Vec<Cell> = nodes.iter().map(|s| s.node().root_value()).collect();
+        let roots: Vec<Cell> = nodes.iter().map(|s| replicated(s)).collect();
         if roots.windows(2).all(|w| w[0].id() == w[1].id()) {
-            return roots[0].clone();
+            return nodes[0].node().root_value();
         }
         if tokio::time::Instant::now() > deadline {
             let ids: Vec<String> = roots.iter().map(|r| r.id().to_hex()).collect();
