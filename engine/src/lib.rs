@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod dlfs;
+pub mod gc;
 pub mod lattice;
 pub mod node;
 pub mod pins;

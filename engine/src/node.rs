@@ -95,6 +95,8 @@ pub struct LocalNode {
     commits: std::sync::atomic::AtomicU64,
     /// Limits on client writes.
     quotas: Quotas,
+    /// What `(gc)` compacts, when the node can compact while it serves.
+    gc: Option<crate::gc::GcTarget>,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -128,7 +130,27 @@ impl LocalNode {
             clock: Arc::new(wall_clock_ms),
             commits: std::sync::atomic::AtomicU64::new(0),
             quotas: Quotas::default(),
+            gc: None,
         })
+    }
+
+    /// This node able to compact its store while it serves (`crate::gc`).
+    pub fn with_gc(mut self, target: crate::gc::GcTarget) -> LocalNode {
+        self.gc = Some(target);
+        self
+    }
+
+    /// Compacts the store while the node serves (`crate::gc`), holding the commit lock: writes
+    /// wait, reads go on.
+    pub fn gc(&self) -> Result<crate::gc::GcReport, NodeError> {
+        let Some(target) = &self.gc else {
+            return Err(NodeError::Argument(
+                "this node cannot compact while it serves (not a native store run by etch serve)"
+                    .into(),
+            ));
+        };
+        let root = self.lock();
+        Ok(crate::gc::compact_live(target, &root)?)
     }
 
     /// This node with limits on client writes (those made through [`ClientNode`]).
@@ -597,6 +619,10 @@ impl QueryNode for LocalNode {
     fn unpin(&self, id: &ValueId) -> Result<bool, EvalError> {
         Ok(LocalNode::unpin(self, id)?)
     }
+
+    fn gc(&self) -> Result<crate::gc::GcReport, EvalError> {
+        Ok(LocalNode::gc(self)?)
+    }
 }
 
 /// The `:data` Index entry for `values` (each under its ID) and the distinct values, in order.
@@ -670,6 +696,10 @@ impl QueryNode for ClientNode<'_> {
 
     fn unpin(&self, id: &ValueId) -> Result<bool, EvalError> {
         Ok(self.node.unpin(id)?)
+    }
+
+    fn gc(&self) -> Result<crate::gc::GcReport, EvalError> {
+        Ok(self.node.gc()?)
     }
 }
 

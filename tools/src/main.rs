@@ -48,6 +48,8 @@ enum Command {
     Status(cmd::status::StatusArgs),
     #[command(about = "Pin values a node keeps (by ID, drive path or dlfs: URI): add, rm, ls.")]
     Pin(cmd::pin::PinArgs),
+    #[command(about = "Compact a running node's store while it serves (etch serve; admin).")]
+    Gc(cmd::gc::GcArgs),
     #[command(
         about = "Serve the MCP tools (drives, queries, values) to an AI agent over stdin/stdout."
     )]
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Pin(args) => cmd::pin::run(args),
+        Command::Gc(args) => cmd::gc::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Info(args) => cmd::store::info(args),

@@ -110,6 +110,7 @@ pub(crate) const BUILTINS: &[&str] = &[
     "pin",
     "unpin",
     "pins",
+    "gc",
 ];
 
 /// The static name of a built-in function, if `name` is one.
@@ -1311,7 +1312,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
         }
         "set-owner!" | "drives" | "mkdrive" | "rmdrive" | "ls" | "read-file" | "put" | "mkdir"
         | "rm" | "stat" => super::dlfs::call(ev, name, &args),
-        "pin" | "unpin" | "pins" => super::pins::call(ev, name, &args),
+        "pin" | "unpin" | "pins" | "gc" => super::pins::call(ev, name, &args),
         "not" => {
             check_exact(name, 1, &args)?;
             bool_v(!truthy(&args[0]))

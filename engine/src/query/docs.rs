@@ -413,6 +413,7 @@ pub const DOCS: &[Doc] = &[
         Dlfs,
     ),
     d("pins", "", "the node's pins: [{:id :label :source :time} ...]", Dlfs),
+    d("gc", "", "compact the serving node's store, keeping the root's tree and the pins (admin): {:bytes-before :bytes-after :cells :seconds}", Dlfs),
     d(
         "rmdrive",
         "name",

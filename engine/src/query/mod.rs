@@ -205,6 +205,13 @@ pub trait QueryNode: Sync {
     fn pin(&self, value: &Cell, label: &str, source: &str) -> Result<ValueId, EvalError>;
     /// `(unpin id)`: drops the pin of `id`, commits; whether there was one.
     fn unpin(&self, id: &ValueId) -> Result<bool, EvalError>;
+    /// `(gc)`: compacts the node's store while it serves (`crate::gc`); what it did.
+    fn gc(&self) -> Result<crate::gc::GcReport, EvalError> {
+        Err(EvalError::new(
+            "STATE",
+            "This node cannot compact while it serves; use etch compact on the stopped store",
+        ))
+    }
 }
 
 /// The edit of a drive write (see [`QueryNode::edit_drive`]).

@@ -2,7 +2,8 @@
 //! `(pin target label)` keeps a value on this node whatever else it lets go of — `target` a
 //! Value ID (a 32-byte Blob), a drive location (`"drive/path"`, `[owner "drive/path"]`) or a
 //! `dlfs:` URI, whose current state is pinned; `(unpin id)`; `(pins)` lists them. Pinning and
-//! unpinning need admin rights (query.md §6.5) and commit; listing is a read.
+//! unpinning need admin rights (query.md §6.5) and commit; listing is a read. `(gc)` (admin)
+//! compacts the node's store while it serves (`crate::gc`), dropping what no pin or root keeps.
 
 use super::core::{check_exact, check_range, data, data_v};
 use super::dlfs::{drive_of, location, owner_arg, text_of};
@@ -110,6 +111,19 @@ pub(super) fn call(ev: &mut Evaluator, name: &'static str, args: &[Value]) -> Re
                     })
                     .collect(),
             ))
+        }
+        "gc" => {
+            check_exact(name, 0, args)?;
+            ev.require(true)?;
+            let r = ev.node(name)?.gc()?;
+            let kw = |n: &str| Cell::keyword(n).unwrap_or_else(|_| Cell::nil());
+            let long = |n: u64| Cell::long(n.min(i64::MAX as u64) as i64);
+            data_v(Cell::map(vec![
+                (kw("bytes-before"), long(r.bytes_before)),
+                (kw("bytes-after"), long(r.bytes_after)),
+                (kw("cells"), long(r.cells)),
+                (kw("seconds"), Cell::double(r.seconds)),
+            ]))
         }
         _ => Err(EvalError::new("UNDECLARED", name)),
     }

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cad047;
 pub mod hold;
 pub mod io;
+pub mod live;
 pub mod native;
 pub mod open;
 pub mod swap;

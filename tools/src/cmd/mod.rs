@@ -10,6 +10,7 @@ pub mod drive;
 pub mod encode;
 pub mod eval;
 pub mod export;
+pub mod gc;
 pub mod inspect;
 pub mod key;
 pub mod mcp;

@@ -1,9 +1,12 @@
 //! `etch serve`: run a lattice node on a store (the server crate), until SIGINT or SIGTERM.
 
 use super::{open_any_with, FormatArg, IoArg};
+use etch_engine::gc::GcTarget;
 use etch_engine::node::LocalNode;
 use etch_engine::quota::Quotas;
 use etch_engine::store::hold::HoldStore;
+use etch_engine::store::live::LiveStore;
+use etch_engine::store::NativeOptions;
 use etch_engine::store::{CellStore, StoreFormat};
 use etch_server::{Config, Limits, PeerSpec, Server};
 use std::io::{self, Write};
@@ -132,6 +135,10 @@ pub struct ServeArgs {
     /// Most bytes all clients together may write through this node.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     quota_total: Option<u64>,
+    /// Compact the store while serving every SECS seconds (native stores; 0: only when asked,
+    /// with `etch gc --connect` or the query `(gc)`).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    gc_interval: u64,
 }
 
 /// What a node keeps (`--hold`).
@@ -220,8 +227,26 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
                 s.format().name()
             ))
         }
-        Ok(s) => s.cell_store(),
+        Ok(s) => s,
         Err(e) => return fail(e),
+    };
+    // A native store can be compacted while it serves: it sits in a LiveStore.
+    let (store, gc_target) = match store.format() {
+        StoreFormat::Native => {
+            let live = Arc::new(LiveStore::new(store.cell_store()));
+            let options = NativeOptions {
+                io: args.io.into(),
+                ..NativeOptions::default()
+            };
+            let target = GcTarget {
+                live: live.clone(),
+                path: args.store.clone(),
+                options,
+                partial: args.hold == Hold::Pinned,
+            };
+            (live as Arc<dyn CellStore>, Some(target))
+        }
+        StoreFormat::Cad047 => (store.cell_store(), None),
     };
     let hold = (args.hold == Hold::Pinned)
         .then(|| Arc::new(HoldStore::new(store.clone(), args.cache_bytes as usize)));
@@ -234,9 +259,32 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         total_bytes: args.quota_total,
     };
     let node = match LocalNode::open(node_store, Some(key.clone())) {
-        Ok(n) => Arc::new(n.with_quotas(quotas)),
+        Ok(n) => {
+            let n = n.with_quotas(quotas);
+            Arc::new(match gc_target {
+                Some(t) => n.with_gc(t),
+                None => n,
+            })
+        }
         Err(e) => return fail(format!("{}: {e}", args.store.display())),
     };
+    if args.gc_interval > 0 {
+        let (n, every) = (Arc::downgrade(&node), Duration::from_secs(args.gc_interval));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(node) = n.upgrade() else { return };
+            match node.gc() {
+                Ok(r) => tracing::info!(
+                    before = r.bytes_before,
+                    after = r.bytes_after,
+                    cells = r.cells,
+                    seconds = r.seconds,
+                    "store compacted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "scheduled compaction failed"),
+            }
+        });
+    }
     let mut config = Config {
         peers,
         read_only_clients: args.read_only_clients,
