@@ -97,6 +97,8 @@ pub struct LocalNode {
     quotas: Quotas,
     /// What `(gc)` compacts, when the node can compact while it serves.
     gc: Option<crate::gc::GcTarget>,
+    /// The last compaction while serving: when it ended (ms since the epoch) and what it did.
+    last_gc: Mutex<Option<(i64, crate::gc::GcReport)>>,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -131,6 +133,7 @@ impl LocalNode {
             commits: std::sync::atomic::AtomicU64::new(0),
             quotas: Quotas::default(),
             gc: None,
+            last_gc: Mutex::new(None),
         })
     }
 
@@ -150,7 +153,20 @@ impl LocalNode {
             ));
         };
         let root = self.lock();
-        Ok(crate::gc::compact_live(target, &root)?)
+        let report = crate::gc::compact_live(target, &root)?;
+        *self.last_gc.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((self.now(), report.clone()));
+        Ok(report)
+    }
+
+    /// Whether the node can compact while it serves, and its last such compaction.
+    pub fn gc_state(&self) -> (bool, Option<(i64, crate::gc::GcReport)>) {
+        let last = self
+            .last_gc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (self.gc.is_some(), last)
     }
 
     /// This node with limits on client writes (those made through [`ClientNode`]).

@@ -184,10 +184,64 @@ fn operator_view(shared: &Shared, root: &Cell) -> Cell {
         (kw("commits"), long(shared.node.commits())),
         (kw("pins"), long(pins)),
         (kw("peers"), Cell::vector(peers)),
+        (kw("hold"), hold_view(shared)),
+        (kw("quota"), quota_view(shared, root)),
+        (kw("gc"), gc_view(shared)),
         (
             kw("http-requests"),
             long(shared.metrics.http_requests.load(Ordering::Relaxed)),
         ),
+    ])
+}
+
+fn long_cell(n: u64) -> Cell {
+    Cell::long(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// What the node keeps (`--hold`) and, on a partial replica, its read cache.
+fn hold_view(shared: &Shared) -> Cell {
+    match &shared.config.hold {
+        None => Cell::map(vec![(kw("mode"), Cell::string("all"))]),
+        Some(h) => {
+            let st = h.hold_stats();
+            Cell::map(vec![
+                (kw("mode"), Cell::string("pinned")),
+                (kw("cache-bytes"), long_cell(st.cache_bytes)),
+                (kw("cache-budget"), long_cell(st.cache_budget)),
+                (kw("fetched-cells"), long_cell(st.fetched_cells)),
+                (kw("fetched-bytes"), long_cell(st.fetched_bytes)),
+            ])
+        }
+    }
+}
+
+/// The quotas and what client writes used of them (etch_engine::quota).
+fn quota_view(shared: &Shared, root: &Cell) -> Cell {
+    let q = shared.node.quotas();
+    let limit = |b: Option<u64>| b.map_or_else(Cell::nil, long_cell);
+    let ledger = etch_engine::quota::ledger(root, shared.store.as_ref()).unwrap_or_default();
+    Cell::map(vec![
+        (kw("per-key"), limit(q.per_key_bytes)),
+        (kw("total"), limit(q.total_bytes)),
+        (kw("used"), long_cell(ledger.iter().map(|(_, n)| n).sum())),
+        (kw("writers"), long_cell(ledger.len() as u64)),
+    ])
+}
+
+/// Compaction while serving: available, and the last run.
+fn gc_view(shared: &Shared) -> Cell {
+    let (available, last) = shared.node.gc_state();
+    let last = last.map_or_else(Cell::nil, |(t, r)| {
+        Cell::map(vec![
+            (kw("time"), Cell::long(t)),
+            (kw("bytes-before"), long_cell(r.bytes_before)),
+            (kw("bytes-after"), long_cell(r.bytes_after)),
+            (kw("seconds"), Cell::double(r.seconds)),
+        ])
+    });
+    Cell::map(vec![
+        (kw("available"), Cell::bool(available)),
+        (kw("last"), last),
     ])
 }
 

@@ -104,6 +104,19 @@ fn gc_under_reads_reclaims_unpinned_values() {
         "reclaimed {} of {unpinned} unpinned bytes",
         before - after
     );
+    // The operator view shows the mode, the quota ledger and the compaction.
+    let st = etch(
+        &home,
+        &["status", "--connect", &node.addr, "--interval", "0.1"],
+    );
+    assert_eq!(st.code, 0, "{}", st.err);
+    assert!(
+        st.out.contains("holds      pinned values only"),
+        "{}",
+        st.out
+    );
+    assert!(st.out.contains("gc         last "), "{}", st.out);
+    assert!(st.out.contains("by 1 writer(s)"), "{}", st.out);
     std::thread::sleep(std::time::Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
     reader.join().expect("reader");

@@ -146,6 +146,41 @@ pub fn run(args: StatusArgs) -> io::Result<ExitCode> {
     writeln!(out, "on disk    {}", bytes(n(&["store", "file-bytes"])))?;
     writeln!(out, "pins       {}", n(&["pins"]))?;
     writeln!(out, "commits    {}", n(&["commits"]))?;
+    let mode = text(&op(&["hold", "mode"]));
+    if mode == "pinned" {
+        writeln!(
+            out,
+            "holds      pinned values only (read cache {} of {}, {} fetched from peers)",
+            bytes(n(&["hold", "cache-bytes"])),
+            bytes(n(&["hold", "cache-budget"])),
+            bytes(n(&["hold", "fetched-bytes"]))
+        )?;
+    } else {
+        writeln!(out, "holds      everything it merges")?;
+    }
+    let limit = |p: &[&str]| op(p).as_long().map_or("none".to_string(), |b| bytes(b));
+    writeln!(
+        out,
+        "quotas     per key {}, total {}; {} used by {} writer(s)",
+        limit(&["quota", "per-key"]),
+        limit(&["quota", "total"]),
+        bytes(n(&["quota", "used"])),
+        n(&["quota", "writers"])
+    )?;
+    let last = op(&["gc", "last"]);
+    let gc = if op(&["gc", "available"]).as_bool() != Some(true) {
+        "not available while serving (etch compact on the stopped store)".to_string()
+    } else if last.is_nil() {
+        "available (etch gc --connect); not run since start".to_string()
+    } else {
+        format!(
+            "last {}: {} -> {}",
+            iso_time(field(&last, &["time"]).as_long().unwrap_or(0)),
+            bytes(field(&last, &["bytes-before"]).as_long().unwrap_or(0)),
+            bytes(field(&last, &["bytes-after"]).as_long().unwrap_or(0))
+        )
+    };
+    writeln!(out, "gc         {gc}")?;
     writeln!(out, "\n# peers")?;
     let peers = elements(&op(&["peers"]), &NoResolver).unwrap_or_default();
     if peers.is_empty() {
