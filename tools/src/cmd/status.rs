@@ -158,7 +158,7 @@ pub fn run(args: StatusArgs) -> io::Result<ExitCode> {
     } else {
         writeln!(out, "holds      everything it merges")?;
     }
-    let limit = |p: &[&str]| op(p).as_long().map_or("none".to_string(), |b| bytes(b));
+    let limit = |p: &[&str]| op(p).as_long().map_or("none".to_string(), bytes);
     writeln!(
         out,
         "quotas     per key {}, total {}; {} used by {} writer(s)",
