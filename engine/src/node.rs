@@ -159,6 +159,23 @@ impl LocalNode {
         Ok(report)
     }
 
+    /// Marks the store as a partial replica's (`lattice::hold::HOLD_KEY`), committing when it
+    /// was not marked yet.
+    pub fn mark_partial(&self) -> Result<(), NodeError> {
+        let mut root = self.lock();
+        if root.kind() != Kind::Index {
+            return Err(NodeError::RootNotLattice(root.kind().name()));
+        }
+        let r = self.store.as_ref();
+        if crate::lattice::hold::is_partial(&root, r)? {
+            return Ok(());
+        }
+        let new_root = crate::lattice::hold::with_partial_mark(&root, r)?;
+        self.commit_root(&new_root)?;
+        *root = new_root;
+        Ok(())
+    }
+
     /// Whether the node can compact while it serves, and its last such compaction.
     pub fn gc_state(&self) -> (bool, Option<(i64, crate::gc::GcReport)>) {
         let last = self

@@ -139,4 +139,24 @@ fn gc_under_reads_reclaims_unpinned_values() {
     }
     drop(c);
     assert_eq!(node.terminate(), 0);
+    // Offline: verify is clean (it knows a partial replica's store), compact refuses one, and
+    // a full replica will not start on it.
+    let p = path.to_str().expect("utf-8");
+    let v = etch(&home, &["verify", p]);
+    assert_eq!(v.code, 0, "{}{}", v.out, v.err);
+    assert!(v.out.contains("partial replica"), "{}", v.out);
+    let c = etch(&home, &["compact", p]);
+    assert_ne!(c.code, 0);
+    assert!(c.err.contains("etch gc --connect"), "{}", c.err);
+    let o = std::process::Command::new(common::ETCH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", p])
+        .env("ETCH_HOME", &home)
+        .output()
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("partial replica"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -9,8 +9,61 @@
 //! `:data` is held only when something else keeps it (a pin, the node's own write) or a reader
 //! asked for it (the read cache).
 
-use super::coll::index_slots;
-use etch_formats::{Cell, Kind, Ref};
+use super::coll::{self, index_slots, Change, MapKind};
+use super::value_at_path;
+use etch_formats::{Cell, Kind, Ref, ResolveError, Resolver, ValueId};
+
+/// The root key that marks a partial replica's store: `:hold "pinned"`. The node's own state
+/// (like `:pins`): a key of no lattice, never served. Offline tools read it to know that the
+/// store holds only the skeleton and the pinned trees (`etch verify` does not report the
+/// values it lacks as missing), and `etch serve --hold all` refuses such a store, which it
+/// would otherwise take for complete.
+pub const HOLD_KEY: &str = "hold";
+
+fn hold_key() -> Cell {
+    Cell::keyword(HOLD_KEY).unwrap_or_else(|_| Cell::nil())
+}
+
+/// Whether `root` is a partial replica's (marked `:hold "pinned"`).
+pub fn is_partial(root: &Cell, r: &dyn Resolver) -> Result<bool, ResolveError> {
+    if root.kind() != Kind::Index {
+        return Ok(false);
+    }
+    let v = value_at_path(root, &[hold_key()], r)?;
+    Ok(v.kind() == Kind::String && v.flat_bytes() == Some(b"pinned".as_slice()))
+}
+
+/// `root` marked as a partial replica's.
+pub fn with_partial_mark(root: &Cell, r: &dyn Resolver) -> Result<Cell, ResolveError> {
+    let key = hold_key();
+    let had = !value_at_path(root, std::slice::from_ref(&key), r)?.is_nil();
+    coll::apply_changes(
+        MapKind::Index,
+        root,
+        vec![Change {
+            kid: coll::key_id(&key, r)?,
+            key,
+            had,
+            value: Some(Cell::string("pinned")),
+        }],
+        r,
+    )
+}
+
+/// The branch cells beneath `cell` (in `zone`) that a store holding `zone`'s share keeps, each
+/// with its zone, looking through embedded children.
+pub fn held_branches(cell: &Cell, zone: Zone, out: &mut Vec<(ValueId, Zone)>) {
+    for (r, z) in held_refs(cell, zone) {
+        match &r {
+            Ref::Branch(b) => out.push((*b.id(), z)),
+            Ref::Embedded(c) => {
+                if !c.refs().is_empty() {
+                    held_branches(c, z, out);
+                }
+            }
+        }
+    }
+}
 
 /// Where a cell lies in the root, for deciding which of its children a partial replica holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -158,6 +158,14 @@ fn compact(args: &CompactArgs) -> Result<(), String> {
     let start = Instant::now();
     let path = &args.path;
     let src = Source::open(path, true)?;
+    if src.is_partial() {
+        return Err(format!(
+            "{}: a partial replica's store (served with --hold pinned) lacks the values it does \
+             not pin, so an offline copy of all its root reaches cannot be made; compact it while \
+             it serves with etch gc --connect (or etch serve --gc-interval)",
+            path.display()
+        ));
+    }
     let format = src.format();
     let tmp = tmp_path(path);
     let before = disk_bytes(path);

@@ -64,6 +64,15 @@ impl Source {
         }
     }
 
+    /// Whether the root is a partial replica's (`etch serve --hold pinned`).
+    pub fn is_partial(&self) -> bool {
+        self.root()
+            .and_then(|id| self.resolve(&id).ok().flatten())
+            .is_some_and(|root| {
+                etch_engine::lattice::hold::is_partial(&root, self).unwrap_or(false)
+            })
+    }
+
     /// Native: every commit, oldest first, as (seq, root). CAD047: none.
     pub fn snapshot_roots(&self) -> Result<Vec<(u64, Option<ValueId>)>, String> {
         match self {

@@ -6,6 +6,7 @@
 //! Files are read through read-only memory maps of their real size; nothing allocates by a size
 //! read from the file.
 
+use etch_engine::lattice::hold::{self, Zone};
 use etch_engine::store::cad047::{self, digit, level_slots, DATA_START, LEVEL_MAX};
 use etch_engine::store::native::format::{
     frame_at, frame_crc, parse_frame_header, record_crc, records, resync, Commit, Snapshot,
@@ -489,6 +490,8 @@ pub struct TreeWalk {
     pub problems: Vec<Problem>,
     /// Ids reached and present.
     pub reached: HashSet<[u8; 32]>,
+    /// Roots of a partial replica (`--hold pinned`), walked for what it holds only.
+    pub partial_roots: usize,
 }
 
 /// Walks every tree reachable from `roots`, level by level with the levels' cells checked in
@@ -504,23 +507,32 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
     let mut out = TreeWalk::default();
     let mut seen: HashSet<[u8; 32]> = HashSet::new();
     let nil = *Cell::nil().id();
-    // (id, where the reference to it is: file offset of the referring record, root label)
-    let mut frontier: Vec<([u8; 32], u64, Option<[u8; 32]>)> = Vec::new();
+    // (id, where the reference to it is: file offset of the referring record, parent, zone).
+    // A partial replica's root (marked `:hold "pinned"`) is walked for its skeleton and pins
+    // only: the values it does not hold are not missing.
+    type Pending = ([u8; 32], u64, Option<[u8; 32]>, Zone);
+    let mut frontier: Vec<Pending> = Vec::new();
     for (r, at) in roots {
         if ValueId(*r) == nil && scan.good(r).is_none() {
             continue; // a nil root needs no record (CAD047)
         }
+        let partial = res
+            .get(r)
+            .is_some_and(|(c, _)| hold::is_partial(&c, &res).unwrap_or(false));
+        if partial {
+            out.partial_roots += 1;
+        }
         if seen.insert(*r) {
-            frontier.push((*r, *at, None));
+            frontier.push((*r, *at, None, if partial { Zone::Root } else { Zone::Full }));
         }
     }
     let file = scan.rec_file.clone();
     while !frontier.is_empty() {
         // Per cell: (offset and length of its record, if stored), problems, children.
-        type Visit = (Option<(u64, u64)>, Vec<Problem>, Vec<ValueId>);
+        type Visit = (Option<(u64, u64)>, Vec<Problem>, Vec<(ValueId, Zone)>);
         let results: Vec<Visit> = frontier
             .par_iter()
-            .map(|(id, from, parent)| {
+            .map(|(id, from, parent, zone)| {
                 let mut probs = Vec::new();
                 let mut kids = Vec::new();
                 let Some((cell, rec)) = res.get(id) else {
@@ -539,8 +551,10 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
                     pb.inc(1);
                     return (None, probs, kids);
                 };
-                branch_children(&cell, &mut kids);
-                let all_there = kids.iter().all(|k| scan.good(&k.0).is_some());
+                hold::held_branches(&cell, *zone, &mut kids);
+                let mut all = Vec::new();
+                branch_children(&cell, &mut all);
+                let all_there = all.iter().all(|k| scan.good(&k.0).is_some());
                 if all_there {
                     if let Err(e) =
                         etch_formats::structure::check_structure(&cell, Some(&res as &dyn Resolver))
@@ -561,15 +575,15 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
             })
             .collect();
         let mut next = Vec::new();
-        for ((id, _, _), (found, probs, kids)) in frontier.iter().zip(results) {
+        for ((id, _, _, _), (found, probs, kids)) in frontier.iter().zip(results) {
             out.problems.extend(probs);
             let Some((offset, len)) = found else { continue };
             out.cells += 1;
             out.bytes += len;
             out.reached.insert(*id);
-            for k in kids {
+            for (k, z) in kids {
                 if seen.insert(k.0) {
-                    next.push((k.0, offset, Some(*id)));
+                    next.push((k.0, offset, Some(*id), z));
                 }
             }
         }

@@ -268,6 +268,26 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         }
         Err(e) => return fail(format!("{}: {e}", args.store.display())),
     };
+    // A partial replica's store says so (offline tools read it); a full replica must not be
+    // started on one, which it would take for complete.
+    let marked = etch_engine::lattice::hold::is_partial(&node.root_value(), node.store().as_ref());
+    match (args.hold, marked) {
+        (Hold::Pinned, Ok(false)) => {
+            if let Err(e) = node.mark_partial() {
+                return fail(format!("{}: {e}", args.store.display()));
+            }
+        }
+        (Hold::All, Ok(true)) => {
+            return fail(format!(
+                "{}: this store is a partial replica's (it was served with --hold pinned and \
+                 lacks the values it did not pin); serve it with --hold pinned, or start a full \
+                 replica on a new store and let it sync from its peers",
+                args.store.display()
+            ))
+        }
+        (_, Err(e)) => return fail(format!("{}: {e}", args.store.display())),
+        _ => {}
+    }
     if args.gc_interval > 0 {
         let (n, every) = (Arc::downgrade(&node), Duration::from_secs(args.gc_interval));
         std::thread::spawn(move || loop {

@@ -141,6 +141,7 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
             "roots": roots.len(),
             "reachable_cells": walk.cells,
             "reachable_bytes": walk.bytes,
+            "partial_roots": walk.partial_roots,
             "seconds": secs,
             "problems": problems.iter().map(Problem::json).collect::<Vec<_>>(),
             "notes": scan.notes,
@@ -179,6 +180,15 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
             scan.file_bytes as f64 / secs / 1e6,
             scan.recs.len() as f64 / secs
         )?;
+        if walk.partial_roots > 0 {
+            writeln!(
+                out,
+                "note: {} root{} of a partial replica (etch serve --hold pinned): its skeleton and \
+                 pinned trees are checked; the :data values it does not hold are not missing",
+                walk.partial_roots,
+                if walk.partial_roots == 1 { " is" } else { "s are" }
+            )?;
+        }
         for n in &scan.notes {
             writeln!(out, "note: {n}")?;
         }
