@@ -848,7 +848,13 @@ async fn merge_checked(
         }
         let before = node.root_value();
         let own = value_at_path(&before, &path, r).map_err(io)?;
-        check_signed(sub, &value, &own, refuse_stale, r)?;
+        // A bad owner slot is left out alone (the merge drops it: lattice.md §6.1); the
+        // valid ones merge.
+        let refused = check_signed(sub, &value, &own, refuse_stale, r)?;
+        for (owner, why) in &refused {
+            tracing::warn!(owner = %owner, reason = %why, "owner slot refused; the other slots merge");
+        }
+        Metrics::add(&s.metrics.owner_slots_refused, refused.len() as u64);
         let after = node.merge_charged(&path, &value, charge.as_ref())?;
         Ok((after.clone(), after.id() != before.id()))
     })
@@ -864,18 +870,22 @@ async fn merge_checked(
 
 /// Verifies every signed value the lattice `l` governs in the incoming `v` before anything is
 /// merged: each owner slot must be SignedData with a valid signature by a key that passes the
-/// owner check; standalone Signed values must verify. With `refuse_stale`, an owner slot that
-/// brings nothing new over the slot held (a replayed older state) is refused too.
+/// owner check; standalone Signed values must verify. Returns the owner slots that fail (owner
+/// and why), which the merge leaves out; the whole value is refused only when an owner map
+/// brings no valid slot at all, or a standalone Signed value fails. With `refuse_stale`, an
+/// owner slot that brings nothing new over the slot held (a replayed older state) refuses the
+/// value.
 fn check_signed(
     l: &Lattice,
     v: &Cell,
     own: &Cell,
     refuse_stale: bool,
     r: &dyn etch_formats::Resolver,
-) -> Result<(), Refusal> {
+) -> Result<Vec<(String, String)>, Refusal> {
     let io = |e: etch_formats::ResolveError| Refusal::new("MISSING", e.to_string());
     match l {
         Lattice::Keyed(children) => {
+            let mut refused = Vec::new();
             for (name, sub) in children {
                 let key = kw(name);
                 let child = value_at_path(v, std::slice::from_ref(&key), r).map_err(io)?;
@@ -883,16 +893,17 @@ fn check_signed(
                     continue;
                 }
                 let own_child = value_at_path(own, std::slice::from_ref(&key), r).map_err(io)?;
-                check_signed(sub, &child, &own_child, refuse_stale, r)?;
+                refused.extend(check_signed(sub, &child, &own_child, refuse_stale, r)?);
             }
-            Ok(())
+            Ok(refused)
         }
         Lattice::Owner(slot_lattice) => {
             if v.kind() != Kind::Map {
-                return Ok(());
+                return Ok(Vec::new());
             }
             let ctx = MergeContext::default();
             let mut failure: Option<Refusal> = None;
+            let (mut refused, mut valid) = (Vec::new(), 0usize);
             for_each_entry(v, r, &mut |owner, slot| {
                 if failure.is_some() {
                     return Ok(());
@@ -902,20 +913,15 @@ fn check_signed(
                 // and may be a huge tree (a DAG printed in full could grow without bound).
                 let who = || owner_text(&owner, r);
                 if slot.kind() != Kind::Signed || !signature_valid(&slot) {
-                    failure = Some(Refusal::new(
-                        "TRUST",
-                        format!("Bad signature in the slot of owner {}", who()),
-                    ));
+                    refused.push((who(), "bad signature".to_string()));
                     return Ok(());
                 }
                 let signer = slot.signed_public_key().unwrap_or_default();
                 if !ctx.verify_owner(&owner, signer) {
-                    failure = Some(Refusal::new(
-                        "TRUST",
-                        format!("The slot of owner {} is signed by another key", who()),
-                    ));
+                    refused.push((who(), "signed by another key".to_string()));
                     return Ok(());
                 }
+                valid += 1;
                 if refuse_stale {
                     let held = value_at_path(own, std::slice::from_ref(&owner), r)?;
                     if !held.is_nil() && held.id() != slot.id() {
@@ -934,16 +940,29 @@ fn check_signed(
                 Ok(())
             })
             .map_err(io)?;
-            failure.map_or(Ok(()), Err)
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            if valid == 0 {
+                if let Some((owner, why)) = refused.first() {
+                    let text = if why == "bad signature" {
+                        format!("Bad signature in the slot of owner {owner}")
+                    } else {
+                        format!("The slot of owner {owner} is {why}")
+                    };
+                    return Err(Refusal::new("TRUST", text));
+                }
+            }
+            Ok(refused)
         }
         Lattice::Signed(_) => {
             if signature_valid(v) {
-                Ok(())
+                Ok(Vec::new())
             } else {
                 Err(Refusal::new("TRUST", "Bad signature"))
             }
         }
-        _ => Ok(()),
+        _ => Ok(Vec::new()),
     }
 }
 

@@ -48,6 +48,7 @@ counters! {
     lattice_values: "LATTICE_VALUE received.",
     lattice_merges: "LATTICE_VALUE merges that changed the root.",
     lattice_rejected: "LATTICE_VALUE refused (bad signature, stale, no lattice, missing data).",
+    owner_slots_refused: "Owner slots left out of an incoming value (bad signature, wrong signer); the rest merged.",
     cells_acquired: "Cells fetched from peers to complete values.",
     challenges: "CHALLENGE answered.",
     load_refused: "Requests refused with :LOAD (no work slot in time).",

@@ -31,8 +31,9 @@ GOODBYE.\n\n\
 The node's root is the lattice root: :data (Value ID → value, union), :fs (owner → signed map of \
 DLFS drives; each owner slot must be signed by its owner, drives merge by timestamps), :p2p \
 (:nodes → owner → signed NodeInfo, last write wins) and :local (owner → signed map, last write \
-wins; this node's own: neither pushed nor served to others). Every signed value is verified before it is merged; a bad signature refuses the whole \
-update. Other root keys are ignored.\n\n\
+wins; this node's own: neither pushed nor served to others). Every signed value is verified before it is merged: an owner slot with a bad signature (or \
+signed by another key) is left out and logged with its owner, and the other slots merge; an \
+update with no valid slot is refused. Other root keys are ignored.\n\n\
 With --peer (repeatable; HOST:PORT, optionally @HEX of the peer's public key, which it must \
 prove), the node replicates: it pushes its root to each peer when it changes (at most every \
 50 ms, with only the cells the peer is not known to hold; the peer fetches the rest), pulls \
