@@ -316,3 +316,47 @@ fn pinned_replicas_add_capacity() {
         }
     }
 }
+
+/// Issue 19: NodeInfo publishes `--advertise`, never an unspecified address.
+#[test]
+fn nodes_advertise_reachable_addresses() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let k = keys(tmp.path());
+    let serve_with = |store: &str, args: &[&str]| {
+        let mut extra: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        extra.extend([OsStr::new("--key-file"), k[0].as_os_str()]);
+        Served::start_with(&home, &tmp.path().join(store), &extra)
+    };
+    let p2p = "(get (root) :p2p)";
+    let a = serve_with("a", &["--advertise", "node.example.org:18888"]);
+    let info = eval(&home, &a.addr, p2p);
+    assert!(info.contains("\"tcp://node.example.org:18888\""), "{info}");
+    assert!(!info.contains("127.0.0.1"), "{info}");
+    drop(a);
+    let b = serve_with("b", &["--listen", "0.0.0.0:0"]);
+    let port = b.addr.rsplit_once(':').expect("port").1;
+    let info = eval(&home, &format!("127.0.0.1:{port}"), p2p);
+    assert!(info.contains(":transports []"), "{info}");
+    assert!(!info.contains("0.0.0.0"), "{info}");
+    drop(b);
+    let o = Command::new(ETCH)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--advertise",
+            "0.0.0.0:5",
+            "--store",
+        ])
+        .arg(tmp.path().join("c"))
+        .env("ETCH_HOME", &home)
+        .output()
+        .expect("serve");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--advertise 0.0.0.0:5: an unspecified address"),
+        "{err}"
+    );
+}

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:18888", value_name = "HOST:PORT")]
     listen: String,
+    /// The address other nodes reach this one at, published in its NodeInfo as
+    /// tcp://HOST:PORT. Without it the listen address is published, unless it is unspecified
+    /// (0.0.0.0 or ::), which no one can connect to: then none is.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
     /// A peer to replicate with: HOST:PORT or HOST:PORT@<public key hex>.
     #[arg(long = "peer", value_name = "HOST:PORT[@KEY]")]
     peers: Vec<String>,
@@ -140,6 +145,42 @@ pub struct ServeArgs {
     /// with `etch gc --connect` or the query `(gc)`).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     gc_interval: u64,
+}
+
+/// The transports a node publishes in its NodeInfo: `--advertise` when given (never an
+/// unspecified address), else the listen address unless it is unspecified.
+fn advertised(
+    advertise: Option<&str>,
+    listening: std::net::SocketAddr,
+) -> Result<Vec<String>, String> {
+    match advertise {
+        Some(a) => {
+            let (host, port) = a
+                .rsplit_once(':')
+                .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+                .ok_or_else(|| format!("--advertise {a}: expected HOST:PORT"))?;
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+            {
+                return Err(format!(
+                    "--advertise {a}: an unspecified address cannot be reached; give the host \
+                     name or address other nodes connect to"
+                ));
+            }
+            Ok(vec![format!("tcp://{host}:{port}")])
+        }
+        None if listening.ip().is_unspecified() => {
+            tracing::warn!(
+                listen = %listening,
+                "listening on all interfaces: no address is published in NodeInfo; give \
+                 --advertise HOST:PORT so that other nodes can find this one"
+            );
+            Ok(Vec::new())
+        }
+        None => Ok(vec![format!("tcp://{listening}")]),
+    }
 }
 
 /// What a node keeps (`--hold`).
@@ -335,7 +376,10 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         let addr = listener.local_addr()?;
         // Announce this node in its own root (lattice.md §8.1); only a change is committed.
         let n = node.clone();
-        let transports = vec![format!("tcp://{addr}")];
+        let transports = match advertised(args.advertise.as_deref(), addr) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
         match tokio::task::spawn_blocking(move || n.publish_node_info(&transports)).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "NodeInfo not published"),
             Err(e) => tracing::warn!(error = %e, "NodeInfo not published"),
