@@ -409,3 +409,37 @@ fn an_encrypted_import_exports_with_the_key_only() {
     ok(h, s, &["export", "vault", back.to_str().unwrap()]);
     assert_same_tree(&host, &back);
 }
+
+/// Issue 19: `etch drive … --connect` does not open the local default store behind the user's
+/// back: every subcommand refuses it (exit 2), names the address and says what works instead,
+/// and creates nothing.
+#[test]
+fn drive_commands_refuse_connect() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    for args in [
+        vec!["drives"],
+        vec!["ls", "home"],
+        vec!["cat", "home/a.txt"],
+        vec!["mkdrive", "home"],
+        vec!["put", "-", "home/a.txt"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_etch"))
+            .arg("drive")
+            .args(&args)
+            .args(["--connect", "127.0.0.1:9"])
+            .env("ETCH_HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etch");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--connect 127.0.0.1:9: etch drive works on a store"),
+            "{err}"
+        );
+        assert!(err.contains("WebDAV"), "{err}");
+    }
+    let made = std::fs::read_dir(&home).map_or(0, |d| d.count());
+    assert_eq!(made, 0, "a local store was created");
+}

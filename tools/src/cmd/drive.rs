@@ -237,6 +237,10 @@ pub fn run(args: DriveArgs) -> io::Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            eprintln!("etch drive: {e}");
+            Ok(ExitCode::from(2))
+        }
         Err(e) => {
             eprintln!("etch drive: {e}");
             Ok(ExitCode::FAILURE)
@@ -253,6 +257,17 @@ struct Session {
 }
 
 fn with_node(c: &Common, f: impl FnOnce(&Session) -> io::Result<()>) -> io::Result<()> {
+    if let Some(addr) = &c.target.connect {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "--connect {addr}: etch drive works on a store (--store PATH), not on a running \
+                 node; reach a node's drives over HTTP (WebDAV at http://HOST:PORT/dlfs/ with \
+                 etch serve --http, e.g. rclone or curl), over MCP, or with queries: etch eval \
+                 --connect {addr} '(ls \"drive/path\")'"
+            ),
+        ));
+    }
     let path = match &c.target.store {
         Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,
