@@ -14,17 +14,20 @@ fn store_form(v: &Cell) -> Cell {
 }
 
 /// 300 KB that share no 4 KiB chunk with another tag's (stored bytes are deduplicated).
-fn value(tag: u64) -> Cell {
+fn value_bytes(tag: u64) -> Vec<u8> {
     let mut x = (tag + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let bytes: Vec<u8> = (0..300_000)
+    (0..300_000)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
-    Cell::blob(&bytes)
+        .collect()
+}
+
+fn value(tag: u64) -> Cell {
+    Cell::blob(&value_bytes(tag))
 }
 
 fn disk_bytes(dir: &Path) -> u64 {
@@ -97,4 +100,59 @@ fn a_client_over_quota_is_refused_and_nothing_is_stored() {
         ]))
         .expect("pins");
     assert_eq!(pins.value.as_long(), Some(3), "one pin per stored value");
+}
+
+/// An HTTP PUT past the writer's quota is refused with 507 Insufficient Storage and the file is
+/// not created; one within it is stored.
+#[test]
+fn an_http_put_over_quota_gets_507() {
+    if common::missing("curl", "--version", "the HTTP quota test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let path = tmp.path().join("s");
+    let p = path.to_str().expect("utf-8");
+    assert_eq!(
+        common::etch(&home, &["drive", "mkdrive", "home", "--store", p]).code,
+        0
+    );
+    let args = ["--quota", "400K", "--http", "127.0.0.1:0"];
+    let extra: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let node = Served::start_with(&home, &path, &extra);
+    let file = |name: &str, tag: u64| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, value_bytes(tag)).expect("write");
+        p
+    };
+    let curl = |args: &[&str]| -> String {
+        let o = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let http = node.http.clone().expect("http address");
+    let base = format!("http://{http}/dlfs/home");
+    let (a, b) = (file("a", 10), file("b", 11));
+    let a_path = a.to_str().expect("utf-8");
+    let b_path = b.to_str().expect("utf-8");
+    assert_eq!(curl(&["-T", a_path, &format!("{base}/a.bin")]), "201");
+    assert_eq!(curl(&["-T", b_path, &format!("{base}/b.bin")]), "507");
+    assert_eq!(
+        curl(&[&format!("{base}/b.bin")]),
+        "404",
+        "the refused file exists"
+    );
+    assert_eq!(curl(&[&format!("{base}/a.bin")]), "200");
+    drop(node);
 }

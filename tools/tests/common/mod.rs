@@ -79,6 +79,9 @@ pub fn serve_both(home: &Path, store: &Path) -> (Child, String, String) {
 pub struct Served {
     pub child: Child,
     pub addr: String,
+    /// The HTTP address, when started with --http.
+    pub http: Option<String>,
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Served {
@@ -108,15 +111,29 @@ impl Served {
             .spawn()
             .expect("spawn etch serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut line).expect("read");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        Served { child, addr }
+        // With --http the node prints a second line; the pipe is kept open (a closed one
+        // would fail the node's next write to stdout).
+        let http = extra.iter().any(|a| *a == "--http").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("read");
+            line.trim()
+                .strip_prefix("http on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_string()
+        });
+        Served {
+            child,
+            addr,
+            http,
+            _stdout: out,
+        }
     }
 
     /// SIGTERM, then the exit code.
