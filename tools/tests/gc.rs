@@ -13,15 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 fn value(tag: u64) -> Vec<u8> {
-    let mut x = (tag + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..100_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::noise(tag + 7, 100_000)
 }
 
 fn call(name: &str, arg: Cell) -> Cell {

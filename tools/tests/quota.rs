@@ -15,15 +15,7 @@ fn store_form(v: &Cell) -> Cell {
 
 /// 300 KB that share no 4 KiB chunk with another tag's (stored bytes are deduplicated).
 fn value_bytes(tag: u64) -> Vec<u8> {
-    let mut x = (tag + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::noise(tag, 300_000)
 }
 
 fn value(tag: u64) -> Cell {

@@ -187,19 +187,6 @@ fn serve_pinned(home: &Path, store: &Path, key: &Path, port: u16, peers: &[Strin
     Served::start_with(home, store, &extra)
 }
 
-/// A distinct ~100 KB value: `n` bytes from a generator seeded with `seed`.
-fn value_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Reads `id` from `client` by QUERY `(fetch id)`: the bytes, or the error code.
 fn fetch_bytes(client: &BlockingClient, id: &ValueId) -> Result<Vec<u8>, String> {
     let form = Cell::list(vec![
@@ -239,7 +226,7 @@ fn pinned_replicas_add_capacity() {
     let mut ids: Vec<Vec<(ValueId, Vec<u8>)>> = vec![Vec::new(); 3];
     for (i, c) in clients.iter().enumerate() {
         for j in 0..PER_NODE {
-            let bytes = value_bytes((i * 1000 + j) as u64, VALUE_BYTES);
+            let bytes = common::noise((i * 1000 + j) as u64, VALUE_BYTES);
             let v = Cell::blob(&bytes);
             let form = Cell::list(vec![Cell::symbol("store").expect("symbol"), v.clone()]);
             let r = c.query(form).expect("store");

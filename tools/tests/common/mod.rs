@@ -162,3 +162,18 @@ pub fn missing(program: &str, version_arg: &str, skipped: &str) -> bool {
     eprintln!("{program} is not installed (apt-get install {program}): skipping {skipped}");
     true
 }
+
+/// `n` bytes of deterministic noise from `seed` (xorshift64): values that share no 4 KiB
+/// chunk with another seed's, so stored bytes are not deduplicated between them.
+#[allow(dead_code)]
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
