@@ -10,7 +10,7 @@
 //!   compaction keeps it, and a restart finds the pins in the committed root.
 
 use crate::dlfs::kw;
-use crate::lattice::coll::{self, Change, MapKind};
+use crate::lattice::coll::{self, MapKind};
 use crate::lattice::value_at_path;
 use etch_formats::value::{blob_bytes, for_each_index_entry};
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
@@ -122,30 +122,6 @@ pub fn with_pin(
     r: &dyn Resolver,
 ) -> Result<Cell, ResolveError> {
     let set = pin_set(root, r)?;
-    let key = Cell::blob(id.as_bytes());
-    let had = !value_at_path(&set, std::slice::from_ref(&key), r)?.is_nil();
-    let set = coll::apply_changes(
-        MapKind::Index,
-        &set,
-        vec![Change {
-            kid: coll::key_id(&key, r)?,
-            key,
-            had,
-            value: record,
-        }],
-        r,
-    )?;
-    let pins_key = kw(PINS_KEY);
-    let had_set = !value_at_path(root, std::slice::from_ref(&pins_key), r)?.is_nil();
-    coll::apply_changes(
-        MapKind::Index,
-        root,
-        vec![Change {
-            kid: coll::key_id(&pins_key, r)?,
-            key: pins_key,
-            had: had_set,
-            value: Some(set),
-        }],
-        r,
-    )
+    let set = coll::index_set(&set, Cell::blob(id.as_bytes()), record, r)?;
+    coll::index_set(root, kw(PINS_KEY), Some(set), r)
 }

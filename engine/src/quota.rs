@@ -15,7 +15,7 @@
 //!   refunded (the space comes back only when the node compacts).
 
 use crate::dlfs::kw;
-use crate::lattice::coll::{self, Change, MapKind};
+use crate::lattice::coll::{self, MapKind};
 use crate::lattice::value_at_path;
 use crate::store::walk::walk_new_cells;
 use crate::store::{CellStore, StoreError};
@@ -102,34 +102,14 @@ pub fn with_used(
 ) -> Result<Cell, ResolveError> {
     let key = kw(QUOTA_KEY);
     let set = value_at_path(root, std::slice::from_ref(&key), r)?;
-    let (had_set, set) = if set.kind() == Kind::Index {
-        (true, set)
+    let set = if set.kind() == Kind::Index {
+        set
     } else {
-        (!set.is_nil(), MapKind::Index.empty())
+        MapKind::Index.empty()
     };
-    let had = !value_at_path(&set, std::slice::from_ref(owner), r)?.is_nil();
-    let set = coll::apply_changes(
-        MapKind::Index,
-        &set,
-        vec![Change {
-            kid: coll::key_id(owner, r)?,
-            key: owner.clone(),
-            had,
-            value: Some(Cell::long(bytes.min(i64::MAX as u64) as i64)),
-        }],
-        r,
-    )?;
-    coll::apply_changes(
-        MapKind::Index,
-        root,
-        vec![Change {
-            kid: coll::key_id(&key, r)?,
-            key,
-            had: had_set,
-            value: Some(set),
-        }],
-        r,
-    )
+    let charged = Cell::long(bytes.min(i64::MAX as u64) as i64);
+    let set = coll::index_set(&set, owner.clone(), Some(charged), r)?;
+    coll::index_set(root, key, Some(set), r)
 }
 
 /// The bytes `value`'s tree would add to `store`: encodings of its cells the store lacks,

@@ -122,6 +122,29 @@ fn inode(c: &Cell) -> INode<'_> {
     }
 }
 
+/// `index` with `key` set to `value` (removed when `None`): one entry changed through
+/// [`apply_changes`]. The node's own root keys (`:pins`, `:quota`, `:hold`) and their Indexes
+/// are written this way.
+pub(crate) fn index_set(
+    index: &Cell,
+    key: Cell,
+    value: Option<Cell>,
+    r: &dyn Resolver,
+) -> Res<Cell> {
+    let had = !super::value_at_path(index, std::slice::from_ref(&key), r)?.is_nil();
+    apply_changes(
+        MapKind::Index,
+        index,
+        vec![Change {
+            kid: key_id(&key, r)?,
+            key,
+            had,
+            value,
+        }],
+        r,
+    )
+}
+
 /// The slots of an Index node: its entry `(key, value)` if it has one, and its child nodes.
 pub(crate) fn index_slots(c: &Cell) -> (Option<(&Ref, &Ref)>, &[Ref]) {
     let n = inode(c);

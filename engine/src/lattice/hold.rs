@@ -9,7 +9,7 @@
 //! `:data` is held only when something else keeps it (a pin, the node's own write) or a reader
 //! asked for it (the read cache).
 
-use super::coll::{self, index_slots, Change, MapKind};
+use super::coll::{self, index_slots};
 use super::value_at_path;
 use etch_formats::{Cell, Kind, Ref, ResolveError, Resolver, ValueId};
 
@@ -35,19 +35,7 @@ pub fn is_partial(root: &Cell, r: &dyn Resolver) -> Result<bool, ResolveError> {
 
 /// `root` marked as a partial replica's.
 pub fn with_partial_mark(root: &Cell, r: &dyn Resolver) -> Result<Cell, ResolveError> {
-    let key = hold_key();
-    let had = !value_at_path(root, std::slice::from_ref(&key), r)?.is_nil();
-    coll::apply_changes(
-        MapKind::Index,
-        root,
-        vec![Change {
-            kid: coll::key_id(&key, r)?,
-            key,
-            had,
-            value: Some(Cell::string("pinned")),
-        }],
-        r,
-    )
+    coll::index_set(root, hold_key(), Some(Cell::string("pinned")), r)
 }
 
 /// The branch cells beneath `cell` (in `zone`) that a store holding `zone`'s share keeps, each
