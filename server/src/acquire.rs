@@ -1,6 +1,7 @@
 //! Acquisition (protocol.md §8.1): completing a value whose tree has branches neither in
 //! memory nor in the store, by DATA_REQUEST to the node that sent it.
 
+use crate::budget::Held;
 use crate::conn::{Conn, RequestError};
 use etch_engine::lattice::hold::{held_refs, Zone};
 use etch_engine::store::CellStore;
@@ -54,7 +55,9 @@ pub struct AcquireLimits {
 /// checked against their hashes and attached in place. `zone` says where `value` lies in the
 /// root: `Zone::Full` holds the whole tree; a partial replica passes the value's zone
 /// (`lattice::hold`) and fetches only the skeleton. Cells in `arrived` (see [`detached`]) are
-/// used before anything is asked for. Returns the number of cells fetched.
+/// used before anything is asked for. The bytes fetched are counted in the node's memory budget
+/// into `held` (the caller keeps it until the value is merged), and no request is sent while
+/// the node is over its budget. Returns the number of cells fetched.
 pub async fn complete_tree(
     conn: &Conn,
     value: &Cell,
@@ -62,6 +65,7 @@ pub async fn complete_tree(
     store: &dyn CellStore,
     arrived: &mut HashMap<ValueId, Cell>,
     limits: AcquireLimits,
+    held: &mut Held,
 ) -> Result<usize, AcquireError> {
     let deadline = Instant::now() + limits.timeout;
     let mut fetched = 0usize;
@@ -125,11 +129,19 @@ pub async fn complete_tree(
             return Ok(fetched);
         }
         let batch: Vec<ValueId> = missing.keys().take(limits.batch).copied().collect();
+        if let Some(m) = conn.memory() {
+            if !m.room(deadline).await {
+                return Err(AcquireError::Timeout);
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(AcquireError::Timeout);
         }
         let cells = data_request(conn, &batch, limits.request_timeout.min(left)).await?;
+        if let Some(m) = conn.memory() {
+            held.absorb(m.force(cells.iter().flatten().map(Cell::len).sum()));
+        }
         for (h, cell) in batch.iter().zip(cells) {
             let cell = cell.ok_or(AcquireError::Missing(*h))?;
             bytes += cell.len();

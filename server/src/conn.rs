@@ -7,6 +7,7 @@
 //! bytes (reading pauses while the writer is behind), and the requests in flight (reading
 //! pauses while they are all taken).
 
+use crate::budget::{Held, MemoryBudget};
 use crate::challenge;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
@@ -80,8 +81,8 @@ pub(crate) trait Host: Send + Sync {
     fn metrics(&self) -> &Metrics;
     /// Turns true at shutdown.
     fn shutdown(&self) -> watch::Receiver<bool>;
-    /// The node-wide budget of bytes of large frames being received.
-    fn frame_buffers(&self) -> Arc<Semaphore>;
+    /// The node-wide memory budget (queued replies, large frames being received).
+    fn memory(&self) -> Arc<MemoryBudget>;
     /// Serves a request message (STATUS, QUERY, DATA_REQUEST, LATTICE_QUERY, LATTICE_VALUE).
     fn dispatch(
         self: Arc<Self>,
@@ -91,7 +92,8 @@ pub(crate) trait Host: Send + Sync {
 }
 
 enum Outgoing {
-    Frame(Vec<u8>),
+    /// A frame and the memory budget it holds until written.
+    Frame(Vec<u8>, Held),
     Close,
 }
 
@@ -115,6 +117,8 @@ pub struct Conn {
     /// wait for a slot a merge holds (it would stall both until the request timeout).
     pub(crate) lattice_values: Arc<Semaphore>,
     host: Option<Arc<dyn Host>>,
+    /// The node's memory budget (none on a client's connection).
+    memory: Option<Arc<MemoryBudget>>,
     bad: AtomicU32,
     /// Set once this end has challenged the other (at most one challenge per connection).
     pub(crate) challenged: AtomicBool,
@@ -168,8 +172,24 @@ impl Conn {
         self.host.as_deref().map(|h| h.metrics())
     }
 
-    /// Queues a frame holding `body`; `false` when the connection is closed.
+    /// Queues a frame holding `body`, counted in the node's memory budget at once (however full
+    /// it is: for answers that are small or already in memory); `false` when the connection is
+    /// closed.
     pub fn send_body(&self, body: &[u8]) -> bool {
+        let held = match &self.memory {
+            Some(m) => m.force(body.len()),
+            None => Held::none(),
+        };
+        self.send_held(body, held)
+    }
+
+    /// The node's memory budget, if this connection belongs to a node.
+    pub(crate) fn memory(&self) -> Option<&Arc<MemoryBudget>> {
+        self.memory.as_ref()
+    }
+
+    /// Queues a frame holding `body`, which `held` already counts in the memory budget.
+    pub(crate) fn send_held(&self, body: &[u8], held: Held) -> bool {
         if self.is_closed() {
             return false;
         }
@@ -179,7 +199,7 @@ impl Conn {
             Metrics::inc(&m.frames_out);
             Metrics::add(&m.bytes_out, f.len() as u64);
         }
-        self.out.send(Outgoing::Frame(f)).is_ok()
+        self.out.send(Outgoing::Frame(f, held)).is_ok()
     }
 
     /// Sends a Result record with all its branches (up to the frame limit of the protocol).
@@ -267,8 +287,10 @@ impl Conn {
         }
     }
 
-    /// Waits until the queued reply bytes are under the limit (the pause-reading rule);
-    /// `false` when the connection closed or the writer made no progress within `stall`.
+    /// Waits until the queued reply bytes are under the limit, and, while the node is over its
+    /// memory budget, until none are queued (the pause-reading rule: a client that does not read
+    /// its answers is not read either); `false` when the connection closed or the writer made
+    /// no progress within `stall`.
     async fn wait_writable(&self, stall: Duration) -> bool {
         let deadline = Instant::now() + stall;
         loop {
@@ -276,10 +298,24 @@ impl Conn {
             if self.is_closed() {
                 return false;
             }
-            if self.queued_bytes() <= self.params.queued_bytes {
+            let queued = self.queued_bytes();
+            let over = self.memory.as_ref().is_some_and(|m| m.over());
+            if queued <= self.params.queued_bytes && (queued == 0 || !over) {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, n).await.is_err() {
+            let freed = async {
+                match &self.memory {
+                    Some(m) => m.released().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woke = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = n => {}
+                    _ = freed => {}
+                }
+            });
+            if woke.await.is_err() {
                 return false;
             }
         }
@@ -313,6 +349,7 @@ pub(crate) fn start(
     let _ = socket_keepalive(&stream);
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
+    let memory = host.as_ref().map(|h| h.memory());
     let conn = Arc::new(Conn {
         addr,
         frame_bytes: AtomicUsize::new(params.frame_bytes),
@@ -328,6 +365,7 @@ pub(crate) fn start(
         closed_notify: Notify::new(),
         verified_key: Mutex::new(None),
         host,
+        memory,
         bad: AtomicU32::new(0),
         challenged: AtomicBool::new(false),
         role,
@@ -382,9 +420,10 @@ async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, co
         let mut next = Some(item);
         while let Some(item) = next.take() {
             match item {
-                Outgoing::Frame(f) => {
+                Outgoing::Frame(f, held) => {
                     let n = f.len();
                     let wrote = tokio::time::timeout(stall, w.write_all(&f)).await;
+                    drop((f, held));
                     conn.queued.fetch_sub(n, Ordering::SeqCst);
                     conn.drained.notify_waiters();
                     if !matches!(wrote, Ok(Ok(()))) {
@@ -420,8 +459,8 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut shutdown = conn.host.as_ref().map(|h| h.shutdown());
     let mut frame_started = Instant::now();
-    // Budget held for the large frame being received (released once it is handled).
-    let mut frame_budget: Option<OwnedSemaphorePermit> = None;
+    // Memory budget held for the large frame being received (released once it is handled).
+    let mut frame_budget: Option<Held> = None;
     loop {
         // Every complete frame already buffered is handled before reading more (§10).
         loop {
@@ -436,7 +475,7 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                 }
                 Ok(Some(range)) => {
                     let whole = buf.split_to(range.end).freeze();
-                    frame_budget = None;
+                    let held = frame_budget.take();
                     let body = whole.slice(range.start..);
                     if let Some(m) = conn.metrics() {
                         Metrics::inc(&m.frames_in);
@@ -447,7 +486,9 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                     if !conn.wait_writable(conn.params.idle_timeout).await {
                         return;
                     }
-                    if let Flow::Close = handle(&conn, role, body).await {
+                    let flow = handle(&conn, role, body).await;
+                    drop(held);
+                    if let Flow::Close = flow {
                         return;
                     }
                     // A frame already partly buffered gets its full time from here (handling
@@ -457,7 +498,7 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
                 Ok(None) => break,
             }
         }
-        // A large frame has begun: its bytes count against the node-wide buffer budget, so
+        // A large frame has begun: its bytes count against the node-wide memory budget, so
         // many connections announcing big frames cannot exhaust memory together.
         if frame_budget.is_none() {
             if let (Some(host), Ok(Some((_, n)))) = (
@@ -466,15 +507,9 @@ async fn reader(mut r: OwnedReadHalf, conn: Arc<Conn>, role: Role) {
             ) {
                 if n > LARGE_FRAME_BYTES {
                     let deadline = frame_started + conn.params.frame_timeout;
-                    let want = u32::try_from(n).unwrap_or(u32::MAX);
-                    let acquired = tokio::time::timeout_at(
-                        deadline,
-                        host.frame_buffers().acquire_many_owned(want),
-                    )
-                    .await;
-                    match acquired {
-                        Ok(Ok(p)) => frame_budget = Some(p),
-                        _ => {
+                    match host.memory().take(n, deadline).await {
+                        Some(h) => frame_budget = Some(h),
+                        None => {
                             tracing::info!(addr = %conn.addr, bytes = n, "no buffer budget for a large frame: closing");
                             Metrics::inc(&host.metrics().timeouts);
                             return;

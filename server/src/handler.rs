@@ -2,6 +2,7 @@
 //! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
 
 use crate::acquire::{complete_tree, detached, AcquireError, AcquireLimits};
+use crate::budget::Held;
 use crate::conn::{Conn, Host, Role};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
@@ -39,8 +40,8 @@ impl Host for Shared {
         self.shutdown.clone()
     }
 
-    fn frame_buffers(&self) -> Arc<tokio::sync::Semaphore> {
-        self.frame_buffers.clone()
+    fn memory(&self) -> Arc<crate::budget::MemoryBudget> {
+        self.memory.clone()
     }
 
     fn dispatch(
@@ -188,6 +189,13 @@ fn operator_view(shared: &Shared, root: &Cell) -> Cell {
         (kw("quota"), quota_view(shared, root)),
         (kw("gc"), gc_view(shared)),
         (
+            kw("memory"),
+            Cell::map(vec![
+                (kw("budget"), long(shared.memory.limit() as u64)),
+                (kw("used"), long(shared.memory.used() as u64)),
+            ]),
+        ),
+        (
             kw("http-requests"),
             long(shared.metrics.http_requests.load(Ordering::Relaxed)),
         ),
@@ -251,16 +259,18 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         // Store reads on a blocking thread (a read may go to the disk), a bounded number at
         // once for the whole node so that many connections cannot fill the blocking pool.
         if let Some(id) = id {
-            let Some(slot) = node_slot(shared, &shared.data_reads).await else {
+            let n = msg.arg_count().saturating_sub(2) as usize;
+            let reserve = data_answer_bytes(n.min(shared.config.limits.data_request_hashes));
+            let Some((slot, held)) = node_slot(shared, &shared.data_reads, reserve).await else {
                 send_load(conn, id);
                 return;
             };
             let (s, c) = (shared.clone(), conn.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                serve_data(&s, &c, id, &msg);
-                drop(slot);
-            })
-            .await;
+            let body = tokio::task::spawn_blocking(move || serve_data(&s, &c, id, &msg)).await;
+            if let Ok(Some(body)) = body {
+                answer(conn, &body, held);
+            }
+            drop(slot);
         }
         return;
     }
@@ -270,8 +280,10 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
         lattice_value(shared, conn, msg).await;
         return;
     }
-    // Heavier work takes a node-wide slot; none in time → :LOAD (protocol.md §10).
-    let Some(_slot) = node_slot(shared, &shared.work).await else {
+    // Heavier work takes a node-wide slot and its answer's room in the memory budget; none in
+    // time → :LOAD (protocol.md §10).
+    let reserve = shared.config.limits.response_bytes + ANSWER_TOP_BYTES;
+    let Some((_slot, held)) = node_slot(shared, &shared.work, reserve).await else {
         if let Some(id) = id {
             send_load(conn, id);
         }
@@ -280,12 +292,12 @@ async fn work(shared: &Arc<Shared>, conn: &Arc<Conn>, msg: Message, _permit: Own
     match msg.kind {
         MessageType::Query => {
             if let Some(id) = id {
-                query(shared, conn, id, msg).await;
+                query(shared, conn, id, msg, held).await;
             }
         }
         MessageType::LatticeQuery => {
             if let Some(id) = id {
-                lattice_query(shared, conn, id, msg).await;
+                lattice_query(shared, conn, id, msg, held).await;
             }
         }
         _ => {}
@@ -297,18 +309,20 @@ fn format_error(shared: &Shared, conn: &Conn, id: i64, code: &str, text: &str) {
     conn.send_result(&ResultRecord::error(Some(id), code, text, "PEER"));
 }
 
-/// DATA_REQUEST (protocol.md §7.5): the cells asked for, nil where not held.
-fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
+/// DATA_REQUEST (protocol.md §7.5): the answer holding the cells asked for, nil where not held;
+/// `None` when a format error was answered instead.
+fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) -> Option<Vec<u8>> {
     let n = msg.arg_count().saturating_sub(2);
     let max = shared.config.limits.data_request_hashes;
     if n as usize > max {
-        return format_error(
+        format_error(
             shared,
             conn,
             id,
             "FORMAT",
             &format!("Too many hashes in DATA_REQUEST: {n} (at most {max})"),
         );
+        return None;
     }
     let mut cells = Vec::with_capacity(n as usize);
     let mut served = 0u64;
@@ -318,13 +332,14 @@ fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
             .filter(|h| h.kind() == Kind::Blob && h.count() == 32)
             .and_then(|h| h.flat_bytes().and_then(|b| <[u8; 32]>::try_from(b).ok()));
         let Some(hash) = hash else {
-            return format_error(
+            format_error(
                 shared,
                 conn,
                 id,
                 "FORMAT",
                 &format!("DATA_REQUEST element {} is not a 32-byte hash", i + 2),
             );
+            return None;
         };
         // What this node holds: a partial replica never asks further for a peer.
         match shared.local.get(&ValueId(hash)) {
@@ -342,7 +357,7 @@ fn serve_data(shared: &Shared, conn: &Conn, id: i64, msg: &Message) {
     Metrics::inc(&shared.metrics.data_requests);
     Metrics::add(&shared.metrics.cells_served, served);
     Metrics::add(&shared.metrics.cells_not_found, n - served);
-    conn.send_body(&encode_data_result(id, &cells));
+    Some(encode_data_result(id, &cells))
 }
 
 /// How long a client may take to answer the challenge for admin rights (the Java liveness
@@ -450,7 +465,7 @@ fn readable(value: &Cell, store: &dyn CellStore, budget: usize) -> Result<(), Ev
 /// admin rights and the node has a key, the node challenges it once (protocol.md §9, query.md
 /// §6.5) and, if it proves an admin key, runs the query again with admin rights. (What the
 /// first run did before the rights check were lattice merges, which repeat harmlessly.)
-async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
+async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message, held: Held) {
     if msg.arg_count() < 3 {
         return format_error(shared, conn, id, "FORMAT", "Wrong element count");
     }
@@ -466,7 +481,7 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
         client
     };
     let charge = (rights == client).then(|| writer(conn));
-    let Some(mut answer) = evaluate(shared, id, form.clone(), rights, charge).await else {
+    let Some(mut evaluated) = evaluate(shared, id, form.clone(), rights, charge).await else {
         conn.send_result(&ResultRecord::error(
             Some(id),
             "EXCEPTION",
@@ -475,8 +490,8 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
         ));
         return;
     };
-    let needs_admin = answer.0.error_code().as_deref() == Some("TRUST")
-        && answer.0.value.flat_bytes() == Some(ADMIN_REQUIRED.as_bytes());
+    let needs_admin = evaluated.0.error_code().as_deref() == Some("TRUST")
+        && evaluated.0.value.flat_bytes() == Some(ADMIN_REQUIRED.as_bytes());
     if needs_admin && rights == client {
         if let Some(key) = shared.key.clone() {
             if conn.verified_key().is_none() && !conn.challenged.swap(true, Ordering::SeqCst) {
@@ -496,12 +511,14 @@ async fn query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
             if is_admin(shared, conn) {
                 tracing::info!(addr = %conn.addr(), "admin key verified");
                 if let Some(again) = evaluate(shared, id, form, Rights::Admin, None).await {
-                    answer = again;
+                    evaluated = again;
                 }
             }
         }
     }
-    conn.send_body(&answer.1);
+    let (record, body) = evaluated;
+    drop(record);
+    answer(conn, &body, held);
 }
 
 /// Who a client's writes on `conn` are charged to: the key it proved, else anonymous.
@@ -556,7 +573,7 @@ pub(crate) fn served_root(root: &Cell, r: &dyn etch_formats::Resolver) -> Cell {
 
 /// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to the
 /// response budget; nil where the path leads nowhere. `:local` is not served.
-async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message) {
+async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message, held: Held) {
     let Some(path) = path_of(msg.arg(2), false) else {
         return format_error(shared, conn, id, "ARGUMENT", "Invalid LATTICE_QUERY format");
     };
@@ -574,7 +591,7 @@ async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Mes
     .await;
     Metrics::inc(&shared.metrics.lattice_queries);
     if let Ok(b) = body {
-        conn.send_body(&b);
+        answer(conn, &b, held);
     }
 }
 
@@ -799,7 +816,9 @@ pub(crate) async fn merge_value(
         None => (value, std::collections::HashMap::new()),
     };
     let store = shared.store.as_ref();
-    let mut result = complete_tree(conn, &value, zone, store, &mut arrived, first).await;
+    // The cells fetched stay in memory, counted in the node's budget, until merged.
+    let mut held = crate::budget::Held::none();
+    let mut result = complete_tree(conn, &value, zone, store, &mut arrived, first, &mut held).await;
     for other in &others {
         match &result {
             Err(
@@ -810,14 +829,18 @@ pub(crate) async fn merge_value(
             ) => {
                 tracing::debug!(from = %conn.addr(), via = %other.addr(), "fetching missing cells from a peer");
                 // Cells already fetched stay attached: this continues where the last stopped.
-                result = complete_tree(other, &value, zone, store, &mut arrived, acquire).await;
+                result =
+                    complete_tree(other, &value, zone, store, &mut arrived, acquire, &mut held)
+                        .await;
             }
             _ => break,
         }
     }
     let fetched = result.map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
-    merge_checked(shared, path, value, refuse_stale, charge).await
+    let merged = merge_checked(shared, path, value, refuse_stale, charge).await;
+    drop(held);
+    merged
 }
 
 /// Checks a completed incoming value (foreign check, signatures) and merges it at `path`.
@@ -828,7 +851,7 @@ async fn merge_checked(
     refuse_stale: bool,
     charge: Option<Charge>,
 ) -> Result<Cell, Refusal> {
-    let Some(_slot) = node_slot(shared, &shared.work).await else {
+    let Some(_slot) = node_slot(shared, &shared.work, 0).await else {
         return Err(Refusal::new("LOAD", LOAD_MESSAGE));
     };
     let s = shared.clone();
@@ -985,24 +1008,45 @@ fn owner_text(owner: &Cell, r: &dyn etch_formats::Resolver) -> String {
 /// The message of a `:LOAD` refusal (Java's text).
 const LOAD_MESSAGE: &str = "Trx overload";
 
-/// A node-wide slot of `slots`, waiting at most the load wait (protocol.md §10); `None`, counted
-/// as a refusal, when none came in time.
+/// A node-wide slot of `slots` and `reserve` bytes of the memory budget (the most the work's
+/// answer can take), waiting at most the load wait for both (protocol.md §10); `None`, counted
+/// as a refusal, when they did not come in time. Reserving before the work starts bounds what
+/// the work in the slots can add to the queued answers: when clients do not read theirs, new
+/// work waits, rather than making answers that would wait.
 async fn node_slot(
     shared: &Shared,
     slots: &Arc<tokio::sync::Semaphore>,
-) -> Option<OwnedSemaphorePermit> {
-    match tokio::time::timeout(
-        shared.config.limits.load_wait,
-        slots.clone().acquire_owned(),
-    )
-    .await
-    {
+    reserve: usize,
+) -> Option<(OwnedSemaphorePermit, Held)> {
+    let deadline = tokio::time::Instant::now() + shared.config.limits.load_wait;
+    let slot = match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
         Ok(Ok(p)) => Some(p),
-        _ => {
-            Metrics::inc(&shared.metrics.load_refused);
-            None
-        }
+        _ => None,
+    };
+    let taken = match slot {
+        Some(p) => shared.memory.take(reserve, deadline).await.map(|h| (p, h)),
+        None => None,
+    };
+    if taken.is_none() {
+        Metrics::inc(&shared.metrics.load_refused);
     }
+    taken
+}
+
+/// What an answer carries beyond its response budget (the record and the cells that are always
+/// sent whole), reserved with the budget before a QUERY or LATTICE_QUERY starts.
+const ANSWER_TOP_BYTES: usize = 64 * 1024;
+
+/// Queues `body`, the answer to a request, with `held` (its reservation) set to its size.
+fn answer(conn: &Conn, body: &[u8], mut held: Held) {
+    held.fit(body.len());
+    conn.send_held(body, held);
+}
+
+/// The most bytes a DATA_REQUEST answer for `n` hashes can take: each cell at its largest.
+fn data_answer_bytes(n: usize) -> usize {
+    n.saturating_mul(etch_formats::cell::ENCODING_BYTES_MAX + 8)
+        .saturating_add(64)
 }
 
 /// Tells the requester of `id` that the node is overloaded (`:LOAD`).

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod acquire;
+pub mod budget;
 pub mod challenge;
 pub mod client;
 pub mod conn;
@@ -29,7 +30,7 @@ pub mod token;
 
 pub use http::mcp;
 pub(crate) use shared::{watch_root, Shared};
-pub use shared::{Config, Limits, PeerSpec};
+pub use shared::{Config, Limits, PeerSpec, MEMORY_BUDGET_BYTES_DEFAULT};
 
 use ed25519_dalek::SigningKey;
 use etch_engine::node::LocalNode;
@@ -73,14 +74,7 @@ impl Server {
             data_reads: Arc::new(Semaphore::new(config.limits.data_read_slots)),
             peer_conns: std::sync::Mutex::new(Vec::new()),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            frame_buffers: Arc::new(Semaphore::new(
-                // A single frame must always fit the budget.
-                config
-                    .limits
-                    .frame_buffer_bytes
-                    .max(config.limits.peer_frame_bytes)
-                    .min(u32::MAX as usize),
-            )),
+            memory: budget::MemoryBudget::new(config.limits.memory_bytes),
             metrics: Metrics::default(),
             config,
             shutdown,

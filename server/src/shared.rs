@@ -49,9 +49,11 @@ pub struct Limits {
     pub acquire_timeout: Duration,
     /// Undecodable messages tolerated on one connection before it is closed.
     pub bad_messages: u32,
-    /// Bytes of large frames (over 64 KiB) being received on all connections together; a
-    /// connection waits for its share (within the frame timeout) or is closed.
-    pub frame_buffer_bytes: usize,
+    /// The node-wide memory budget in bytes (`crate::budget`): replies queued, large frames
+    /// (over 64 KiB) being received, cells acquired for incoming values, encoded answers. A
+    /// large frame waits for its share within the frame timeout (else the connection closes),
+    /// a request for its answer's share within the load wait (else `:LOAD`).
+    pub memory_bytes: usize,
     /// HTTP connections open at once; more are closed at once.
     pub http_connections: usize,
     /// An HTTP connection must send its request's first byte, and then its whole header,
@@ -80,13 +82,16 @@ impl Default for Limits {
             acquire_bytes: 256 * 1024 * 1024,
             acquire_timeout: Duration::from_secs(30),
             bad_messages: 16,
-            frame_buffer_bytes: 512 * 1024 * 1024,
+            memory_bytes: MEMORY_BUDGET_BYTES_DEFAULT,
             http_connections: 256,
             http_header_timeout: Duration::from_secs(10),
             http_stall_timeout: Duration::from_secs(30),
         }
     }
 }
+
+/// The default node-wide memory budget (`etch serve --memory-budget`).
+pub const MEMORY_BUDGET_BYTES_DEFAULT: usize = 1024 * 1024 * 1024;
 
 /// A configured peer: where to connect, and optionally the key it must prove it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +188,8 @@ pub(crate) struct Shared {
     /// cycle that outlives a replication task aborted at shutdown.
     pub peer_conns: std::sync::Mutex<Vec<std::sync::Weak<Conn>>>,
     pub connections: Arc<Semaphore>,
-    pub frame_buffers: Arc<Semaphore>,
+    /// The node-wide memory budget (`crate::budget`).
+    pub memory: Arc<crate::budget::MemoryBudget>,
     pub shutdown: watch::Receiver<bool>,
     /// Set at shutdown: running queries stop with `:CANCELLED`.
     pub cancel: std::sync::atomic::AtomicBool,

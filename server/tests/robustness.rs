@@ -350,7 +350,7 @@ async fn large_frames_share_a_bounded_buffer_budget() {
         limits: Limits {
             client_frame_bytes: 1 << 20,
             peer_frame_bytes: 1 << 20,
-            frame_buffer_bytes: 3 << 19,
+            memory_bytes: 3 << 19,
             frame_timeout: Duration::from_secs(1),
             ..Limits::default()
         },

@@ -71,6 +71,16 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     ));
     let _ = writeln!(
         out,
+        "# HELP etch_memory_used_bytes Bytes of the node's memory budget in use (queued \
+         answers, large frames being received, acquired cells).\n\
+         # TYPE etch_memory_used_bytes gauge\netch_memory_used_bytes {}\n\
+         # HELP etch_memory_budget_bytes The node's memory budget (--memory-budget).\n\
+         # TYPE etch_memory_budget_bytes gauge\netch_memory_budget_bytes {}",
+        shared.memory.used(),
+        shared.memory.limit()
+    );
+    let _ = writeln!(
+        out,
         "# HELP etch_commits Roots committed to the store since the node started.\n\
          # TYPE etch_commits counter\netch_commits {}",
         shared.node.commits()

@@ -118,6 +118,13 @@ pub struct ServeArgs {
     /// Seconds a QUERY may run.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     request_timeout: u64,
+    /// Memory the node may hold for its connections, all together: answers queued for
+    /// clients, large frames being received, cells fetched to complete incoming values. Past
+    /// it, connections with unread answers are not read, large answers wait (then :LOAD) and
+    /// large frames wait (then the connection closes). The process needs this plus its fixed
+    /// part (caches, per-connection buffers). K, M, G suffixes.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    memory_budget: u64,
     /// Format of a store created here.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
@@ -356,6 +363,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             max_connections: args.max_connections.max(1),
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+            memory_bytes: usize::try_from(args.memory_budget).unwrap_or(usize::MAX),
             ..Limits::default()
         },
         hold,

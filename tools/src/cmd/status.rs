@@ -181,6 +181,12 @@ pub fn run(args: StatusArgs) -> io::Result<ExitCode> {
         )
     };
     writeln!(out, "gc         {gc}")?;
+    writeln!(
+        out,
+        "memory     {} of {} budget in use (queued answers, large frames, acquired cells)",
+        bytes(n(&["memory", "used"])),
+        bytes(n(&["memory", "budget"]))
+    )?;
     writeln!(out, "\n# peers")?;
     let peers = elements(&op(&["peers"]), &NoResolver).unwrap_or_default();
     if peers.is_empty() {
