@@ -1,7 +1,7 @@
 //! The server side of the requests that need the node: STATUS, QUERY, DATA_REQUEST,
 //! LATTICE_QUERY and LATTICE_VALUE (protocol.md §7, §10).
 
-use crate::acquire::{complete_tree, detached, AcquireError, AcquireLimits};
+use crate::acquire::{complete_tree, detached, AcquireError, AcquireLimits, Keep, Source};
 use crate::budget::Held;
 use crate::conn::{Conn, Host, Role};
 use crate::metrics::Metrics;
@@ -778,30 +778,31 @@ pub(crate) async fn merge_value(
         request_timeout: limits.request_timeout,
         batch: limits.data_request_hashes,
     };
-    // Other holders to ask when the sender does not answer: our peer connections (the sender
-    // may be a Java node, which ignores requests on the connection it pushed over, §8.4).
-    let others: Vec<Arc<Conn>> = if conn.role() == Role::Inbound {
-        shared
-            .peer_conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
-            .collect()
+    // The sender, and our other peers, which hold what it holds if they are in sync: all are
+    // asked at once (acquire::complete_tree). With others to ask, a sender that pushed to us is
+    // not waited on long: a Java node ignores requests on the connection it pushed over (§8.4).
+    let others: Vec<Source> = shared
+        .peer_conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
+        .map(|conn| Source {
+            conn,
+            request_timeout: acquire.request_timeout,
+        })
+        .collect();
+    let sender_wait = if conn.role() == Role::Inbound && !others.is_empty() {
+        acquire.request_timeout.min(SENDER_ANSWER_WAIT)
     } else {
-        Vec::new()
+        acquire.request_timeout
     };
-    let first = if others.is_empty() {
-        acquire
-    } else {
-        // With somewhere else to ask, do not wait the whole request timeout for a sender
-        // that may never answer.
-        AcquireLimits {
-            request_timeout: acquire.request_timeout.min(SENDER_ANSWER_WAIT),
-            ..acquire
-        }
-    };
+    let mut sources = vec![Source {
+        conn: conn.clone(),
+        request_timeout: sender_wait,
+    }];
+    sources.extend(others);
     // A partial replica fetches only the skeleton (nothing for a value under a :data key).
     let zone = match &shared.config.hold {
         None => Some(Zone::Full),
@@ -815,27 +816,37 @@ pub(crate) async fn merge_value(
         Some(_) => detached(&value),
         None => (value, std::collections::HashMap::new()),
     };
-    let store = shared.store.as_ref();
-    // The cells fetched stay in memory, counted in the node's budget, until merged.
-    let mut held = crate::budget::Held::none();
-    let mut result = complete_tree(conn, &value, zone, store, &mut arrived, first, &mut held).await;
-    for other in &others {
-        match &result {
-            Err(
-                AcquireError::Timeout
-                | AcquireError::Missing(_)
-                | AcquireError::Request(_)
-                | AcquireError::Refused(_),
-            ) => {
-                tracing::debug!(from = %conn.addr(), via = %other.addr(), "fetching missing cells from a peer");
-                // Cells already fetched stay attached: this continues where the last stopped.
-                result =
-                    complete_tree(other, &value, zone, store, &mut arrived, acquire, &mut held)
-                        .await;
+    // A charged value is kept in memory until merged, so that the merge measures what it adds;
+    // a partial replica's skeleton too. Anything else is written as it completes.
+    let keep = if charge.is_none() && shared.config.hold.is_none() {
+        Keep::Store
+    } else {
+        Keep::Memory
+    };
+    // One acquisition written to the store at a time: pulls from several peers on connect
+    // would otherwise fetch the same tree each; the next finds it stored.
+    let _turn = match keep {
+        Keep::Store => {
+            match tokio::time::timeout(acquire.timeout, shared.acquiring.lock()).await {
+                Ok(g) => Some(g),
+                Err(_) => return Err(Refusal::new("MISSING", AcquireError::Timeout.to_string())),
             }
-            _ => break,
         }
-    }
+        Keep::Memory => None,
+    };
+    // The cells fetched and still in memory are counted in the node's budget until merged.
+    let mut held = crate::budget::Held::none();
+    let result = complete_tree(
+        &sources,
+        &value,
+        zone,
+        &shared.store,
+        &mut arrived,
+        acquire,
+        keep,
+        &mut held,
+    )
+    .await;
     let fetched = result.map_err(|e| Refusal::new("MISSING", e.to_string()))?;
     Metrics::add(&shared.metrics.cells_acquired, fetched as u64);
     let merged = merge_checked(shared, path, value, refuse_stale, charge).await;

@@ -75,6 +75,7 @@ impl Server {
             peer_conns: std::sync::Mutex::new(Vec::new()),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             memory: budget::MemoryBudget::new(config.limits.memory_bytes),
+            acquiring: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
             config,
             shutdown,

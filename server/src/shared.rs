@@ -190,6 +190,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     /// The node-wide memory budget (`crate::budget`).
     pub memory: Arc<crate::budget::MemoryBudget>,
+    /// Held by the acquisition that writes to the store as it goes (one at a time).
+    pub acquiring: tokio::sync::Mutex<()>,
     pub shutdown: watch::Receiver<bool>,
     /// Set at shutdown: running queries stop with `:CANCELLED`.
     pub cancel: std::sync::atomic::AtomicBool,

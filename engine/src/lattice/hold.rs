@@ -41,16 +41,30 @@ pub fn with_partial_mark(root: &Cell, r: &dyn Resolver) -> Result<Cell, ResolveE
 /// The branch cells beneath `cell` (in `zone`) that a store holding `zone`'s share keeps, each
 /// with its zone, looking through embedded children.
 pub fn held_branches(cell: &Cell, zone: Zone, out: &mut Vec<(ValueId, Zone)>) {
-    for (r, z) in held_refs(cell, zone) {
-        match &r {
-            Ref::Branch(b) => out.push((*b.id(), z)),
-            Ref::Embedded(c) => {
-                if !c.refs().is_empty() {
-                    held_branches(c, z, out);
+    out.extend(
+        held_branch_refs(cell, zone)
+            .into_iter()
+            .map(|(r, z)| (r.id(), z)),
+    );
+}
+
+/// As [`held_branches`], the branch refs themselves (a ref may have its cell attached).
+pub fn held_branch_refs(cell: &Cell, zone: Zone) -> Vec<(Ref, Zone)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(cell.clone(), zone)];
+    while let Some((c, zone)) = stack.pop() {
+        for (r, z) in held_refs(&c, zone) {
+            match &r {
+                Ref::Branch(_) => out.push((r, z)),
+                Ref::Embedded(e) => {
+                    if !e.refs().is_empty() {
+                        stack.push((e.clone(), z));
+                    }
                 }
             }
         }
     }
+    out
 }
 
 /// Where a cell lies in the root, for deciding which of its children a partial replica holds.
