@@ -322,7 +322,7 @@ impl Acquisition<'_> {
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
-            if !self.wanted.get(&id).is_some_and(|w| w.cell.is_none()) {
+            if self.wanted.get(&id).is_none_or(|w| w.cell.is_some()) {
                 continue;
             }
             if self.lacking.get(&id).copied().unwrap_or(0) & (1 << source) != 0 {
