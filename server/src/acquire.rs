@@ -80,9 +80,17 @@ pub struct Source {
 /// round trip each.
 pub const PIPELINE_DEPTH: usize = 4;
 
-/// A batch in flight this long while another source stands idle is asked of that source too
-/// (the first answer is used): a slow source's share moves to the others.
-const HEDGE_AFTER: Duration = Duration::from_millis(1500);
+/// A batch in flight this many times the usual answer time (a moving average over the
+/// acquisition's answers), while another source stands idle, is asked of that source too (the
+/// first answer is used): a slow source's share moves to the others.
+const HEDGE_FACTOR: u32 = 4;
+/// Bounds of that wait, and the wait before any answer came.
+const HEDGE_MIN: Duration = Duration::from_millis(250);
+const HEDGE_MAX: Duration = Duration::from_secs(5);
+const HEDGE_FIRST: Duration = Duration::from_millis(1500);
+
+/// Fewest hashes in a DATA_REQUEST while more are queued (smaller shares cost round trips).
+const BATCH_MIN: usize = 16;
 
 /// Most sources of one acquisition (who was asked for a cell is kept as a bit mask).
 const SOURCES_MAX: usize = 64;
@@ -369,9 +377,13 @@ impl Acquisition<'_> {
 /// Many sources at once: each gets up to [`PIPELINE_DEPTH`] requests in flight, and takes the
 /// next batch of the frontier when an answer comes, so subtrees split between the sources in
 /// proportion to their speed. A source that fails or times out is dropped and its batches
-/// asked of the others; one still working on a batch after `HEDGE_AFTER` while another stands
+/// asked of the others; one still working on a batch after several usual answer times while another stands
 /// idle has the batch asked of that one too. A cell a source does not hold is asked of the
 /// next; missing from all, the acquisition fails.
+///
+/// `more`, when given, is asked for sources again as the acquisition goes: peers that connect
+/// meanwhile (a node just started pulls from its first peer before the others are connected)
+/// join it.
 ///
 /// Memory: the bytes fetched and still in memory are counted in the node's budget in `held`
 /// (the caller keeps it until the value is merged), and no request is sent while the node is
@@ -379,6 +391,7 @@ impl Acquisition<'_> {
 #[allow(clippy::too_many_arguments)]
 pub async fn complete_tree(
     sources: &[Source],
+    more: Option<&(dyn Fn() -> Vec<Source> + Sync)>,
     value: &Cell,
     zone: Zone,
     store: &Arc<dyn CellStore>,
@@ -388,7 +401,7 @@ pub async fn complete_tree(
     held: &mut Held,
 ) -> Result<usize, AcquireError> {
     let deadline = Instant::now() + limits.timeout;
-    let sources = &sources[..sources.len().min(SOURCES_MAX)];
+    let mut sources: Vec<Source> = sources.iter().take(SOURCES_MAX).cloned().collect();
     let budget = sources.iter().find_map(|s| s.conn.memory().cloned());
     if let Some(b) = &budget {
         held.absorb(b.force(0));
@@ -417,14 +430,29 @@ pub async fn complete_tree(
     let mut tasks: JoinSet<Answer> = JoinSet::new();
     let mut next_key = 0u64;
     let mut last_error = None;
+    // Moving average of the time from a request to its answer.
+    let mut usual: Option<Duration> = None;
     loop {
+        if let Some(more) = more {
+            for s in more() {
+                if sources.len() < SOURCES_MAX
+                    && !sources.iter().any(|k| Arc::ptr_eq(&k.conn, &s.conn))
+                {
+                    sources.push(s);
+                    alive.push(true);
+                    busy.push(0);
+                }
+            }
+        }
         a.write_ready().await?;
         if keep == Keep::Store {
             held.fit(a.memory_bytes);
         } else {
             held.fit(a.fetched_bytes);
         }
-        if a.wanted.is_empty() && tasks.is_empty() {
+        if a.wanted.is_empty() {
+            // Requests still in flight (a slow source's, already answered by another) are
+            // dropped with `tasks`; their late answers are ignored by the connection.
             return Ok(a.fetched);
         }
         let over = budget.as_ref().is_some_and(|b| b.over());
@@ -442,7 +470,14 @@ pub async fn complete_tree(
                     .filter(|&i| alive[i] && busy[i] < PIPELINE_DEPTH)
                     .min_by_key(|&i| busy[i]);
                 let Some(i) = source else { break };
-                let batch = a.batch_for(i, limits.batch);
+                // The frontier is shared out over the free request slots: a small one goes
+                // to several sources rather than whole to the first.
+                let free: usize = (0..sources.len())
+                    .filter(|&k| alive[k])
+                    .map(|k| PIPELINE_DEPTH.saturating_sub(busy[k]))
+                    .sum();
+                let share = a.queue.len().div_ceil(free.max(1));
+                let batch = a.batch_for(i, share.max(BATCH_MIN).min(limits.batch.max(1)));
                 if batch.is_empty() {
                     break;
                 }
@@ -479,6 +514,9 @@ pub async fn complete_tree(
             });
         }
         // A batch that takes long while a source stands idle is asked of that one too.
+        let hedge_after = usual.map_or(HEDGE_FIRST, |u| {
+            (u * HEDGE_FACTOR).clamp(HEDGE_MIN, HEDGE_MAX)
+        });
         let idle = (0..sources.len()).find(|&i| alive[i] && busy[i] == 0);
         let oldest = flights
             .iter()
@@ -486,7 +524,7 @@ pub async fn complete_tree(
             .min_by_key(|(_, f)| f.started)
             .map(|(k, f)| (*k, f.started));
         if let (Some(i), Some((k, started))) = (idle, oldest) {
-            if started + HEDGE_AFTER <= Instant::now() {
+            if started + hedge_after <= Instant::now() {
                 let batch = flights.get(&k).map(|f| f.batch.clone()).unwrap_or_default();
                 if let Some(f) = flights.get_mut(&k) {
                     f.hedged = true;
@@ -514,7 +552,7 @@ pub async fn complete_tree(
             }
         }
         let wake = match (idle, oldest) {
-            (Some(_), Some((_, started))) => (started + HEDGE_AFTER).min(deadline),
+            (Some(_), Some((_, started))) => (started + hedge_after).min(deadline),
             _ => deadline,
         };
         let joined = match tokio::time::timeout_at(wake, tasks.join_next()).await {
@@ -535,7 +573,11 @@ pub async fn complete_tree(
             }
         }
         match result {
-            Ok(cells) => a.answered(i, &flight.batch, cells, &limits)?,
+            Ok(cells) => {
+                let took = flight.started.elapsed();
+                usual = Some(usual.map_or(took, |u| (u * 4 + took) / 5));
+                a.answered(i, &flight.batch, cells, &limits)?
+            }
             Err(e) => {
                 tracing::debug!(source = %sources[i].conn.addr(), error = %e, "source dropped from an acquisition");
                 alive[i] = false;

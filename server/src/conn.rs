@@ -10,6 +10,7 @@
 use crate::budget::{Held, MemoryBudget};
 use crate::challenge;
 use crate::metrics::Metrics;
+use crate::rate::{UploadRate, PACE_SLICE_BYTES};
 use bytes::BytesMut;
 use ed25519_dalek::SigningKey;
 use etch_formats::message::{encode_complete, frame, next_frame};
@@ -83,6 +84,8 @@ pub(crate) trait Host: Send + Sync {
     fn shutdown(&self) -> watch::Receiver<bool>;
     /// The node-wide memory budget (queued replies, large frames being received).
     fn memory(&self) -> Arc<MemoryBudget>;
+    /// The node's upload cap, if it has one.
+    fn upload(&self) -> Option<Arc<UploadRate>>;
     /// Serves a request message (STATUS, QUERY, DATA_REQUEST, LATTICE_QUERY, LATTICE_VALUE).
     fn dispatch(
         self: Arc<Self>,
@@ -373,7 +376,8 @@ pub(crate) fn start(
     if let Some(m) = conn.metrics() {
         Metrics::inc(&m.connections_open);
     }
-    tokio::spawn(writer(w, rx, conn.clone()));
+    let upload = conn.host.as_ref().and_then(|h| h.upload());
+    tokio::spawn(writer(w, rx, conn.clone(), upload));
     let c = conn.clone();
     let reader = tokio::spawn(async move {
         let _permit = permit;
@@ -412,7 +416,12 @@ fn socket_keepalive(stream: &TcpStream) -> std::io::Result<()> {
     socket2::SockRef::from(stream).set_keepalive(true)
 }
 
-async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, conn: Arc<Conn>) {
+async fn writer(
+    w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    conn: Arc<Conn>,
+    upload: Option<Arc<UploadRate>>,
+) {
     let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, w);
     // A peer that stops reading cannot hold the writer forever.
     let stall = conn.params.idle_timeout.min(Duration::from_secs(60));
@@ -422,7 +431,10 @@ async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, co
             match item {
                 Outgoing::Frame(f, held) => {
                     let n = f.len();
-                    let wrote = tokio::time::timeout(stall, w.write_all(&f)).await;
+                    let wrote = match &upload {
+                        None => tokio::time::timeout(stall, w.write_all(&f)).await,
+                        Some(rate) => paced_write(&mut w, &f, rate, stall).await,
+                    };
                     drop((f, held));
                     conn.queued.fetch_sub(n, Ordering::SeqCst);
                     conn.drained.notify_waiters();
@@ -447,6 +459,28 @@ async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, co
     // Frames left in the queue are dropped with the connection.
     conn.queued.store(0, Ordering::SeqCst);
     conn.drained.notify_waiters();
+}
+
+/// Writes `f` in slices, each when the node's upload cap allows; the stall limit applies to
+/// each slice's write, not to the waits for the cap.
+async fn paced_write(
+    w: &mut tokio::io::BufWriter<OwnedWriteHalf>,
+    f: &[u8],
+    rate: &UploadRate,
+    stall: Duration,
+) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
+    for slice in f.chunks(PACE_SLICE_BYTES) {
+        rate.pace(slice.len()).await;
+        let sent = async {
+            w.write_all(slice).await?;
+            // A slice let through is sent now, not when the buffer next fills.
+            w.flush().await
+        };
+        if let Err(e) = tokio::time::timeout(stall, sent).await? {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// What the reader does after a message.

@@ -44,6 +44,10 @@ impl Host for Shared {
         self.memory.clone()
     }
 
+    fn upload(&self) -> Option<Arc<crate::rate::UploadRate>> {
+        self.upload.clone()
+    }
+
     fn dispatch(
         self: Arc<Self>,
         conn: Arc<Conn>,
@@ -571,8 +575,14 @@ pub(crate) fn served_root(root: &Cell, r: &dyn etch_formats::Resolver) -> Cell {
     Cell::index(entries).unwrap_or_else(|_| root.clone())
 }
 
-/// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to the
-/// response budget; nil where the path leads nowhere. `:local` is not served.
+/// Branch bytes a LATTICE_QUERY answer carries at most. A puller completes the rest by
+/// DATA_REQUEST, which it spreads over all its peers (`acquire::complete_tree`); a larger
+/// answer would come from this one node only, and each of a node's peers pulled at once would
+/// send the same bytes (measured: 8 MiB answers made a 3-peer fetch of 64 MiB send 27 % twice).
+const LATTICE_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// LATTICE_QUERY (protocol.md §7.6): the committed value at the path, complete up to
+/// `LATTICE_ANSWER_BYTES` of branches; nil where the path leads nowhere. `:local` is not served.
 async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Message, held: Held) {
     let Some(path) = path_of(msg.arg(2), false) else {
         return format_error(shared, conn, id, "ARGUMENT", "Invalid LATTICE_QUERY format");
@@ -586,7 +596,8 @@ async fn lattice_query(shared: &Arc<Shared>, conn: &Arc<Conn>, id: i64, msg: Mes
             Ok(v) => ResultRecord::ok(id, v),
             Err(e) => ResultRecord::error(Some(id), "MISSING", &e.to_string(), "PEER"),
         };
-        encode_complete(&record.to_cell(), r, s.config.limits.response_bytes).0
+        let budget = s.config.limits.response_bytes.min(LATTICE_ANSWER_BYTES);
+        encode_complete(&record.to_cell(), r, budget).0
     })
     .await;
     Metrics::inc(&shared.metrics.lattice_queries);
@@ -779,20 +790,24 @@ pub(crate) async fn merge_value(
         batch: limits.data_request_hashes,
     };
     // The sender, and our other peers, which hold what it holds if they are in sync: all are
-    // asked at once (acquire::complete_tree). With others to ask, a sender that pushed to us is
-    // not waited on long: a Java node ignores requests on the connection it pushed over (§8.4).
-    let others: Vec<Source> = shared
-        .peer_conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter_map(std::sync::Weak::upgrade)
-        .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
-        .map(|conn| Source {
-            conn,
-            request_timeout: acquire.request_timeout,
-        })
-        .collect();
+    // asked at once (acquire::complete_tree), those that connect meanwhile too. With others to
+    // ask, a sender that pushed to us is not waited on long: a Java node ignores requests on
+    // the connection it pushed over (§8.4).
+    let peers = || -> Vec<Source> {
+        shared
+            .peer_conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| !Arc::ptr_eq(c, conn) && !c.is_closed())
+            .map(|conn| Source {
+                conn,
+                request_timeout: acquire.request_timeout,
+            })
+            .collect()
+    };
+    let others = peers();
     let sender_wait = if conn.role() == Role::Inbound && !others.is_empty() {
         acquire.request_timeout.min(SENDER_ANSWER_WAIT)
     } else {
@@ -826,18 +841,17 @@ pub(crate) async fn merge_value(
     // One acquisition written to the store at a time: pulls from several peers on connect
     // would otherwise fetch the same tree each; the next finds it stored.
     let _turn = match keep {
-        Keep::Store => {
-            match tokio::time::timeout(acquire.timeout, shared.acquiring.lock()).await {
-                Ok(g) => Some(g),
-                Err(_) => return Err(Refusal::new("MISSING", AcquireError::Timeout.to_string())),
-            }
-        }
+        Keep::Store => match tokio::time::timeout(acquire.timeout, shared.acquiring.lock()).await {
+            Ok(g) => Some(g),
+            Err(_) => return Err(Refusal::new("MISSING", AcquireError::Timeout.to_string())),
+        },
         Keep::Memory => None,
     };
     // The cells fetched and still in memory are counted in the node's budget until merged.
     let mut held = crate::budget::Held::none();
     let result = complete_tree(
         &sources,
+        Some(&peers),
         &value,
         zone,
         &shared.store,

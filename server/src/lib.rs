@@ -24,6 +24,7 @@ mod http;
 mod listen;
 pub mod metrics;
 pub mod prove;
+pub mod rate;
 pub mod replicate;
 mod shared;
 pub mod token;
@@ -76,6 +77,10 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             memory: budget::MemoryBudget::new(config.limits.memory_bytes),
             acquiring: tokio::sync::Mutex::new(()),
+            upload: config
+                .limits
+                .upload_bytes_per_sec
+                .map(|r| Arc::new(rate::UploadRate::new(r))),
             metrics: Metrics::default(),
             config,
             shutdown,

@@ -54,6 +54,9 @@ pub struct Limits {
     /// large frame waits for its share within the frame timeout (else the connection closes),
     /// a request for its answer's share within the load wait (else `:LOAD`).
     pub memory_bytes: usize,
+    /// Most bytes per second the node sends on the peer protocol, all connections together
+    /// (`crate::rate`); `None`: no cap.
+    pub upload_bytes_per_sec: Option<u64>,
     /// HTTP connections open at once; more are closed at once.
     pub http_connections: usize,
     /// An HTTP connection must send its request's first byte, and then its whole header,
@@ -83,6 +86,7 @@ impl Default for Limits {
             acquire_timeout: Duration::from_secs(30),
             bad_messages: 16,
             memory_bytes: MEMORY_BUDGET_BYTES_DEFAULT,
+            upload_bytes_per_sec: None,
             http_connections: 256,
             http_header_timeout: Duration::from_secs(10),
             http_stall_timeout: Duration::from_secs(30),
@@ -190,6 +194,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     /// The node-wide memory budget (`crate::budget`).
     pub memory: Arc<crate::budget::MemoryBudget>,
+    /// The upload cap (`Limits::upload_bytes_per_sec`).
+    pub upload: Option<Arc<crate::rate::UploadRate>>,
     /// Held by the acquisition that writes to the store as it goes (one at a time).
     pub acquiring: tokio::sync::Mutex<()>,
     pub shutdown: watch::Receiver<bool>,

@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// part (caches, per-connection buffers). K, M, G suffixes.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
     memory_budget: u64,
+    /// Most megabytes (10^6 bytes) per second this node sends to peers and clients on the peer
+    /// protocol, all connections together (a provider's bandwidth cap). A node fetching a value
+    /// asks all its peers at once, so capped providers add up. Default: no cap.
+    #[arg(long, value_name = "MB/s", value_parser = parse_rate)]
+    max_upload_rate: Option<u64>,
     /// Format of a store created here.
     #[arg(long, value_enum, default_value_t)]
     format: FormatArg,
@@ -197,6 +202,20 @@ enum Hold {
     All,
     /// The skeleton, the pins and its clients' writes.
     Pinned,
+}
+
+/// Parses a rate in megabytes (10^6 bytes) per second, e.g. `12.5`; into bytes per second.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let mb: f64 = text
+        .trim()
+        .trim_end_matches("MB/s")
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: expected megabytes per second, e.g. 12.5"))?;
+    if !(mb.is_finite() && mb >= 0.001) {
+        return Err(format!("{text:?}: the rate must be at least 0.001 MB/s"));
+    }
+    Ok((mb * 1e6) as u64)
 }
 
 /// Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024).
@@ -364,6 +383,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             memory_bytes: usize::try_from(args.memory_budget).unwrap_or(usize::MAX),
+            upload_bytes_per_sec: args.max_upload_rate,
             ..Limits::default()
         },
         hold,
