@@ -404,6 +404,7 @@ async fn evaluate(
             rights,
             cancel: Some(&s.cancel),
             deadline: Some(std::time::Instant::now() + s.config.limits.request_timeout),
+            steps_max: etch_engine::query::EVAL_STEPS_MAX,
         };
         Metrics::inc(&s.metrics.queries);
         // A partial replica answers :MISSING for a value it cannot get whole, rather than a

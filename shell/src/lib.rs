@@ -175,6 +175,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "on|off|auto: time every query / never / only slow ones (default)",
     ),
     (".store", "what this shell is connected to"),
+    (".read FILE", "evaluate the forms of FILE in order (stops at the first error)"),
     (".quit", "leave the shell (also Ctrl-D)"),
 ];
 
@@ -194,6 +195,8 @@ pub struct Shell {
     full: bool,
     timer: Timer,
     cancel: Arc<AtomicBool>,
+    /// Inputs that ended in an error (a piped shell exits 1 when there were any).
+    errors: usize,
 }
 
 impl Shell {
@@ -205,7 +208,13 @@ impl Shell {
             full: false,
             timer: Timer::Auto,
             cancel: Arc::new(AtomicBool::new(false)),
+            errors: 0,
         }
+    }
+
+    /// Inputs so far that ended in an error.
+    pub fn errors(&self) -> usize {
+        self.errors
     }
 
     /// The flag that cancels the running query when set.
@@ -246,7 +255,10 @@ impl Shell {
         let full = self.backend.take_print_full() || self.full;
         let mut out = match result {
             Ok(v) => show_value(&v, self.backend.resolver(), full, self.style),
-            Err(e) => show_error(&e, self.style),
+            Err(e) => {
+                self.errors += 1;
+                show_error(&e, self.style)
+            }
         };
         let timed = match self.timer {
             Timer::On => true,
@@ -303,11 +315,58 @@ impl Shell {
                 }
             }
             ".store" => self.backend.describe(),
+            ".read" => match line.strip_prefix(".read").map(str::trim) {
+                Some(path) if !path.is_empty() => return self.read_file(path),
+                _ => self.style.err(" usage: .read FILE"),
+            },
             other => self
                 .style
                 .err(&format!(" unknown command {other}; .help lists them")),
         };
         Outcome::Show(text)
+    }
+
+    /// `.read FILE`: evaluates the file's forms in order, as if typed, showing the last value;
+    /// stops at the first that fails and says where it is and how many completed.
+    fn read_file(&mut self, path: &str) -> Outcome {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.errors += 1;
+                return Outcome::Show(self.style.err(&format!(" cannot read {path}: {e}")));
+            }
+        };
+        let forms = match etch_formats::text::read_all_at(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors += 1;
+                return Outcome::Show(self.style.err(&format!(
+                    " {path}:{}:{}: {}; nothing was evaluated",
+                    e.line, e.column, e.detail
+                )));
+            }
+        };
+        let mut last = Outcome::Show(String::new());
+        for (i, f) in forms.iter().enumerate() {
+            let end = forms.get(i + 1).map_or(text.len(), |n| n.offset);
+            let before = self.errors;
+            last = self.handle(text.get(f.offset..end).unwrap_or_default());
+            if self.errors > before {
+                let Outcome::Show(shown) = last else {
+                    return last;
+                };
+                let at = format!(
+                    " in {path} at line {}, column {} (form {} of {}); the {} form(s) before it completed",
+                    f.line,
+                    f.column,
+                    i + 1,
+                    forms.len(),
+                    i
+                );
+                return Outcome::Show(format!("{shown}\n{}", self.style.err(&at)));
+            }
+        }
+        last
     }
 
     fn help(&self) -> String {
@@ -341,20 +400,22 @@ pub fn color_wanted() -> bool {
 
 /// Runs the shell until `.quit`, Ctrl-D or the end of input. On a terminal it is an
 /// interactive line editor with history (`paths::history_file`); otherwise it reads
-/// standard input, evaluating each complete input as it arrives, without prompts.
-pub fn run(shell: Shell) -> std::io::Result<()> {
+/// standard input, evaluating each complete input as it arrives, without prompts. Returns the
+/// number of inputs that failed when reading standard input (a script's caller exits 1 then),
+/// 0 on a terminal.
+pub fn run(shell: Shell) -> std::io::Result<usize> {
     let cancel = shell.cancel_flag();
     // Ctrl-C while a query runs: the editor is not reading, so the signal arrives here. While
     // the editor reads, the terminal is raw and Ctrl-C is a key that clears the line.
     let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
     if std::io::stdin().is_terminal() {
-        run_editor(shell)
+        run_editor(shell).map(|()| 0)
     } else {
         run_piped(shell)
     }
 }
 
-fn run_piped(mut shell: Shell) -> std::io::Result<()> {
+fn run_piped(mut shell: Shell) -> std::io::Result<usize> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     let mut buffer = String::new();
@@ -364,7 +425,7 @@ fn run_piped(mut shell: Shell) -> std::io::Result<()> {
         buffer.push('\n');
         if buffer.trim_start().starts_with('.') || !is_incomplete(&buffer) {
             match shell.handle(&buffer) {
-                Outcome::Quit => return Ok(()),
+                Outcome::Quit => return Ok(shell.errors()),
                 Outcome::Show(t) if t.is_empty() => {}
                 Outcome::Show(t) => writeln!(out, "{t}")?,
             }
@@ -376,7 +437,7 @@ fn run_piped(mut shell: Shell) -> std::io::Result<()> {
             writeln!(out, "{t}")?;
         }
     }
-    Ok(())
+    Ok(shell.errors())
 }
 
 fn run_editor(mut shell: Shell) -> std::io::Result<()> {

@@ -18,11 +18,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use etch_formats::text::read::read_all;
+use etch_formats::text::read::{read_all, read_all_at};
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 
-/// Most evaluation steps one evaluation may take (`:JUICE`); each form evaluated is one step
-/// and functions linear in collection size count one step per element.
+/// Most evaluation steps one top-level form may take by default (`:JUICE`;
+/// `EvalContext::steps_max`); each form evaluated is one step and functions linear in
+/// collection size count one step per element. Each top-level form of a script has its own.
 pub const EVAL_STEPS_MAX: u64 = 1_000_000;
 /// Deepest nesting of evaluation (forms within forms, calls within calls) (`:DEPTH`).
 pub const EVAL_DEPTH_MAX: usize = 256;
@@ -240,6 +241,8 @@ pub struct EvalContext<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// Wall-clock limit; past it the evaluation stops with `:JUICE`.
     pub deadline: Option<Instant>,
+    /// Steps each top-level form may take (`:JUICE` past it).
+    pub steps_max: u64,
 }
 
 impl<'a> EvalContext<'a> {
@@ -251,6 +254,7 @@ impl<'a> EvalContext<'a> {
             rights: Rights::Admin,
             cancel: None,
             deadline: None,
+            steps_max: EVAL_STEPS_MAX,
         }
     }
 }
@@ -287,7 +291,55 @@ pub fn eval_form(form: &Cell, env: &mut Env, ctx: &EvalContext) -> Result<Cell, 
     eval_forms(std::slice::from_ref(form), env, ctx)
 }
 
+/// Why a script stopped: the error, where the form that failed starts, and how many forms
+/// before it completed (their writes are committed: each `store`, `merge!` … commits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    /// The error.
+    pub error: EvalError,
+    /// The failing form's first line (from 1) and column (from 0); for a reader error, where
+    /// the reader stopped.
+    pub line: usize,
+    /// See `line`.
+    pub column: usize,
+    /// Top-level forms that completed before it (none ran for a reader error).
+    pub completed: usize,
+    /// Top-level forms in the script (0 for a reader error: the script was not read whole).
+    pub forms: usize,
+}
+
+/// Evaluates a script: every top-level form of `text` in order, each with its own step budget
+/// (`ctx.steps_max`), returning the last value (nil for none). Nothing runs when the text does
+/// not read (`:SYNTAX`); a form that fails stops the script there.
+pub fn eval_script(text: &str, env: &mut Env, ctx: &EvalContext) -> Result<Cell, ScriptError> {
+    let forms = read_all_at(text).map_err(|e| ScriptError {
+        error: EvalError::new("SYNTAX", e.to_string()),
+        line: e.line,
+        column: e.column,
+        completed: 0,
+        forms: 0,
+    })?;
+    let cells: Vec<Cell> = forms.iter().map(|f| f.form.clone()).collect();
+    run_forms(&cells, env, ctx).map_err(|(i, error)| ScriptError {
+        error,
+        line: forms.get(i).map_or(0, |f| f.line),
+        column: forms.get(i).map_or(0, |f| f.column),
+        completed: i,
+        forms: forms.len(),
+    })
+}
+
 fn eval_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, EvalError> {
+    run_forms(forms, env, ctx).map_err(|(_, e)| e)
+}
+
+/// Evaluates `forms` in order, each with its own step budget; an error comes with the index of
+/// the form that failed.
+fn run_forms(
+    forms: &[Cell],
+    env: &mut Env,
+    ctx: &EvalContext,
+) -> Result<Cell, (usize, EvalError)> {
     // Run on a thread with a known stack so that EVAL_DEPTH_MAX levels always fit.
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
@@ -301,18 +353,20 @@ fn eval_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, 
                     depth: 0,
                 };
                 let mut last = Value::Data(Cell::nil());
-                for f in forms {
-                    last = ev.eval(f, &Vec::new())?;
+                for (i, f) in forms.iter().enumerate() {
+                    ev.steps = 0;
+                    ev.next_check = CHECK_EVERY_STEPS;
+                    last = ev.eval(f, &Vec::new()).map_err(|e| (i, e))?;
                 }
                 Ok(last.to_cell())
             });
         match handle {
             Ok(h) => h
                 .join()
-                .unwrap_or_else(|_| Err(EvalError::new("IO", "evaluation failed"))),
-            Err(e) => Err(EvalError::new(
-                "IO",
-                format!("cannot start evaluation: {e}"),
+                .unwrap_or_else(|_| Err((0, EvalError::new("IO", "evaluation failed")))),
+            Err(e) => Err((
+                0,
+                EvalError::new("IO", format!("cannot start evaluation: {e}")),
             )),
         }
     })
@@ -376,7 +430,7 @@ pub(crate) fn name_of(c: &Cell) -> Option<String> {
 impl<'a> Evaluator<'a> {
     pub(crate) fn step(&mut self, n: u64) -> Res<()> {
         self.steps = self.steps.saturating_add(n);
-        if self.steps > EVAL_STEPS_MAX {
+        if self.steps > self.ctx.steps_max {
             return Err(juice_error());
         }
         if self.steps >= self.next_check {

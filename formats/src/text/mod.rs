@@ -6,4 +6,4 @@ pub mod read;
 
 pub use json::print_json;
 pub use print::{print, print_limited, print_shortened, PrintError, Shorten, Shortened};
-pub use read::{read_all, read_one, SyntaxError};
+pub use read::{read_all, read_all_at, read_one, Located, SyntaxError};

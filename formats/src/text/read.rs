@@ -40,8 +40,30 @@ pub struct SyntaxError {
 
 /// Reads zero or more top-level forms.
 pub fn read_all(text: &str) -> Result<Vec<Cell>, SyntaxError> {
+    Ok(read_all_at(text)?.into_iter().map(|f| f.form).collect())
+}
+
+/// A top-level form and where it starts: line from 1, column (characters) from 0, as the
+/// reader's errors count them.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The form.
+    pub form: Cell,
+    /// Its first line.
+    pub line: usize,
+    /// Its first column.
+    pub column: usize,
+    /// Its first byte in the text.
+    pub offset: usize,
+}
+
+/// Reads zero or more top-level forms, each with where it starts (for scripts, whose errors
+/// name the form that failed).
+pub fn read_all_at(text: &str) -> Result<Vec<Located>, SyntaxError> {
     let mut r = Reader::new(text);
     let mut out = Vec::new();
+    // Lines are counted from the last form on, so a long script is read in linear time.
+    let (mut line, mut line_start, mut counted) = (1usize, 0usize, 0usize);
     loop {
         r.skip_ws(0)?;
         match r.peek() {
@@ -49,7 +71,25 @@ pub fn read_all(text: &str) -> Result<Vec<Cell>, SyntaxError> {
             Some(c @ (')' | ']' | '}')) => {
                 return Err(r.err(r.pos, format!("unmatched closing '{c}'")))
             }
-            Some(_) => out.push(r.read_form(0)?),
+            Some(_) => {
+                let at = r.pos;
+                let skipped = text.get(counted..at).unwrap_or_default();
+                line += skipped.bytes().filter(|b| *b == b'\n').count();
+                if let Some(i) = skipped.rfind('\n') {
+                    line_start = counted + i + 1;
+                }
+                counted = at;
+                let column = text
+                    .get(line_start..at)
+                    .map_or(0, |s| s.chars().count());
+                let form = r.read_form(0)?;
+                out.push(Located {
+                    form,
+                    line,
+                    column,
+                    offset: at,
+                });
+            }
         }
     }
 }
@@ -877,6 +917,20 @@ fn push_char(out: &mut Vec<u8>, c: char) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn forms_carry_where_they_start() {
+        let text = "1 ; one\n  [2\n 3]\n\u{e9}\u{e9} :k\n(x)";
+        let at: Vec<(usize, usize, usize)> = read_all_at(text)
+            .unwrap()
+            .iter()
+            .map(|f| (f.line, f.column, f.offset))
+            .collect();
+        // Columns count characters (two 2-byte ones before :k), offsets bytes.
+        assert_eq!(at, vec![(1, 0, 0), (2, 2, 10), (4, 0, 17), (4, 3, 22), (5, 0, 25)]);
+        let e = read_all_at("(a)\n  (b").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 4), "where the input ended");
+    }
     use super::*;
 
     fn hex_of(text: &str) -> String {

@@ -79,6 +79,7 @@ impl McpBackend for NodeBackend {
             rights,
             cancel: None,
             deadline: Some(std::time::Instant::now() + self.timeout),
+            steps_max: etch_engine::query::EVAL_STEPS_MAX,
         };
         eval_form(form, &mut Env::new(), &ctx)
     }

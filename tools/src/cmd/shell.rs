@@ -116,8 +116,8 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-        etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
-        return Ok(ExitCode::SUCCESS);
+        let failed = etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
+        return Ok(piped_exit(failed));
     }
     let path = match &args.target.store {
         Some(p) => p.clone(),
@@ -137,6 +137,15 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
         }
     }
     let backend = LocalBackend::new(store, node, label);
-    etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
-    Ok(ExitCode::SUCCESS)
+    let failed = etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
+    Ok(piped_exit(failed))
+}
+
+/// A shell reading a script from a pipe exits 1 when any input failed (and says how many).
+fn piped_exit(failed: usize) -> ExitCode {
+    if failed == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("etch: {failed} input(s) failed");
+    ExitCode::FAILURE
 }
