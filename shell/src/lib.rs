@@ -16,7 +16,7 @@ pub mod remote;
 use display::{show_error, show_timing, show_value, Style, SLOW_QUERY};
 use editor::{is_incomplete, Completions, ShellHelper};
 use etch_engine::node::LocalNode;
-use etch_engine::query::{eval_text_in, Env, EvalContext, EvalError, Group, QueryNode, DOCS};
+use etch_engine::query::{all_docs, eval_text_in, Env, EvalContext, EvalError, Group, QueryNode};
 use etch_engine::store::{CellStore, StoreFormat};
 use etch_formats::{Cell, Kind, Resolver};
 use std::io::{BufRead, IsTerminal, Write};
@@ -175,7 +175,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "on|off|auto: time every query / never / only slow ones (default)",
     ),
     (".store", "what this shell is connected to"),
-    (".read FILE", "evaluate the forms of FILE in order (stops at the first error)"),
+    (
+        ".read FILE",
+        "evaluate the forms of FILE in order (stops at the first error)",
+    ),
     (".quit", "leave the shell (also Ctrl-D)"),
 ];
 
@@ -229,7 +232,7 @@ impl Shell {
 
     /// What completion offers now.
     pub fn completions(&self) -> Completions {
-        let mut names: Vec<String> = DOCS.iter().map(|d| d.name.to_string()).collect();
+        let mut names: Vec<String> = all_docs().iter().map(|d| d.name.to_string()).collect();
         names.extend(self.backend.session_names());
         Completions {
             names,
@@ -378,7 +381,7 @@ impl Shell {
             out.push('\n');
             out.push_str(&self.style.bold(g.title()));
             out.push('\n');
-            for d in DOCS.iter().filter(|d| d.group == g) {
+            for d in all_docs().into_iter().filter(|d| d.group == g) {
                 let sig = format!("({} {})", d.name, d.args);
                 out.push_str(&format!("  {sig:<34} {}\n", d.doc));
             }

@@ -319,7 +319,7 @@ fn dot_commands() {
     let dir = tempfile::tempdir().unwrap();
     let mut sh = shell_on(&dir.path().join("s.etch"));
     let help = show(&mut sh, ".help");
-    for d in etch_engine::query::DOCS {
+    for d in etch_engine::query::all_docs() {
         assert!(
             help.contains(&format!("({} {})", d.name, d.args)),
             "{} missing from .help",

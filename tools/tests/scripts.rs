@@ -70,10 +70,19 @@ fn a_failing_form_stops_the_script_and_says_where() {
     let v: serde_json::Value = serde_json::from_str(&run.out).expect("json");
     assert_eq!(v["ok"], false);
     assert_eq!(v["code"], "CAST");
-    assert_eq!((v["line"].as_u64(), v["column"].as_u64()), (Some(2), Some(2)));
-    assert_eq!((v["completed"].as_u64(), v["forms"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (v["line"].as_u64(), v["column"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (v["completed"].as_u64(), v["forms"].as_u64()),
+        (Some(1), Some(3))
+    );
     let ok = etch(&home, &["eval", "--json", "(+ 1 2)"]);
-    assert_eq!((ok.code, ok.out.as_str()), (0, "{\"ok\":true,\"value\":\"3\"}\n"));
+    assert_eq!(
+        (ok.code, ok.out.as_str()),
+        (0, "{\"ok\":true,\"value\":\"3\"}\n")
+    );
 }
 
 #[test]
@@ -103,13 +112,13 @@ fn a_piped_shell_exits_1_after_an_error_and_reads_files() {
     let store = store.to_str().expect("utf-8");
     let run = etch_with_input(&home, &["shell", "--store", store], "(+ 1 2)\n");
     assert_eq!((run.code, run.out.as_str()), (0, "=> 3\n"), "{}", run.err);
-    let run = etch_with_input(
-        &home,
-        &["shell", "--store", store],
-        "(+ 1 :a)\n(+ 2 2)\n",
-    );
+    let run = etch_with_input(&home, &["shell", "--store", store], "(+ 1 :a)\n(+ 2 2)\n");
     assert_eq!(run.code, 1, "{}", run.out);
-    assert!(run.out.ends_with("=> 4\n"), "the shell reads on: {}", run.out);
+    assert!(
+        run.out.ends_with("=> 4\n"),
+        "the shell reads on: {}",
+        run.out
+    );
     assert_eq!(run.err, "etch: 1 input(s) failed\n");
     // .read FILE: the forms in order, the last value shown; stops at the first error.
     let file = dir.path().join("script.cvx");

@@ -125,14 +125,14 @@ fn arity_exact(name: &str, n: usize, m: usize) -> EvalError {
     )
 }
 
-pub(super) fn check_exact(name: &str, n: usize, args: &[Value]) -> Res<()> {
+pub(crate) fn check_exact(name: &str, n: usize, args: &[Value]) -> Res<()> {
     if args.len() != n {
         return Err(arity_exact(name, n, args.len()));
     }
     Ok(())
 }
 
-pub(super) fn check_range(name: &str, min: usize, max: usize, args: &[Value]) -> Res<()> {
+pub(crate) fn check_range(name: &str, min: usize, max: usize, args: &[Value]) -> Res<()> {
     let m = args.len();
     if m < min {
         return Err(EvalError::new(
@@ -149,7 +149,7 @@ pub(super) fn check_range(name: &str, min: usize, max: usize, args: &[Value]) ->
     Ok(())
 }
 
-pub(super) fn cast_pos(p: usize, v: &Value, to: &str) -> EvalError {
+pub(crate) fn cast_pos(p: usize, v: &Value, to: &str) -> EvalError {
     EvalError::new(
         "CAST",
         format!(
@@ -159,7 +159,7 @@ pub(super) fn cast_pos(p: usize, v: &Value, to: &str) -> EvalError {
     )
 }
 
-fn cast_val(c: &Cell, to: &str) -> EvalError {
+pub(crate) fn cast_val(c: &Cell, to: &str) -> EvalError {
     EvalError::new(
         "CAST",
         format!("Can't convert value of type {} to type {to}", type_name(c)),
@@ -171,7 +171,7 @@ pub(crate) fn bounds(i: i64) -> EvalError {
 }
 
 /// The data cell of argument `p` (1-based); functions are not data (`:CAST` to `to`).
-pub(super) fn data(args: &[Value], p: usize, to: &str) -> Res<Cell> {
+pub(crate) fn data(args: &[Value], p: usize, to: &str) -> Res<Cell> {
     match &args[p - 1] {
         Value::Data(c) => Ok(c.clone()),
         v => Err(cast_pos(p, v, to)),
@@ -200,7 +200,7 @@ fn is_coll(c: &Cell) -> bool {
 }
 
 /// Charges the size budget for a cell about to be built from `parts`.
-fn check_size(parts: &[Cell]) -> Res<()> {
+pub(crate) fn check_size(parts: &[Cell]) -> Res<()> {
     let total: u64 = parts.iter().map(|c| c.len() as u64).sum();
     if total > RESULT_SIZE_MAX_BYTES {
         return Err(limit_error());
@@ -267,7 +267,7 @@ pub(crate) fn seq_get(ev: &mut Evaluator, c: &Cell, i: i64) -> Res<Option<Cell>>
 }
 
 /// The elements of a sequence-like value: Vector, List, Map (`[k v]` entries), Set; nil → [].
-fn seq_elements(ev: &mut Evaluator, c: &Cell, p: usize, to: &str) -> Res<Vec<Cell>> {
+pub(crate) fn seq_elements(ev: &mut Evaluator, c: &Cell, p: usize, to: &str) -> Res<Vec<Cell>> {
     match c.kind() {
         Kind::Nil => Ok(Vec::new()),
         Kind::Vector | Kind::List => ev.elements(c),
@@ -417,13 +417,15 @@ fn conj1(ev: &mut Evaluator, coll: Cell, x: Cell, p: usize) -> Res<Cell> {
 
 /// A number argument.
 #[derive(Clone, Debug)]
-enum Num {
+pub(crate) enum Num {
+    /// An integer (Long or big).
     Int(BigInt),
+    /// A Double.
     Dbl(f64),
 }
 
 impl Num {
-    fn f64(&self) -> f64 {
+    pub(crate) fn f64(&self) -> f64 {
         match self {
             Num::Int(i) => big_to_f64(i),
             Num::Dbl(d) => *d,
@@ -435,7 +437,7 @@ fn big_to_f64(i: &BigInt) -> f64 {
     i.to_string().parse::<f64>().unwrap_or(f64::NAN)
 }
 
-fn num_arg(args: &[Value], p: usize) -> Res<Num> {
+pub(crate) fn num_arg(args: &[Value], p: usize) -> Res<Num> {
     let v = &args[p - 1];
     if let Value::Data(c) = v {
         if let Some(d) = c.as_double() {
@@ -448,7 +450,7 @@ fn num_arg(args: &[Value], p: usize) -> Res<Num> {
     Err(cast_pos(p, v, "Number"))
 }
 
-fn num_cell(n: Num) -> Res<Cell> {
+pub(crate) fn num_cell(n: Num) -> Res<Cell> {
     match n {
         // One NaN: the canonical 0x7ff8000000000000 (Convex's `##NaN`).
         Num::Dbl(d) if d.is_nan() => Ok(Cell::double(f64::NAN)),

@@ -33,6 +33,8 @@ pub enum Group {
     Storage,
     /// §6.3 DLFS (drives, files and directories).
     Dlfs,
+    /// Functions over functions and collections, and control flow (Convex core).
+    Functions,
 }
 
 impl Group {
@@ -47,12 +49,14 @@ impl Group {
             Group::Predicates => "Predicates",
             Group::Storage => "Storage",
             Group::Dlfs => "DLFS (locations: \"drive/path\" or [owner \"drive/path\"])",
+            Group::Functions => "Functions and control flow",
         }
     }
 
     /// Every group, in `.help` order.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::SpecialForm,
+        Group::Functions,
         Group::Access,
         Group::Construction,
         Group::Text,
@@ -63,7 +67,13 @@ impl Group {
     ];
 }
 
-const fn d(name: &'static str, args: &'static str, doc: &'static str, group: Group) -> Doc {
+/// A documentation entry.
+pub(crate) const fn d(
+    name: &'static str,
+    args: &'static str,
+    doc: &'static str,
+    group: Group,
+) -> Doc {
     Doc {
         name,
         args,
@@ -77,6 +87,48 @@ use Group::*;
 /// Every special form and built-in function, with its one-line documentation.
 pub const DOCS: &[Doc] = &[
     d("quote", "x", "x itself, unevaluated ('x)", SpecialForm),
+    d(
+        "loop",
+        "[sym init ...] body...",
+        "like let; recur in body starts it again with new values",
+        SpecialForm,
+    ),
+    d(
+        "dotimes",
+        "[sym n] body...",
+        "body with sym bound to 0 .. n-1; nil",
+        SpecialForm,
+    ),
+    d(
+        "if-let",
+        "[sym test] then else?",
+        "then with sym bound to test's value if truthy, else else",
+        SpecialForm,
+    ),
+    d(
+        "when-let",
+        "[sym test] body...",
+        "body with sym bound to test's value if truthy, else nil",
+        SpecialForm,
+    ),
+    d(
+        "when-not",
+        "test body...",
+        "body if test is falsey, else nil",
+        SpecialForm,
+    ),
+    d(
+        "defn",
+        "name [params] body...",
+        "def name as (fn [params] body...)",
+        SpecialForm,
+    ),
+    d(
+        "assert",
+        "test...",
+        "nil if every test is truthy, else :ASSERT naming the first that is not",
+        SpecialForm,
+    ),
     d(
         "if",
         "test then else?",
@@ -455,5 +507,15 @@ pub const DOCS: &[Doc] = &[
 
 /// The documentation of `name`, if it is a special form or built-in function.
 pub fn doc(name: &str) -> Option<&'static Doc> {
-    DOCS.iter().find(|d| d.name == name)
+    DOCS.iter()
+        .find(|d| d.name == name)
+        .or_else(|| super::builtins::find(name).map(|b| &b.doc))
+}
+
+/// Every documented name: the special forms and first functions ([`DOCS`]) and the built-in
+/// table's entries (`builtins`).
+pub fn all_docs() -> Vec<&'static Doc> {
+    DOCS.iter()
+        .chain(super::builtins::all().map(|b| &b.doc))
+        .collect()
 }

@@ -6,12 +6,14 @@
 //! which never attaches, so evaluating over a store holds only the paths being looked at:
 //! `count` reads a header, `nth` descends one path.
 
+mod builtins;
 mod core;
 mod dlfs;
 mod docs;
 mod pins;
 
-pub use docs::{doc, Doc, Group, DOCS};
+pub use builtins::Builtin;
+pub use docs::{all_docs, doc, Doc, Group, DOCS};
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -335,11 +337,7 @@ fn eval_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, 
 
 /// Evaluates `forms` in order, each with its own step budget; an error comes with the index of
 /// the form that failed.
-fn run_forms(
-    forms: &[Cell],
-    env: &mut Env,
-    ctx: &EvalContext,
-) -> Result<Cell, (usize, EvalError)> {
+fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (usize, EvalError)> {
     // Run on a thread with a known stack so that EVAL_DEPTH_MAX levels always fit.
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
@@ -351,12 +349,15 @@ fn run_forms(
                     steps: 0,
                     next_check: CHECK_EVERY_STEPS,
                     depth: 0,
+                    escape: None,
                 };
                 let mut last = Value::Data(Cell::nil());
                 for (i, f) in forms.iter().enumerate() {
                     ev.steps = 0;
                     ev.next_check = CHECK_EVERY_STEPS;
-                    last = ev.eval(f, &Vec::new()).map_err(|e| (i, e))?;
+                    last = ev
+                        .eval(f, &Vec::new())
+                        .map_err(|e| (i, unhandled_escape(e)))?;
                 }
                 Ok(last.to_cell())
             });
@@ -372,6 +373,15 @@ fn run_forms(
     })
 }
 
+/// A `recur` or `reduced` that reached the top of an evaluation: `:EXCEPTION`, as in Convex.
+fn unhandled_escape(e: EvalError) -> EvalError {
+    match e.code {
+        RECUR_SIGNAL => EvalError::new("EXCEPTION", "recur used outside of a loop or function"),
+        REDUCED_SIGNAL => EvalError::new("EXCEPTION", "reduced used outside of a reduce operation"),
+        _ => e,
+    }
+}
+
 /// How often (in steps) an evaluation looks at its cancel flag and deadline.
 const CHECK_EVERY_STEPS: u64 = 1024;
 
@@ -382,11 +392,26 @@ pub(crate) struct Evaluator<'a> {
     steps: u64,
     next_check: u64,
     depth: usize,
+    /// The values of a `recur` or `reduced` unwinding now.
+    escape: Option<Escape>,
 }
 
 pub(crate) const SPECIAL_FORMS: &[&str] = &[
-    "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when",
+    "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when", "loop", "dotimes",
+    "if-let", "when-let", "when-not", "defn", "assert",
 ];
+
+/// The error code that carries `recur` to the nearest enclosing loop or function call (never
+/// seen outside an evaluation: at the top it becomes `:EXCEPTION`).
+pub(crate) const RECUR_SIGNAL: &str = "RECUR";
+/// The error code that carries `reduced` to the nearest enclosing `reduce`.
+pub(crate) const REDUCED_SIGNAL: &str = "REDUCED";
+
+/// What `recur` or `reduced` carries while it unwinds.
+enum Escape {
+    Recur(Vec<Value>),
+    Reduced(Value),
+}
 
 pub(crate) fn juice_error() -> EvalError {
     EvalError::new("JUICE", "Query step limit exceeded")
@@ -566,6 +591,9 @@ impl<'a> Evaluator<'a> {
         if let Some(b) = core::builtin(name) {
             return Ok(Value::Builtin(b));
         }
+        if let Some(b) = builtins::find(name) {
+            return Ok(Value::Builtin(b.doc.name));
+        }
         Err(EvalError::new("UNDECLARED", name))
     }
 
@@ -647,40 +675,43 @@ impl<'a> Evaluator<'a> {
                 Ok(last)
             }
             "let" => {
-                let Some(bindings) = args.first() else {
-                    return Err(EvalError::new(
-                        "SYNTAX",
-                        "let requires a binding form vector at minimum",
-                    ));
-                };
-                if bindings.kind() != Kind::Vector {
-                    return Err(EvalError::new(
-                        "SYNTAX",
-                        format!(
-                            "let requires a vector of binding forms but got: {}",
-                            self.print(bindings)?
-                        ),
-                    ));
-                }
-                if !bindings.count().is_multiple_of(2) {
-                    return Err(EvalError::new(
-                        "SYNTAX",
-                        format!(
-                            "let requires a binding vector with an even number of forms but got: {}",
-                            bindings.count()
-                        ),
-                    ));
-                }
-                let items = self.elements(bindings)?;
+                let pairs = self.binding_pairs("let", args.first())?;
                 let mut inner = locals.clone();
-                for pair in items.chunks(2) {
-                    let target = self.binding_name(&pair[0])?;
-                    let v = self.eval(&pair[1], &inner)?;
+                for (target, init) in &pairs {
+                    let v = self.eval(init, &inner)?;
                     if let Some(t) = target {
-                        inner.push((t, v));
+                        inner.push((t.clone(), v));
                     }
                 }
                 self.eval_body(&args[1..], &inner)
+            }
+            "loop" => self.eval_loop(args, locals),
+            "dotimes" => self.eval_dotimes(args, locals),
+            "if-let" | "when-let" => self.eval_if_let(name, args, locals),
+            "when-not" => {
+                let Some(test) = args.first() else {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        "Insufficient arguments (0) for binding form: [test & body]",
+                    ));
+                };
+                if truthy(&self.eval(test, locals)?) {
+                    Ok(nil())
+                } else {
+                    self.eval_body(&args[1..], locals)
+                }
+            }
+            "defn" => self.eval_defn(args, locals),
+            "assert" => {
+                for t in args {
+                    if !truthy(&self.eval(t, locals)?) {
+                        return Err(EvalError::new(
+                            "ASSERT",
+                            format!("Assert failed: {}", self.print(t)?),
+                        ));
+                    }
+                }
+                Ok(nil())
             }
             "def" => {
                 if args.len() > 2 {
@@ -747,6 +778,213 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The `[target init ...]` vector of `let` or `loop` (`what`), checked as Convex does.
+    fn binding_pairs(
+        &self,
+        what: &str,
+        bindings: Option<&Cell>,
+    ) -> Res<Vec<(Option<String>, Cell)>> {
+        let Some(bindings) = bindings else {
+            return Err(EvalError::new(
+                "SYNTAX",
+                format!("{what} requires a binding form vector at minimum"),
+            ));
+        };
+        if bindings.kind() != Kind::Vector {
+            return Err(EvalError::new(
+                "SYNTAX",
+                format!(
+                    "{what} requires a vector of binding forms but got: {}",
+                    self.print(bindings)?
+                ),
+            ));
+        }
+        if !bindings.count().is_multiple_of(2) {
+            return Err(EvalError::new(
+                "SYNTAX",
+                format!(
+                    "{what} requires a binding vector with an even number of forms but got: {}",
+                    bindings.count()
+                ),
+            ));
+        }
+        let items = etch_formats::value::elements(bindings, self.ctx.resolver)?;
+        items
+            .chunks(2)
+            .map(|p| Ok((self.binding_name(&p[0])?, p[1].clone())))
+            .collect()
+    }
+
+    /// `(loop [sym init ...] body...)`: `recur` in the body (not in a function it calls)
+    /// evaluates the body again with the symbols bound to its values.
+    fn eval_loop(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let pairs = self.binding_pairs("loop", args.first())?;
+        let mut inner = locals.clone();
+        let mut values = Vec::with_capacity(pairs.len());
+        for (target, init) in &pairs {
+            let v = self.eval(init, &inner)?;
+            values.push(v.clone());
+            if let Some(t) = target {
+                inner.push((t.clone(), v));
+            }
+        }
+        loop {
+            match self.eval_body(&args[1..], &inner) {
+                Err(e) if e.code == RECUR_SIGNAL => {
+                    let again = self.take_recur();
+                    if again.len() != pairs.len() {
+                        return Err(EvalError::new(
+                            "ARITY",
+                            format!(
+                                "Expected {} value(s) for recur but got: {}",
+                                pairs.len(),
+                                again.len()
+                            ),
+                        ));
+                    }
+                    inner = locals.clone();
+                    for ((target, _), v) in pairs.iter().zip(again) {
+                        if let Some(t) = target {
+                            inner.push((t.clone(), v));
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `(dotimes [sym n] body...)`: the body with sym bound to 0 .. n-1; nil. (Convex takes
+    /// only a literal n; any expression giving an integer is taken here.)
+    fn eval_dotimes(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let binding = args.first().filter(|b| b.kind() == Kind::Vector);
+        let Some(binding) = binding else {
+            return Err(EvalError::new(
+                "CAST",
+                "Trying to destructure an argument that is not a sequential collection",
+            ));
+        };
+        let items = self.elements(binding)?;
+        if items.len() != 2 {
+            return Err(EvalError::new(
+                "ARITY",
+                format!(
+                    "Expected 2 arguments but got {} for binding form: [sym count]",
+                    items.len()
+                ),
+            ));
+        }
+        let n = self.eval(&items[1], locals)?;
+        let count = match &n {
+            Value::Data(c) => c.as_long().or_else(|| c.as_double().map(|d| d as i64)),
+            _ => None,
+        }
+        .ok_or_else(|| core::cast_pos(1, &n, "Integer"))?;
+        if items[0].kind() != Kind::Symbol {
+            return Err(EvalError::new(
+                "CAST",
+                "`dotimes` requires a symbol for loop binding",
+            ));
+        }
+        let sym = self.binding_name(&items[0])?;
+        for i in 0..count.max(0) {
+            self.step(1)?;
+            let mut inner = locals.clone();
+            if let Some(s) = &sym {
+                inner.push((s.clone(), Value::Data(Cell::long(i))));
+            }
+            self.eval_body(&args[1..], &inner)?;
+        }
+        Ok(Value::Data(Cell::nil()))
+    }
+
+    /// `(if-let [sym test] then else?)`, `(when-let [sym test] body...)`.
+    fn eval_if_let(&mut self, name: &str, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let arity_ok = match name {
+            "if-let" => (2..=3).contains(&args.len()),
+            _ => !args.is_empty(),
+        };
+        let binding = args.first().filter(|b| b.kind() == Kind::Vector);
+        let (Some(binding), true) = (binding, arity_ok) else {
+            return Err(EvalError::new(
+                "ARITY",
+                format!("No matching function arity found for arity {}", args.len()),
+            ));
+        };
+        let items = self.elements(binding)?;
+        if items.len() != 2 {
+            return Err(EvalError::new(
+                "ARITY",
+                format!(
+                    "Insufficient arguments ({}) for binding form: [sym exp]",
+                    items.len()
+                ),
+            ));
+        }
+        if items[0].kind() != Kind::Symbol {
+            return Err(EvalError::new("COMPILE", "Bad binding form"));
+        }
+        let v = self.eval(&items[1], locals)?;
+        if !truthy(&v) {
+            return match (name, args.get(2)) {
+                ("if-let", Some(e)) => self.eval(e, locals),
+                _ => Ok(Value::Data(Cell::nil())),
+            };
+        }
+        let mut inner = locals.clone();
+        if let Some(s) = self.binding_name(&items[0])? {
+            inner.push((s, v));
+        }
+        match name {
+            "if-let" => self.eval(&args[1], &inner),
+            _ => self.eval_body(&args[1..], &inner),
+        }
+    }
+
+    /// `(defn name [params] body...)`: `(def name (fn [params] body...))`. One arity only.
+    fn eval_defn(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let Some(name) = args.first() else {
+            return Err(EvalError::new(
+                "ARITY",
+                "Insufficient arguments (0) for binding form: [name & decl]",
+            ));
+        };
+        let Some(params) = args.get(1) else {
+            return Err(EvalError::new(
+                "ARITY",
+                "`defn` requires at least one function definition",
+            ));
+        };
+        match params.kind() {
+            Kind::Vector => {}
+            Kind::List => {
+                return Err(EvalError::new(
+                    "SYNTAX",
+                    "Functions with several arities are not supported by Etch yet",
+                ))
+            }
+            _ => {
+                return Err(EvalError::new(
+                    "SYNTAX",
+                    format!(
+                        "multi-function requires instances of form: ([args] ...) but got {}",
+                        self.print(params)?
+                    ),
+                ))
+            }
+        }
+        let mut fn_form =
+            vec![Cell::symbol("fn").map_err(|e| EvalError::new("SYNTAX", e.to_string()))?];
+        fn_form.extend(args[1..].iter().cloned());
+        let fn_form = Cell::list(fn_form);
+        let def = [
+            Cell::symbol("def").map_err(|e| EvalError::new("SYNTAX", e.to_string()))?,
+            name.clone(),
+            fn_form,
+        ];
+        self.special("def", &Cell::list(def.to_vec()), &def[1..], locals)
+    }
+
     /// A binding target: a symbol (its name), `_` (ignored: `None`); anything else is
     /// destructuring, which is not supported (`:SYNTAX`).
     fn binding_name(&self, target: &Cell) -> Res<Option<String>> {
@@ -763,13 +1001,27 @@ impl<'a> Evaluator<'a> {
     /// Applies a function or data structure to evaluated arguments (§3.2).
     pub(crate) fn apply(&mut self, op: &Value, args: Vec<Value>) -> Res<Value> {
         match op {
-            Value::Builtin(name) => core::call(self, name, args),
+            Value::Builtin(name) => match builtins::find(name) {
+                Some(b) => (b.run)(self, args),
+                None => core::call(self, name, args),
+            },
             Value::Closure(c) => self.call_closure(c, args),
             Value::Data(d) => self.apply_data(d, args),
         }
     }
 
     fn call_closure(&mut self, c: &Arc<Closure>, args: Vec<Value>) -> Res<Value> {
+        let mut args = args;
+        loop {
+            match self.call_closure_once(c, args) {
+                // `recur` in the body calls the function again, without growing the stack.
+                Err(e) if e.code == RECUR_SIGNAL => args = self.take_recur(),
+                other => return other,
+            }
+        }
+    }
+
+    fn call_closure_once(&mut self, c: &Arc<Closure>, args: Vec<Value>) -> Res<Value> {
         let n = c.params.len();
         let ok = match c.rest {
             None => args.len() == n,
@@ -807,6 +1059,47 @@ impl<'a> Evaluator<'a> {
         let r = self.eval_body(&c.body, &locals);
         self.depth -= 1;
         r
+    }
+
+    /// Starts a `recur` unwinding with `args`.
+    pub(crate) fn raise_recur(&mut self, args: Vec<Value>) -> EvalError {
+        self.escape = Some(Escape::Recur(args));
+        EvalError::new(RECUR_SIGNAL, "recur")
+    }
+
+    /// Starts a `reduced` unwinding with `v`.
+    pub(crate) fn raise_reduced(&mut self, v: Value) -> EvalError {
+        self.escape = Some(Escape::Reduced(v));
+        EvalError::new(REDUCED_SIGNAL, "reduced")
+    }
+
+    fn take_recur(&mut self) -> Vec<Value> {
+        match self.escape.take() {
+            Some(Escape::Recur(v)) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The value `reduced` carried.
+    pub(crate) fn take_reduced(&mut self) -> Value {
+        match self.escape.take() {
+            Some(Escape::Reduced(v)) => v,
+            _ => Value::Data(Cell::nil()),
+        }
+    }
+
+    /// A closure `(fn PARAMS BODY)` from text, with `captured` bindings (for functions that
+    /// make functions, e.g. `comp`).
+    pub(crate) fn closure(&mut self, params: &str, body: &str, captured: Locals) -> Res<Value> {
+        let read = |t: &str| read_all(t).map_err(|e| EvalError::new("SYNTAX", e.to_string()));
+        let form = Cell::list(
+            [read("fn")?, read(params)?, read(body)?]
+                .into_iter()
+                .flatten()
+                .collect(),
+        );
+        let items = self.elements(&form)?;
+        self.special("fn", &form, &items[1..], &captured)
     }
 
     fn apply_data(&mut self, d: &Cell, args: Vec<Value>) -> Res<Value> {

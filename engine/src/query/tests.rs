@@ -46,7 +46,7 @@ fn self_evaluating_and_collections() {
         ("1 2 3", "3"),
         ("foo", "!UNDECLARED foo"),
         ("(quasiquote x)", "!UNDECLARED quasiquote"),
-        ("(loop [] 1)", "!UNDECLARED loop"),
+        ("(loop [] 1)", "1"),
         (
             "[1 2",
             "!SYNTAX Parse error at 1:4: unexpected end of input (unclosed '[' at 1:0)",
@@ -683,10 +683,102 @@ fn every_name_is_documented_and_every_doc_names_something() {
             d.name
         );
     }
-    let mut names: Vec<_> = super::DOCS.iter().map(|d| d.name).collect();
+    let all = super::all_docs();
+    let mut names: Vec<_> = all.iter().map(|d| d.name).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), super::DOCS.len(), "a name is documented twice");
+    assert_eq!(names.len(), all.len(), "a name is documented twice");
+}
+
+/// Every example of the built-in table gives exactly its printed result (or error code), and
+/// every entry has examples, an error among them where the function can fail on its input.
+#[test]
+fn every_table_example_holds() {
+    let mut bad = Vec::new();
+    for b in super::builtins::all() {
+        assert!(!b.examples.is_empty(), "{} has no example", b.doc.name);
+        for (input, want) in b.examples {
+            let got = ev(input);
+            let ok = match want.strip_prefix('!') {
+                Some(code) => got.starts_with(&format!("!{code} ")),
+                None => got == *want,
+            };
+            if !ok {
+                bad.push(format!("{input}\n   want {want}\n   got  {got}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "mismatches:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn control_forms() {
+    check(&[
+        ("(loop [] 1 2 :foo)", ":foo"),
+        ("(loop [a :foo] :bar a)", ":foo"),
+        (
+            "(loop)",
+            "!SYNTAX loop requires a binding form vector at minimum",
+        ),
+        (
+            "(loop [a])",
+            "!SYNTAX loop requires a binding vector with an even number of forms but got: 1",
+        ),
+        ("(loop [i 0] (if (< i 10000) (recur (inc i)) i))", "10000"),
+        (
+            "(loop [i 0] (recur (inc i)))",
+            "!JUICE Query step limit exceeded",
+        ),
+        (
+            "(recur 1)",
+            "!EXCEPTION recur used outside of a loop or function",
+        ),
+        (
+            "(reduced 1)",
+            "!EXCEPTION reduced used outside of a reduce operation",
+        ),
+        (
+            "(do (defn f [x] (reduced x)) (reduce (fn [a x] (f x)) nil [1 2]))",
+            "1",
+        ),
+        ("(do (def n 0) (dotimes [i 4] (def n (+ n i))) n)", "6"),
+        ("(dotimes [i 3])", "nil"),
+        (
+            "(dotimes [1 10])",
+            "!CAST `dotimes` requires a symbol for loop binding",
+        ),
+        ("(if-let [a 1] a)", "1"),
+        ("(if-let [a []] 3 4)", "3"),
+        ("(if-let [a nil] 3 4)", "4"),
+        ("(if-let [a false] 1)", "nil"),
+        (
+            "(if-let [a true])",
+            "!ARITY No matching function arity found for arity 1",
+        ),
+        (
+            "(if-let [foo] 1)",
+            "!ARITY Insufficient arguments (1) for binding form: [sym exp]",
+        ),
+        ("(when-let [a 1] 2 a)", "1"),
+        ("(when-let [a false] 1)", "nil"),
+        ("(when-not false 1 2)", "2"),
+        ("(when-not 1 2)", "nil"),
+        ("(do (defn sq [x] (* x x)) (sq 7))", "49"),
+        (
+            "(defn f)",
+            "!ARITY `defn` requires at least one function definition",
+        ),
+        (
+            "(defn f \"doc\" [x] x)",
+            "!SYNTAX multi-function requires instances of form: ([args] ...) but got \"doc\"",
+        ),
+        ("(assert (= 1 1) true)", "nil"),
+        ("(assert true (= 1 2))", "!ASSERT Assert failed: (= 1 2)"),
+    ]);
+    // defn lasts for the session, as def does.
+    let mut env = Env::new();
+    run(&mut env, "(defn twice [x] (* 2 x))");
+    assert_eq!(run(&mut env, "(twice 21)"), "42");
 }
 
 #[test]

@@ -79,9 +79,7 @@ pub fn read_all_at(text: &str) -> Result<Vec<Located>, SyntaxError> {
                     line_start = counted + i + 1;
                 }
                 counted = at;
-                let column = text
-                    .get(line_start..at)
-                    .map_or(0, |s| s.chars().count());
+                let column = text.get(line_start..at).map_or(0, |s| s.chars().count());
                 let form = r.read_form(0)?;
                 out.push(Located {
                     form,
@@ -927,7 +925,10 @@ mod tests {
             .map(|f| (f.line, f.column, f.offset))
             .collect();
         // Columns count characters (two 2-byte ones before :k), offsets bytes.
-        assert_eq!(at, vec![(1, 0, 0), (2, 2, 10), (4, 0, 17), (4, 3, 22), (5, 0, 25)]);
+        assert_eq!(
+            at,
+            vec![(1, 0, 0), (2, 2, 10), (4, 0, 17), (4, 3, 22), (5, 0, 25)]
+        );
         let e = read_all_at("(a)\n  (b").unwrap_err();
         assert_eq!((e.line, e.column), (2, 4), "where the input ended");
     }

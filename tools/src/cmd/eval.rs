@@ -78,7 +78,10 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
         Ok(v) => Ok(v),
         // One form, or text that does not read (its message says where): as before.
         Err(e) if e.forms <= 1 => Err(Failure::plain(e.error)),
-        Err(e) => Err(Failure { at: Some(e.clone()), error: e.error }),
+        Err(e) => Err(Failure {
+            at: Some(e.clone()),
+            error: e.error,
+        }),
     };
     report(out, resolver, args.json)
 }
