@@ -2,9 +2,10 @@
 //! reference for names, arities, results and error codes): one [`Builtin`] entry per function,
 //! with its documentation, its examples and its implementation, grouped in files by theme
 //! (`seq`: functions over collections and functions; `num`: integer division and maths;
-//! `sets`). `.help`, completion and the example tests read the same entries. The first slice
+//! `sets`; `convert`: casts, bits, hashes, split and join). `.help`, completion and the example tests read the same entries. The first slice
 //! of functions still lives in `core::call`; new ones are added here.
 
+mod convert;
 mod num;
 mod seq;
 mod sets;
@@ -28,6 +29,7 @@ pub fn all() -> impl Iterator<Item = &'static Builtin> {
         .iter()
         .chain(num::TABLE.iter())
         .chain(sets::TABLE.iter())
+        .chain(convert::TABLE.iter())
 }
 
 /// The entry for `name`.
