@@ -124,6 +124,24 @@ pub const DOCS: &[Doc] = &[
         SpecialForm,
     ),
     d(
+        "switch",
+        "exp test expr ... default?",
+        "the expr of the first test equal to exp's value, else default or nil",
+        SpecialForm,
+    ),
+    d(
+        "for",
+        "[sym coll] body...",
+        "a vector of body's values with sym bound to each element",
+        SpecialForm,
+    ),
+    d(
+        "for-loop",
+        "[sym init test change] body...",
+        "while test: body, then sym = change; body's last value",
+        SpecialForm,
+    ),
+    d(
         "assert",
         "test...",
         "nil if every test is truthy, else :ASSERT naming the first that is not",

@@ -355,9 +355,10 @@ fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (
                 for (i, f) in forms.iter().enumerate() {
                     ev.steps = 0;
                     ev.next_check = CHECK_EVERY_STEPS;
-                    last = ev
-                        .eval(f, &Vec::new())
-                        .map_err(|e| (i, unhandled_escape(e)))?;
+                    last = match ev.eval(f, &Vec::new()) {
+                        Err(e) if e.code == RETURN_SIGNAL => ev.take_return(),
+                        other => other.map_err(|e| (i, unhandled_escape(e)))?,
+                    };
                 }
                 Ok(last.to_cell())
             });
@@ -398,7 +399,7 @@ pub(crate) struct Evaluator<'a> {
 
 pub(crate) const SPECIAL_FORMS: &[&str] = &[
     "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when", "loop", "dotimes",
-    "if-let", "when-let", "when-not", "defn", "assert",
+    "if-let", "when-let", "when-not", "defn", "assert", "switch", "for", "for-loop",
 ];
 
 /// The error code that carries `recur` to the nearest enclosing loop or function call (never
@@ -406,11 +407,15 @@ pub(crate) const SPECIAL_FORMS: &[&str] = &[
 pub(crate) const RECUR_SIGNAL: &str = "RECUR";
 /// The error code that carries `reduced` to the nearest enclosing `reduce`.
 pub(crate) const REDUCED_SIGNAL: &str = "REDUCED";
+/// The error code that carries `return` to the enclosing function call (at the top, the
+/// form's value).
+pub(crate) const RETURN_SIGNAL: &str = "RETURN";
 
 /// What `recur` or `reduced` carries while it unwinds.
 enum Escape {
     Recur(Vec<Value>),
     Reduced(Value),
+    Return(Value),
 }
 
 pub(crate) fn juice_error() -> EvalError {
@@ -702,6 +707,30 @@ impl<'a> Evaluator<'a> {
                 }
             }
             "defn" => self.eval_defn(args, locals),
+            "switch" => {
+                let Some(exp) = args.first() else {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        "Insufficient arguments (0) for binding form: [exp & cases]",
+                    ));
+                };
+                let v = self.eval(exp, locals)?.to_cell();
+                let cases = &args[1..];
+                for pair in cases.chunks(2) {
+                    match pair {
+                        [test, then] => {
+                            if self.eval(test, locals)?.to_cell() == v {
+                                return self.eval(then, locals);
+                            }
+                        }
+                        [default] => return self.eval(default, locals),
+                        _ => {}
+                    }
+                }
+                Ok(nil())
+            }
+            "for" => self.eval_for(args, locals),
+            "for-loop" => self.eval_for_loop(args, locals),
             "assert" => {
                 for t in args {
                     if !truthy(&self.eval(t, locals)?) {
@@ -898,6 +927,75 @@ impl<'a> Evaluator<'a> {
         Ok(Value::Data(Cell::nil()))
     }
 
+    /// The binding vector of `for` or `for-loop` (`[a b ...]` of `n` forms), checked as the
+    /// Convex macros' destructuring checks it.
+    fn macro_binding(&mut self, args: &[Cell], n: usize, form: &str) -> Res<Vec<Cell>> {
+        let binding = args.first().filter(|b| b.kind() == Kind::Vector);
+        let Some(binding) = binding else {
+            return Err(EvalError::new(
+                "CAST",
+                "Trying to destructure an argument that is not a sequential collection",
+            ));
+        };
+        let items = self.elements(binding)?;
+        if items.len() != n {
+            return Err(EvalError::new(
+                "ARITY",
+                format!(
+                    "Expected {n} arguments but got {} for binding form: {form}",
+                    items.len()
+                ),
+            ));
+        }
+        Ok(items)
+    }
+
+    /// `(for [sym coll] body...)`: a vector of the body's values with sym bound to each
+    /// element of coll in turn.
+    fn eval_for(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let items = self.macro_binding(args, 2, "[sym sequence]")?;
+        let coll = self.eval(&items[1], locals)?;
+        let n = core::call(self, "count", vec![coll.clone()])?
+            .to_cell()
+            .as_long()
+            .unwrap_or(0);
+        let sym = self.binding_name(&items[0])?;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let x = core::call(self, "nth", vec![coll.clone(), Value::Data(Cell::long(i))])?;
+            let mut inner = locals.clone();
+            if let Some(s) = &sym {
+                inner.push((s.clone(), x));
+            }
+            out.push(self.eval_body(&args[1..], &inner)?.to_cell());
+        }
+        core::check_size(&out)?;
+        Ok(Value::Data(Cell::vector(out)))
+    }
+
+    /// `(for-loop [sym init test change] body...)`: while test holds, the body, then sym
+    /// bound to change; the body's last value (nil if it never ran).
+    fn eval_for_loop(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        let items = self.macro_binding(args, 4, "[sym init condition change]")?;
+        if items[0].kind() != Kind::Symbol {
+            return Err(EvalError::new("COMPILE", "Bad binding form"));
+        }
+        let sym = self.binding_name(&items[0])?;
+        let mut cur = self.eval(&items[1], locals)?;
+        let mut last = Value::Data(Cell::nil());
+        loop {
+            let mut inner = locals.clone();
+            if let Some(s) = &sym {
+                inner.push((s.clone(), cur.clone()));
+            }
+            if !truthy(&self.eval(&items[2], &inner)?) {
+                return Ok(last);
+            }
+            last = self.eval_body(&args[1..], &inner)?;
+            cur = self.eval(&items[3], &inner)?;
+        }
+    }
+
     /// `(if-let [sym test] then else?)`, `(when-let [sym test] body...)`.
     fn eval_if_let(&mut self, name: &str, args: &[Cell], locals: &Locals) -> Res<Value> {
         let arity_ok = match name {
@@ -1016,6 +1114,7 @@ impl<'a> Evaluator<'a> {
             match self.call_closure_once(c, args) {
                 // `recur` in the body calls the function again, without growing the stack.
                 Err(e) if e.code == RECUR_SIGNAL => args = self.take_recur(),
+                Err(e) if e.code == RETURN_SIGNAL => return Ok(self.take_return()),
                 other => return other,
             }
         }
@@ -1077,6 +1176,19 @@ impl<'a> Evaluator<'a> {
         match self.escape.take() {
             Some(Escape::Recur(v)) => v,
             _ => Vec::new(),
+        }
+    }
+
+    /// Starts a `return` unwinding with `v`.
+    pub(crate) fn raise_return(&mut self, v: Value) -> EvalError {
+        self.escape = Some(Escape::Return(v));
+        EvalError::new(RETURN_SIGNAL, "return")
+    }
+
+    fn take_return(&mut self) -> Value {
+        match self.escape.take() {
+            Some(Escape::Return(v)) => v,
+            _ => Value::Data(Cell::nil()),
         }
     }
 

@@ -209,6 +209,15 @@ pub(super) const TABLE: &[Builtin] = &[
         ],
         run: recur,
     },
+    Builtin {
+        doc: d("return", "x", "leave the enclosing function with x", Functions),
+        examples: &[
+            ("((fn [x] (+ 1 (return x))) [])", "[]"),
+            ("(return 1)", "1"),
+            ("(return)", "!ARITY"),
+        ],
+        run: return_,
+    },
 ];
 
 /// A value that can be called: a function, or data that looks up (Convex `RT.castFunction`).
@@ -511,4 +520,9 @@ fn dissoc_path(ev: &mut Evaluator, m: Value, ks: &[Cell]) -> Res<Value> {
 
 fn recur(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     Err(ev.raise_recur(args))
+}
+
+fn return_(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
+    check_exact("return", 1, &args)?;
+    Err(ev.raise_return(args[0].clone()))
 }
