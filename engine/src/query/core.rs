@@ -244,6 +244,10 @@ fn hash_lookup(ev: &mut Evaluator, coll: &Cell, key: &Cell) -> Res<Option<Cell>>
 /// Element `i` of a sequence (Vector, List; Maps give `[k v]`, Sets their members), or `None`
 /// when out of range. Vectors and Lists descend one path; Maps and Sets walk.
 pub(crate) fn seq_get(ev: &mut Evaluator, c: &Cell, i: i64) -> Res<Option<Cell>> {
+    if is_countable(c) {
+        let items = countable_elements(ev, c)?.unwrap_or_default();
+        return Ok(usize::try_from(i).ok().and_then(|i| items.get(i).cloned()));
+    }
     let n = c.count();
     if i < 0 || i as u64 >= n {
         return Ok(None);
@@ -266,7 +270,9 @@ pub(crate) fn seq_get(ev: &mut Evaluator, c: &Cell, i: i64) -> Res<Option<Cell>>
     }
 }
 
-/// The elements of a sequence-like value: Vector, List, Map (`[k v]` entries), Set; nil → [].
+/// The elements of a sequence-like value: Vector, List, Map and Index (`[k v]` entries), Set;
+/// the countables (Blob: its bytes as Longs; String, Keyword, Symbol: their characters);
+/// nil → [].
 pub(crate) fn seq_elements(ev: &mut Evaluator, c: &Cell, p: usize, to: &str) -> Res<Vec<Cell>> {
     match c.kind() {
         Kind::Nil => Ok(Vec::new()),
@@ -277,8 +283,60 @@ pub(crate) fn seq_elements(ev: &mut Evaluator, c: &Cell, p: usize, to: &str) -> 
             .map(|(k, v)| Cell::vector(vec![k, v]))
             .collect()),
         Kind::Set => Ok(ev.entries(c)?.into_iter().map(|(k, _)| k).collect()),
-        _ => Err(cast_pos(p, &Value::Data(c.clone()), to)),
+        Kind::Index => {
+            ev.step(c.count())?;
+            let mut out = Vec::new();
+            etch_formats::value::for_each_index_entry(c, ev.resolver(), &mut |k, v| {
+                out.push(Cell::vector(vec![k, v]));
+                Ok(())
+            })?;
+            Ok(out)
+        }
+        _ => match countable_elements(ev, c)? {
+            Some(items) => Ok(items),
+            None => Err(cast_pos(p, &Value::Data(c.clone()), to)),
+        },
     }
+}
+
+/// The elements of a countable that is not a collection: a Blob's bytes (Longs), the
+/// characters of a String, Keyword or Symbol name; `None` for anything else.
+fn countable_elements(ev: &mut Evaluator, c: &Cell) -> Res<Option<Vec<Cell>>> {
+    let text = |b: &[u8]| -> Vec<Cell> {
+        String::from_utf8_lossy(b)
+            .chars()
+            .filter_map(|ch| Cell::char(u32::from(ch)))
+            .collect()
+    };
+    Ok(match c.kind() {
+        Kind::Blob | Kind::String => {
+            if c.count() > RESULT_SIZE_MAX_BYTES / 16 {
+                return Err(limit_error());
+            }
+            ev.step(c.count())?;
+            let b = etch_formats::value::blob_bytes(c, ev.resolver())?;
+            Some(if c.kind() == Kind::Blob {
+                b.iter().map(|x| Cell::long(i64::from(*x))).collect()
+            } else {
+                text(&b)
+            })
+        }
+        Kind::Keyword | Kind::Symbol => c.name_bytes().map(text),
+        _ => None,
+    })
+}
+
+/// An integer's decimal digits.
+fn print_num(c: &Cell) -> String {
+    c.to_bigint().map_or_else(String::new, |i| i.to_string())
+}
+
+/// Whether `c` is a countable that is not a collection (see [`countable_elements`]).
+fn is_countable(c: &Cell) -> bool {
+    matches!(
+        c.kind(),
+        Kind::Blob | Kind::String | Kind::Keyword | Kind::Symbol
+    )
 }
 
 /// `(get coll k nf)`.
@@ -586,6 +644,9 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 | Kind::Index
                 | Kind::Blob
                 | Kind::String => data_v(Cell::long(c.count() as i64)),
+                Kind::Keyword | Kind::Symbol => {
+                    data_v(Cell::long(c.name_bytes().map_or(0, <[u8]>::len) as i64))
+                }
                 _ => Err(cast_pos(1, &args[0], "DataStructure")),
             }
         }
@@ -602,7 +663,8 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 _ if is_coll(&c) || matches!(c.kind(), Kind::Blob | Kind::String) => {
                     bool_v(c.count() == 0)
                 }
-                _ => Err(cast_pos(1, &args[0], "DataStructure")),
+                // Convex: anything else (numbers, booleans, names) is not empty.
+                _ => bool_v(false),
             }
         }
         "get" => {
@@ -670,13 +732,18 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
         "first" | "second" | "last" => {
             check_exact(name, 1, &args)?;
             let c = data(&args, 1, "Sequence")?;
-            if !(is_seq(&c) || is_hash(&c) || c.is_nil()) {
+            if !(is_seq(&c) || is_hash(&c) || is_countable(&c) || c.is_nil()) {
                 return Err(cast_pos(1, &args[0], "Sequence"));
             }
+            let n = if is_countable(&c) {
+                countable_elements(ev, &c)?.map_or(0, |v| v.len())
+            } else {
+                c.count() as usize
+            };
             let (i, shown) = match name {
                 "first" => (0, 0),
                 "second" => (1, 1),
-                _ => (c.count() as i64 - 1, -1),
+                _ => (n as i64 - 1, -1),
             };
             match seq_get(ev, &c, i)? {
                 Some(v) => data_v(v),
@@ -686,8 +753,16 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
         "nth" => {
             check_exact(name, 2, &args)?;
             let c = data(&args, 1, "Sequence")?;
-            let i = index_arg(&args[1].to_cell(), 2)?;
-            if !(is_seq(&c) || is_hash(&c) || c.is_nil()) {
+            let k = args[1].to_cell();
+            // An integer beyond a Long is out of every sequence's bounds.
+            if k.as_long().is_none() && k.to_bigint().is_some() && k.as_double().is_none() {
+                return Err(EvalError::new(
+                    "BOUNDS",
+                    format!("Index: {}", self::print_num(&k)),
+                ));
+            }
+            let i = index_arg(&k, 2)?;
+            if !(is_seq(&c) || is_hash(&c) || is_countable(&c) || c.is_nil()) {
                 return Err(cast_pos(1, &args[0], "Sequence"));
             }
             match seq_get(ev, &c, i)? {

@@ -716,18 +716,17 @@ impl<'a> Evaluator<'a> {
                 };
                 let v = self.eval(exp, locals)?.to_cell();
                 let cases = &args[1..];
-                for pair in cases.chunks(2) {
-                    match pair {
-                        [test, then] => {
-                            if self.eval(test, locals)?.to_cell() == v {
-                                return self.eval(then, locals);
-                            }
-                        }
-                        [default] => return self.eval(default, locals),
-                        _ => {}
+                let mut i = 0;
+                while i + 1 < cases.len() {
+                    if self.eval(&cases[i], locals)?.to_cell() == v {
+                        return self.eval(&cases[i + 1], locals);
                     }
+                    i += 2;
                 }
-                Ok(nil())
+                match cases.get(i) {
+                    Some(default) => self.eval(default, locals),
+                    None => Ok(nil()),
+                }
             }
             "for" => self.eval_for(args, locals),
             "for-loop" => self.eval_for_loop(args, locals),

@@ -615,7 +615,7 @@ fn odd_inputs_give_values_or_errors_never_panics() {
         ),
         (
             "(nth [1] 99999999999999999999)",
-            "!CAST Can't convert argument at position 2 (with type Integer) to type Integer",
+            "!BOUNDS Index: 99999999999999999999",
         ),
         ("(slice [1] -1)", "!BOUNDS Index: -1"),
         ("(get-in nil nil)", "nil"),

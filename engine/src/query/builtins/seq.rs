@@ -210,7 +210,12 @@ pub(super) const TABLE: &[Builtin] = &[
         run: recur,
     },
     Builtin {
-        doc: d("return", "x", "leave the enclosing function with x", Functions),
+        doc: d(
+            "return",
+            "x",
+            "leave the enclosing function with x",
+            Functions,
+        ),
         examples: &[
             ("((fn [x] (+ 1 (return x))) [])", "[]"),
             ("(return 1)", "1"),
