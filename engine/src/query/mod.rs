@@ -81,14 +81,25 @@ pub enum Value {
     Closure(Arc<Closure>),
 }
 
-/// A closure: parameters, body and the local bindings it captured.
+/// A closure: its arities (a parameter vector and a body each) and the local bindings it
+/// captured.
 #[derive(Debug)]
 pub struct Closure {
-    params: Vec<Option<String>>,
-    rest: Option<Option<String>>,
-    params_form: Cell,
-    body: Vec<Cell>,
+    arities: Vec<Arity>,
+    /// Made with the `(fn ([params] body) ...)` form (printed the same way).
+    multi: bool,
     captured: Locals,
+}
+
+/// One arity of a closure.
+#[derive(Debug)]
+struct Arity {
+    /// The parameter vector: a binding form (symbols, `_`, nested vectors, `& rest`).
+    params: Cell,
+    /// Arguments it takes, besides a rest parameter.
+    fixed: usize,
+    variadic: bool,
+    body: Vec<Cell>,
 }
 
 impl Value {
@@ -99,11 +110,18 @@ impl Value {
             Value::Data(c) => c.clone(),
             Value::Builtin(name) => Cell::symbol(name).unwrap_or_else(|_| Cell::nil()),
             Value::Closure(c) => {
-                let mut items = vec![
-                    Cell::symbol("fn").unwrap_or_else(|_| Cell::nil()),
-                    c.params_form.clone(),
-                ];
-                items.extend(c.body.iter().cloned());
+                let fn_sym = Cell::symbol("fn").unwrap_or_else(|_| Cell::nil());
+                let arity = |a: &Arity| {
+                    let mut items = vec![a.params.clone()];
+                    items.extend(a.body.iter().cloned());
+                    items
+                };
+                let mut items = vec![fn_sym];
+                if c.multi {
+                    items.extend(c.arities.iter().map(|a| Cell::list(arity(a))));
+                } else {
+                    items.extend(c.arities.iter().flat_map(arity));
+                }
                 Cell::list(items)
             }
         }
@@ -372,6 +390,21 @@ fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (
             )),
         }
     })
+}
+
+/// Checks that `target` can bind: a symbol, or a vector of binding forms (`:COMPILE` as Convex
+/// says it otherwise).
+fn check_binding_form(target: &Cell, r: &dyn Resolver) -> Result<(), EvalError> {
+    match target.kind() {
+        Kind::Symbol => Ok(()),
+        Kind::Vector => {
+            for t in etch_formats::value::elements(target, r)? {
+                check_binding_form(&t, r)?;
+            }
+            Ok(())
+        }
+        _ => Err(EvalError::new("COMPILE", "Bad binding form")),
+    }
 }
 
 /// A `recur` or `reduced` that reached the top of an evaluation: `:EXCEPTION`, as in Convex.
@@ -684,9 +717,7 @@ impl<'a> Evaluator<'a> {
                 let mut inner = locals.clone();
                 for (target, init) in &pairs {
                     let v = self.eval(init, &inner)?;
-                    if let Some(t) = target {
-                        inner.push((t.clone(), v));
-                    }
+                    self.bind(target, v, &mut inner)?;
                 }
                 self.eval_body(&args[1..], &inner)
             }
@@ -764,8 +795,32 @@ impl<'a> Evaluator<'a> {
                 Ok(v)
             }
             "fn" => {
-                let params_form = match args.first() {
-                    Some(p) if p.kind() == Kind::Vector => p.clone(),
+                let (multi, arities) = match args.first().map(Cell::kind) {
+                    Some(Kind::Vector) => (false, vec![self.arity(&args[0], &args[1..])?]),
+                    Some(Kind::List) => {
+                        let mut arities = Vec::new();
+                        for a in args {
+                            let items = match a.kind() {
+                                Kind::List => self.elements(a)?,
+                                _ => Vec::new(),
+                            };
+                            match items.first() {
+                                Some(p) if p.kind() == Kind::Vector => {
+                                    arities.push(self.arity(p, &items[1..])?)
+                                }
+                                _ => {
+                                    return Err(EvalError::new(
+                                        "SYNTAX",
+                                        format!(
+                                            "multi-function requires instances of form: ([args] ...) but got {}",
+                                            self.print(a)?
+                                        ),
+                                    ))
+                                }
+                            }
+                        }
+                        (true, arities)
+                    }
                     _ => {
                         return Err(EvalError::new(
                             "ARITY",
@@ -776,29 +831,9 @@ impl<'a> Evaluator<'a> {
                         ))
                     }
                 };
-                let ps = self.elements(&params_form)?;
-                let mut params = Vec::new();
-                let mut rest = None;
-                let mut i = 0;
-                while i < ps.len() {
-                    if ps[i].kind() == Kind::Symbol && name_of(&ps[i]).as_deref() == Some("&") {
-                        if i + 2 != ps.len() {
-                            return Err(EvalError::new(
-                                "SYNTAX",
-                                format!("Unsupported binding form: {}", self.print(&params_form)?),
-                            ));
-                        }
-                        rest = Some(self.binding_name(&ps[i + 1])?);
-                        break;
-                    }
-                    params.push(self.binding_name(&ps[i])?);
-                    i += 1;
-                }
                 Ok(Value::Closure(Arc::new(Closure {
-                    params,
-                    rest,
-                    params_form,
-                    body: args[1..].to_vec(),
+                    arities,
+                    multi,
                     captured: locals.clone(),
                 })))
             }
@@ -807,11 +842,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The `[target init ...]` vector of `let` or `loop` (`what`), checked as Convex does.
-    fn binding_pairs(
-        &self,
-        what: &str,
-        bindings: Option<&Cell>,
-    ) -> Res<Vec<(Option<String>, Cell)>> {
+    fn binding_pairs(&self, what: &str, bindings: Option<&Cell>) -> Res<Vec<(Cell, Cell)>> {
         let Some(bindings) = bindings else {
             return Err(EvalError::new(
                 "SYNTAX",
@@ -837,10 +868,10 @@ impl<'a> Evaluator<'a> {
             ));
         }
         let items = etch_formats::value::elements(bindings, self.ctx.resolver)?;
-        items
+        Ok(items
             .chunks(2)
-            .map(|p| Ok((self.binding_name(&p[0])?, p[1].clone())))
-            .collect()
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect())
     }
 
     /// `(loop [sym init ...] body...)`: `recur` in the body (not in a function it calls)
@@ -848,13 +879,9 @@ impl<'a> Evaluator<'a> {
     fn eval_loop(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
         let pairs = self.binding_pairs("loop", args.first())?;
         let mut inner = locals.clone();
-        let mut values = Vec::with_capacity(pairs.len());
         for (target, init) in &pairs {
             let v = self.eval(init, &inner)?;
-            values.push(v.clone());
-            if let Some(t) = target {
-                inner.push((t.clone(), v));
-            }
+            self.bind(target, v, &mut inner)?;
         }
         loop {
             match self.eval_body(&args[1..], &inner) {
@@ -872,9 +899,7 @@ impl<'a> Evaluator<'a> {
                     }
                     inner = locals.clone();
                     for ((target, _), v) in pairs.iter().zip(again) {
-                        if let Some(t) = target {
-                            inner.push((t.clone(), v));
-                        }
+                        self.bind(target, v, &mut inner)?;
                     }
                 }
                 other => return other,
@@ -1038,7 +1063,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// `(defn name [params] body...)`: `(def name (fn [params] body...))`. One arity only.
+    /// `(defn name [params] body...)` or `(defn name ([params] body...) ...)`:
+    /// `(def name (fn ...))`.
     fn eval_defn(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
         let Some(name) = args.first() else {
             return Err(EvalError::new(
@@ -1053,13 +1079,7 @@ impl<'a> Evaluator<'a> {
             ));
         };
         match params.kind() {
-            Kind::Vector => {}
-            Kind::List => {
-                return Err(EvalError::new(
-                    "SYNTAX",
-                    "Functions with several arities are not supported by Etch yet",
-                ))
-            }
+            Kind::Vector | Kind::List => {}
             _ => {
                 return Err(EvalError::new(
                     "SYNTAX",
@@ -1120,43 +1140,130 @@ impl<'a> Evaluator<'a> {
     }
 
     fn call_closure_once(&mut self, c: &Arc<Closure>, args: Vec<Value>) -> Res<Value> {
-        let n = c.params.len();
-        let ok = match c.rest {
-            None => args.len() == n,
-            Some(_) => args.len() >= n,
+        let n = args.len();
+        let chosen = if c.multi {
+            c.arities
+                .iter()
+                .find(|a| n == a.fixed || (a.variadic && n >= a.fixed))
+                .ok_or_else(|| {
+                    EvalError::new(
+                        "ARITY",
+                        format!("No matching function arity found for arity {n}"),
+                    )
+                })?
+        } else {
+            c.arities
+                .first()
+                .ok_or_else(|| EvalError::new("ARITY", "A function without parameters"))?
         };
-        if !ok {
-            return Err(EvalError::new(
-                "ARITY",
-                format!(
-                    "Expected {} arguments but got {} for binding form: {}",
-                    n,
-                    args.len(),
-                    self.print(&c.params_form)?
-                ),
-            ));
-        }
         if self.depth >= EVAL_DEPTH_MAX {
             return Err(EvalError::new("DEPTH", "Depth limit exceeded"));
         }
         let mut locals = c.captured.clone();
-        let mut args = args.into_iter();
-        for p in &c.params {
-            let v = args.next().unwrap_or(Value::Data(Cell::nil()));
-            if let Some(p) = p {
-                locals.push((p.clone(), v));
-            }
-        }
-        if let Some(r) = &c.rest {
-            let rest: Vec<Cell> = args.map(|v| v.to_cell()).collect();
-            if let Some(r) = r {
-                locals.push((r.clone(), Value::Data(Cell::vector(rest))));
-            }
-        }
+        // The parameter vector binds the argument list, as a `let` binds a vector.
+        self.bind_values(&chosen.params, args, &mut locals)?;
         self.depth += 1;
-        let r = self.eval_body(&c.body, &locals);
+        let r = self.eval_body(&chosen.body, &locals);
         self.depth -= 1;
         r
+    }
+
+    /// An arity of a closure from its parameter vector and body.
+    fn arity(&self, params: &Cell, body: &[Cell]) -> Res<Arity> {
+        let ps = etch_formats::value::elements(params, self.ctx.resolver)?;
+        let amp = ps
+            .iter()
+            .position(|p| p.kind() == Kind::Symbol && name_of(p).as_deref() == Some("&"));
+        if let Some(i) = amp {
+            if i + 2 != ps.len() {
+                return Err(EvalError::new(
+                    "SYNTAX",
+                    format!("Unsupported binding form: {}", self.print(params)?),
+                ));
+            }
+        }
+        for p in ps.iter().filter(|p| name_of(p).as_deref() != Some("&")) {
+            check_binding_form(p, self.ctx.resolver)?;
+        }
+        Ok(Arity {
+            params: params.clone(),
+            fixed: amp.unwrap_or(ps.len()),
+            variadic: amp.is_some(),
+            body: body.to_vec(),
+        })
+    }
+
+    /// Binds a binding form to a value: a symbol (or `_`, ignored), or a vector of binding
+    /// forms (with an optional `& rest`) to the elements of a sequence.
+    fn bind(&mut self, target: &Cell, v: Value, out: &mut Locals) -> Res<()> {
+        match target.kind() {
+            Kind::Symbol => {
+                if let Some(n) = self.binding_name(target)? {
+                    out.push((n, v));
+                }
+                Ok(())
+            }
+            Kind::Vector => {
+                let c = v.to_cell();
+                if !matches!(
+                    c.kind(),
+                    Kind::Vector | Kind::List | Kind::Nil | Kind::Map | Kind::Set
+                ) {
+                    return Err(EvalError::new(
+                        "CAST",
+                        "Trying to destructure an argument that is not a sequential collection",
+                    ));
+                }
+                let items = core::seq_elements(self, &c, 1, "Sequence")?;
+                self.bind_values(target, items.into_iter().map(Value::Data).collect(), out)
+            }
+            _ => Err(EvalError::new("COMPILE", "Bad binding form")),
+        }
+    }
+
+    /// Binds the vector of binding forms `targets` to `values`, as a function's parameters.
+    fn bind_values(&mut self, targets: &Cell, values: Vec<Value>, out: &mut Locals) -> Res<()> {
+        let ts = self.elements(targets)?;
+        let amp = ts
+            .iter()
+            .position(|p| p.kind() == Kind::Symbol && name_of(p).as_deref() == Some("&"));
+        let fixed = amp.unwrap_or(ts.len());
+        let n = values.len();
+        let ok = match amp {
+            None => n == fixed,
+            Some(_) => n >= fixed,
+        };
+        if !ok {
+            let msg = match amp {
+                Some(_) => format!(
+                    "Insufficient arguments ({n}) for binding form: {}",
+                    self.print(targets)?
+                ),
+                None => format!(
+                    "Expected {fixed} arguments but got {n} for binding form: {}",
+                    self.print(targets)?
+                ),
+            };
+            return Err(EvalError::new("ARITY", msg));
+        }
+        let mut values = values.into_iter();
+        for t in &ts[..fixed] {
+            let v = values.next().unwrap_or(Value::Data(Cell::nil()));
+            self.bind(t, v, out)?;
+        }
+        if let Some(i) = amp {
+            let rest: Vec<Cell> = values.map(|v| v.to_cell()).collect();
+            match ts.get(i + 1) {
+                Some(t) => self.bind(t, Value::Data(Cell::vector(rest)), out)?,
+                None => {
+                    return Err(EvalError::new(
+                        "SYNTAX",
+                        format!("Unsupported binding form: {}", self.print(targets)?),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts a `recur` unwinding with `args`.
