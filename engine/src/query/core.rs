@@ -339,6 +339,18 @@ fn is_countable(c: &Cell) -> bool {
     )
 }
 
+/// `(get coll k)` or, with `nf`, `(get coll k nf)`: a Set gives true for a member, and for
+/// anything else `nf` when given, false when not (Convex).
+pub(crate) fn get_or(ev: &mut Evaluator, coll: &Cell, k: &Cell, nf: Option<Cell>) -> Res<Cell> {
+    match (coll.kind(), nf) {
+        (Kind::Set, Some(nf)) => Ok(match hash_lookup(ev, coll, k)? {
+            Some(_) => Cell::bool(true),
+            None => nf,
+        }),
+        (_, nf) => get(ev, coll, k, nf.unwrap_or_else(Cell::nil)),
+    }
+}
+
 /// `(get coll k nf)`.
 pub(crate) fn get(ev: &mut Evaluator, coll: &Cell, k: &Cell, nf: Cell) -> Res<Cell> {
     match coll.kind() {
@@ -378,6 +390,32 @@ fn contains_key(ev: &mut Evaluator, coll: &Cell, k: &Cell) -> Res<bool> {
     }
 }
 
+/// The entries of an Index, in key order, one step each.
+fn index_entries(ev: &mut Evaluator, c: &Cell) -> Res<Vec<(Cell, Cell)>> {
+    ev.step(c.count())?;
+    let mut out = Vec::new();
+    etch_formats::value::for_each_index_entry(c, ev.resolver(), &mut |k, v| {
+        out.push((k, v));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// An Index of `entries` (a later entry replaces an earlier one with the same key); a key that
+/// is not blob-like is `:ARGUMENT`, as Convex says it.
+fn index_of(entries: Vec<(Cell, Cell)>) -> Res<Cell> {
+    let bad = entries
+        .iter()
+        .find(|(k, _)| etch_formats::shape::index_key_hex_len(k).is_none());
+    if let Some((k, _)) = bad {
+        return Err(EvalError::new(
+            "ARGUMENT",
+            format!("Cannot have a key of Type {} in Index", type_name(k)),
+        ));
+    }
+    Cell::index(entries).map_err(|e| EvalError::new("ARGUMENT", e.to_string()))
+}
+
 /// Rebuilds a sequence of the same kind as `like` (List or otherwise Vector).
 fn same_seq(like: &Cell, items: Vec<Cell>) -> Res<Cell> {
     check_size(&items)?;
@@ -404,6 +442,11 @@ fn assoc1(ev: &mut Evaluator, coll: Cell, k: Cell, v: Cell) -> Res<Cell> {
             let mut entries = ev.entries(&coll)?;
             entries.push((k, v));
             Ok(Cell::map(entries))
+        }
+        Kind::Index => {
+            let mut entries = index_entries(ev, &coll)?;
+            entries.push((k, v));
+            index_of(entries)
         }
         Kind::Vector | Kind::List => {
             let n = coll.count();
@@ -468,6 +511,15 @@ fn conj1(ev: &mut Evaluator, coll: Cell, x: Cell, p: usize) -> Res<Cell> {
             let mut entries = ev.entries(&coll)?;
             entries.push((kv[0].clone(), kv[1].clone()));
             Ok(Cell::map(entries))
+        }
+        Kind::Index => {
+            if x.kind() != Kind::Vector || x.count() != 2 {
+                return Err(fail());
+            }
+            let kv = ev.elements(&x)?;
+            let mut entries = index_entries(ev, &coll)?;
+            entries.push((kv[0].clone(), kv[1].clone()));
+            index_of(entries)
         }
         _ => Err(cast_pos(1, &Value::Data(coll), "DataStructure")),
     }
@@ -573,6 +625,15 @@ fn str_part(ev: &mut Evaluator, c: &Cell, out: &mut Vec<u8>) -> Res<()> {
             out.extend_from_slice(hex::encode(b).as_bytes());
         }
         Kind::Nil => out.extend_from_slice(b"nil"),
+        // A character is itself in a string (Convex: `(str \a)` is "a").
+        _ if c.as_char_code().is_some() => {
+            let ch = c
+                .as_char_code()
+                .and_then(char::from_u32)
+                .unwrap_or('\u{fffd}');
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        }
         _ => {
             let limit = (RESULT_SIZE_MAX_BYTES as usize).saturating_sub(out.len());
             let s = print_cell(c, ev.resolver(), limit).map_err(|e| {
@@ -675,8 +736,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 ));
             }
             let a = cells();
-            let nf = a.get(2).cloned().unwrap_or_else(Cell::nil);
-            data_v(get(ev, &a[0], &a[1], nf)?)
+            data_v(get_or(ev, &a[0], &a[1], a.get(2).cloned())?)
         }
         "get-in" => {
             check_range(name, 2, 3, &args)?;
@@ -692,7 +752,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 if cur.is_nil() {
                     return data_v(nf);
                 }
-                cur = get(ev, &cur, k, absent.clone())?;
+                cur = get_or(ev, &cur, k, Some(absent.clone()))?;
                 if cur == absent {
                     return data_v(nf);
                 }
@@ -702,13 +762,15 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
         "contains-key?" => {
             check_exact(name, 2, &args)?;
             let a = cells();
+            if !(a[0].is_nil() || is_coll(&a[0])) {
+                return Err(cast_pos(1, &args[0], "DataStructure"));
+            }
             bool_v(contains_key(ev, &a[0], &a[1])?)
         }
         "keys" | "values" | "vals" => {
             check_exact(name, 1, &args)?;
             let c = data(&args, 1, "Map")?;
             let out: Vec<Cell> = match c.kind() {
-                Kind::Nil => Vec::new(),
                 Kind::Map => ev
                     .entries(&c)?
                     .into_iter()
@@ -799,6 +861,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 Kind::Index => Cell::index(vec![]).map_err(|_| limit_error())?,
                 Kind::String => Cell::string(""),
                 Kind::Blob => Cell::blob(&[]),
+                Kind::Keyword | Kind::Symbol => Cell::nil(),
                 _ => return Err(cast_pos(1, &args[0], "DataStructure")),
             })
         }
@@ -835,14 +898,19 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             })
         }
         "reverse" => {
+            // Convex: a Vector reversed is a List and a List a Vector (each keeps its cheap
+            // end); nil is the empty List; anything else is not a sequence.
             check_exact(name, 1, &args)?;
             let c = data(&args, 1, "Sequence")?;
+            if !(is_seq(&c) || c.is_nil()) {
+                return Err(cast_pos(1, &args[0], "Sequence"));
+            }
             let mut items = seq_elements(ev, &c, 1, "Sequence")?;
             items.reverse();
             if c.kind() == Kind::List {
-                data_v(Cell::list(items))
-            } else {
                 data_v(Cell::vector(items))
+            } else {
+                data_v(Cell::list(items))
             }
         }
         "assoc" => {
@@ -862,7 +930,12 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                 ));
             }
             let a = cells();
-            let mut coll = a[0].clone();
+            // Convex: only data structures (and nil, an empty Map) take keys.
+            let mut coll = match a[0].kind() {
+                Kind::Nil => Cell::map(vec![]),
+                _ if is_coll(&a[0]) => a[0].clone(),
+                _ => return Err(cast_pos(1, &args[0], "DataStructure")),
+            };
             for kv in a[1..].chunks(2) {
                 coll = assoc1(ev, coll, kv[0].clone(), kv[1].clone())?;
             }
@@ -878,6 +951,11 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
                     entries.retain(|(k, _)| !a[1..].contains(k));
                     data_v(Cell::map(entries))
                 }
+                Kind::Index => {
+                    let mut entries = index_entries(ev, &a[0])?;
+                    entries.retain(|(k, _)| !a[1..].contains(k));
+                    data_v(index_of(entries)?)
+                }
                 _ => Err(cast_pos(1, &args[0], "Map")),
             }
         }
@@ -885,7 +963,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             check_range(name, 1, usize::MAX, &args)?;
             let a = cells();
             let mut coll = a[0].clone();
-            if !(coll.is_nil() || is_seq(&coll) || is_hash(&coll)) {
+            if !(coll.is_nil() || is_coll(&coll)) {
                 return Err(cast_pos(1, &args[0], "DataStructure"));
             }
             for (j, x) in a[1..].iter().enumerate() {
@@ -897,7 +975,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             check_exact(name, 2, &args)?;
             let a = cells();
             let mut coll = a[0].clone();
-            if !(coll.is_nil() || is_seq(&coll) || is_hash(&coll)) {
+            if !(coll.is_nil() || is_coll(&coll)) {
                 return Err(cast_pos(1, &args[0], "DataStructure"));
             }
             let items = seq_elements(ev, &a[1], 2, "Sequence")?;
@@ -922,17 +1000,27 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             }
         }
         "merge" => {
+            // The result is of the first argument's kind (an Index stays an Index).
             let mut entries = Vec::new();
+            let mut index = None;
             for (j, v) in args.iter().enumerate() {
                 let c = v.to_cell();
                 match c.kind() {
                     Kind::Nil => {}
                     Kind::Map => entries.extend(ev.entries(&c)?),
+                    Kind::Index => entries.extend(index_entries(ev, &c)?),
                     _ => return Err(cast_pos(j + 1, v, "Map")),
+                }
+                if index.is_none() && !c.is_nil() {
+                    index = Some(c.kind() == Kind::Index);
                 }
             }
             check_size(&entries.iter().map(|e| e.1.clone()).collect::<Vec<_>>())?;
-            data_v(Cell::map(entries))
+            data_v(if index == Some(true) {
+                index_of(entries)?
+            } else {
+                Cell::map(entries)
+            })
         }
         "cons" => {
             check_range(name, 2, usize::MAX, &args)?;
@@ -1076,7 +1164,7 @@ pub(crate) fn call(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> 
             check_range(name, 1, usize::MAX, &args)?;
             let a = cells();
             match a[0].kind() {
-                Kind::Nil => data_v(Cell::nil()),
+                Kind::Nil => data_v(Cell::set(vec![])),
                 Kind::Set => {
                     let mut items: Vec<Cell> =
                         ev.entries(&a[0])?.into_iter().map(|e| e.0).collect();
@@ -1434,7 +1522,7 @@ fn predicate(name: &str) -> Option<Pred> {
         "address?" => |v| kind_is(v, |c| type_name(c) == "Address"),
         "vector?" => |v| kind_is(v, |c| c.kind() == Kind::Vector),
         "list?" => |v| kind_is(v, |c| c.kind() == Kind::List),
-        "map?" => |v| kind_is(v, |c| c.kind() == Kind::Map),
+        "map?" => |v| kind_is(v, |c| matches!(c.kind(), Kind::Map | Kind::Index)),
         "set?" => |v| kind_is(v, |c| c.kind() == Kind::Set),
         "coll?" => |v| kind_is(v, is_coll),
         "countable?" => |v| {

@@ -549,6 +549,11 @@ impl<'a> Evaluator<'a> {
         print_cell(c, self.ctx.resolver, PRINT_TEXT_MAX_BYTES)
     }
 
+    /// Evaluates `form` (data made by the program) as code, without local bindings.
+    pub(crate) fn eval_data(&mut self, form: &Cell) -> Res<Value> {
+        self.eval(form, &Vec::new())
+    }
+
     fn eval(&mut self, form: &Cell, locals: &Locals) -> Res<Value> {
         self.step(1)?;
         if self.depth >= EVAL_DEPTH_MAX {
@@ -653,8 +658,8 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Data(args[0].clone()))
             }
             "if" => {
-                let Some(test) = args.first() else {
-                    return Ok(nil());
+                let Some(test) = args.first().filter(|_| (2..=3).contains(&args.len())) else {
+                    return Err(EvalError::new("ARITY", "`if` requires 2 or 3 arguments"));
                 };
                 if truthy(&self.eval(test, locals)?) {
                     match args.get(1) {
@@ -684,7 +689,10 @@ impl<'a> Evaluator<'a> {
             "do" => self.eval_body(args, locals),
             "when" => {
                 let Some(test) = args.first() else {
-                    return Ok(nil());
+                    return Err(EvalError::new(
+                        "ARITY",
+                        "Insufficient arguments (0) for binding form: [test & body]",
+                    ));
                 };
                 if truthy(&self.eval(test, locals)?) {
                     self.eval_body(&args[1..], locals)
@@ -821,12 +829,21 @@ impl<'a> Evaluator<'a> {
                         }
                         (true, arities)
                     }
-                    _ => {
+                    None => {
                         return Err(EvalError::new(
                             "ARITY",
                             format!(
                                 "fn requires parameter vector and body in form: {}",
                                 self.print(form)?
+                            ),
+                        ))
+                    }
+                    Some(_) => {
+                        return Err(EvalError::new(
+                            "SYNTAX",
+                            format!(
+                                "fn requires a parameter vector or arity lists but got: {}",
+                                self.print(&args[0])?
                             ),
                         ))
                     }
@@ -910,6 +927,12 @@ impl<'a> Evaluator<'a> {
     /// `(dotimes [sym n] body...)`: the body with sym bound to 0 .. n-1; nil. (Convex takes
     /// only a literal n; any expression giving an integer is taken here.)
     fn eval_dotimes(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        if args.is_empty() {
+            return Err(EvalError::new(
+                "ARITY",
+                "Insufficient arguments (0) for binding form: [[sym count] & body]",
+            ));
+        }
         let binding = args.first().filter(|b| b.kind() == Kind::Vector);
         let Some(binding) = binding else {
             return Err(EvalError::new(
@@ -954,6 +977,12 @@ impl<'a> Evaluator<'a> {
     /// The binding vector of `for` or `for-loop` (`[a b ...]` of `n` forms), checked as the
     /// Convex macros' destructuring checks it.
     fn macro_binding(&mut self, args: &[Cell], n: usize, form: &str) -> Res<Vec<Cell>> {
+        if args.is_empty() {
+            return Err(EvalError::new(
+                "ARITY",
+                format!("Insufficient arguments (0) for binding form: [{form} & body]"),
+            ));
+        }
         let binding = args.first().filter(|b| b.kind() == Kind::Vector);
         let Some(binding) = binding else {
             return Err(EvalError::new(
@@ -1043,9 +1072,7 @@ impl<'a> Evaluator<'a> {
                 ),
             ));
         }
-        if items[0].kind() != Kind::Symbol {
-            return Err(EvalError::new("COMPILE", "Bad binding form"));
-        }
+        check_binding_form(&items[0], self.ctx.resolver)?;
         let v = self.eval(&items[1], locals)?;
         if !truthy(&v) {
             return match (name, args.get(2)) {
@@ -1054,9 +1081,7 @@ impl<'a> Evaluator<'a> {
             };
         }
         let mut inner = locals.clone();
-        if let Some(s) = self.binding_name(&items[0])? {
-            inner.push((s, v));
-        }
+        self.bind(&items[0], v, &mut inner)?;
         match name {
             "if-let" => self.eval(&args[1], &inner),
             _ => self.eval_body(&args[1..], &inner),
@@ -1331,8 +1356,12 @@ impl<'a> Evaluator<'a> {
                         format!("Expected arity 1 or 2 for keyword lookup but got: {n}"),
                     ));
                 }
-                let nf = cells.get(1).cloned().unwrap_or_else(Cell::nil);
-                Ok(Value::Data(core::get(self, &cells[0], d, nf)?))
+                Ok(Value::Data(core::get_or(
+                    self,
+                    &cells[0],
+                    d,
+                    cells.get(1).cloned(),
+                )?))
             }
             Kind::Map => {
                 if !(1..=2).contains(&n) {

@@ -11,7 +11,7 @@ use num_bigint::BigInt;
 pub(super) const TABLE: &[Builtin] = &[
     Builtin {
         doc: d("long", "x", "x as a Long: integers in range, Doubles truncated, chars their code, a Blob's last 8 bytes", Numbers),
-        examples: &[("(long 3.9)", "3"), ("(long \\a)", "97"), ("(long 0x0102)", "258"), ("(long 1e30)", "!ARGUMENT"), ("(long :a)", "!CAST"), ("(long true)", "!CAST")],
+        examples: &[("(long 3.9)", "3"), ("(long \\a)", "97"), ("(long 0x0102)", "258"), ("(long 0xff)", "-1"), ("(long 1e30)", "9223372036854775807"), ("(long ##Inf)", "!ARGUMENT"), ("(long :a)", "!CAST"), ("(long true)", "!CAST")],
         run: long,
     },
     Builtin {
@@ -97,23 +97,29 @@ fn long_v(n: i64) -> Res<Value> {
 /// Convex `RT.castLong`: `None` where it refuses.
 fn as_long(ev: &mut Evaluator, c: &Cell) -> Res<Option<Result<i64, ()>>> {
     Ok(Some(match c.kind() {
+        // A finite Double truncates, saturating at the Long range (Java's cast).
         _ if c.as_double().is_some() => {
             let d = c.as_double().unwrap_or(f64::NAN);
-            if d.is_finite() && d.trunc() >= i64::MIN as f64 && d.trunc() < i64::MAX as f64 {
-                Ok(d.trunc() as i64)
+            if d.is_finite() {
+                Ok(d as i64)
             } else {
                 Err(())
             }
         }
         _ if c.to_bigint().is_some() => c.as_long().ok_or(()),
         _ if c.as_char_code().is_some() => Ok(i64::from(c.as_char_code().unwrap_or(0))),
+        // The last 8 bytes (fewer: sign-extended from the first), two's complement.
         Kind::Blob => {
             let b = bytes_of(ev, c)?;
-            let mut v = 0u64;
-            for x in b.iter().rev().take(8).rev() {
-                v = (v << 8) | u64::from(*x);
-            }
-            Ok(v as i64)
+            let last = &b[b.len().saturating_sub(8)..];
+            let fill = if last.first().is_some_and(|x| x & 0x80 != 0) {
+                0xff
+            } else {
+                0
+            };
+            let mut full = [fill; 8];
+            full[8 - last.len()..].copy_from_slice(last);
+            Ok(i64::from_be_bytes(full))
         }
         _ => return Ok(None),
     }))
@@ -136,11 +142,11 @@ fn int(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
         return Ok(Value::Data(Cell::integer(&i).map_err(|_| limit_error())?));
     }
     if let Some(d) = c.as_double() {
+        // As Convex: a finite Double truncates to a Long, saturating.
         if !d.is_finite() {
             return Err(EvalError::new("ARGUMENT", "Out of range"));
         }
-        let i: BigInt = format!("{:.0}", d.trunc()).parse().unwrap_or_default();
-        return Ok(Value::Data(Cell::integer(&i).map_err(|_| limit_error())?));
+        return long_v(d as i64);
     }
     if c.kind() == Kind::Blob {
         let b = bytes_of(ev, &c)?;

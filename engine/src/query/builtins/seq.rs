@@ -223,6 +223,65 @@ pub(super) const TABLE: &[Builtin] = &[
         ],
         run: return_,
     },
+    Builtin {
+        doc: d(
+            "fail",
+            "code? message?",
+            "fails with :code (default :ASSERT) and message",
+            Functions,
+        ),
+        examples: &[
+            ("(fail)", "!ASSERT"),
+            ("(fail \"no\")", "!ASSERT"),
+            ("(fail :CAST \"bad\")", "!CAST"),
+            ("(fail nil \"x\")", "!ARGUMENT"),
+            ("(fail 1 2 3)", "!ARITY"),
+        ],
+        run: fail,
+    },
+    Builtin {
+        doc: d("eval", "form", "evaluates form (data) as code", Functions),
+        examples: &[
+            ("(eval '(+ 3 7))", "10"),
+            ("(eval (list 'str \\f \\o))", "\"fo\""),
+            ("(eval)", "!ARITY"),
+        ],
+        run: eval,
+    },
+];
+
+/// The error codes `fail` can raise: Convex's, and Etch's own. Another code fails with
+/// `:ASSERT`, the code named in the message (codes are not open-ended here).
+const FAIL_CODES: &[&str] = &[
+    "ARGUMENT",
+    "ARITY",
+    "ASSERT",
+    "BOUNDS",
+    "CAST",
+    "COMPILE",
+    "DEPTH",
+    "EXCEPTION",
+    "EXPAND",
+    "FUNDS",
+    "JUICE",
+    "MEMORY",
+    "NOBODY",
+    "STATE",
+    "TODO",
+    "TRUST",
+    "UNDECLARED",
+    "UNEXPECTED",
+    "SYNTAX",
+    "LOAD",
+    "MISSING",
+    "IO",
+    "LIMIT",
+    "QUOTA",
+    "CANCELLED",
+    "TIMEOUT",
+    "SIGNATURE",
+    "FORMAT",
+    "PEER",
 ];
 
 /// A value that can be called: a function, or data that looks up (Convex `RT.castFunction`).
@@ -530,4 +589,47 @@ fn recur(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
 fn return_(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     check_exact("return", 1, &args)?;
     Err(ev.raise_return(args[0].clone()))
+}
+
+fn fail(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
+    check_range("fail", 0, 2, &args)?;
+    let text = |ev: &mut Evaluator, v: &Value| -> Res<String> {
+        let c = v.to_cell();
+        match c.kind() {
+            Kind::String => Ok(String::from_utf8_lossy(&etch_formats::value::blob_bytes(
+                &c,
+                ev.resolver(),
+            )?)
+            .into_owned()),
+            _ => ev.print(&c),
+        }
+    };
+    let (code, message) = match args.as_slice() {
+        [] => (Cell::nil(), "nil".to_string()),
+        [m] => (Cell::nil(), text(ev, m)?),
+        [c, m] => {
+            let code = c.to_cell();
+            if code.is_nil() {
+                return Err(EvalError::new("ARGUMENT", "Error code cannot be nil"));
+            }
+            (code, text(ev, m)?)
+        }
+        _ => return Err(no_arity(args.len())),
+    };
+    if code.is_nil() {
+        return Err(EvalError::new("ASSERT", message));
+    }
+    let name = crate::query::name_of(&code).unwrap_or_default();
+    match FAIL_CODES.iter().find(|c| **c == name) {
+        Some(c) => Err(EvalError::new(c, message)),
+        None => Err(EvalError::new(
+            "ASSERT",
+            format!("{} {message}", ev.print(&code)?),
+        )),
+    }
+}
+
+fn eval(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
+    check_exact("eval", 1, &args)?;
+    ev.eval_data(&args[0].to_cell())
 }
