@@ -124,6 +124,19 @@ pub const DOCS: &[Doc] = &[
         SpecialForm,
     ),
     d(
+        "quasiquote",
+        "x",
+        "x as data, with each (unquote y) replaced by y's value (`x, ~y)",
+        SpecialForm,
+    ),
+    d("unquote", "x", "inside quasiquote: x's value (~x)", SpecialForm),
+    d(
+        "tailcall",
+        "(f args...)",
+        "calls f in place of the enclosing function call (no deeper)",
+        SpecialForm,
+    ),
+    d(
         "switch",
         "exp test expr ... default?",
         "the expr of the first test equal to exp's value, else default or nil",

@@ -411,6 +411,7 @@ fn check_binding_form(target: &Cell, r: &dyn Resolver) -> Result<(), EvalError> 
 fn unhandled_escape(e: EvalError) -> EvalError {
     match e.code {
         RECUR_SIGNAL => EvalError::new("EXCEPTION", "recur used outside of a loop or function"),
+        TAILCALL_SIGNAL => EvalError::new("EXCEPTION", "tailcall used outside of a function"),
         REDUCED_SIGNAL => EvalError::new("EXCEPTION", "reduced used outside of a reduce operation"),
         _ => e,
     }
@@ -431,8 +432,29 @@ pub(crate) struct Evaluator<'a> {
 }
 
 pub(crate) const SPECIAL_FORMS: &[&str] = &[
-    "quote", "if", "cond", "do", "let", "def", "fn", "and", "or", "when", "loop", "dotimes",
-    "if-let", "when-let", "when-not", "defn", "assert", "switch", "for", "for-loop",
+    "quote",
+    "if",
+    "cond",
+    "do",
+    "let",
+    "def",
+    "fn",
+    "and",
+    "or",
+    "when",
+    "loop",
+    "dotimes",
+    "if-let",
+    "when-let",
+    "when-not",
+    "defn",
+    "assert",
+    "switch",
+    "for",
+    "for-loop",
+    "quasiquote",
+    "unquote",
+    "tailcall",
 ];
 
 /// The error code that carries `recur` to the nearest enclosing loop or function call (never
@@ -440,6 +462,9 @@ pub(crate) const SPECIAL_FORMS: &[&str] = &[
 pub(crate) const RECUR_SIGNAL: &str = "RECUR";
 /// The error code that carries `reduced` to the nearest enclosing `reduce`.
 pub(crate) const REDUCED_SIGNAL: &str = "REDUCED";
+/// The error code that carries `tailcall` to the enclosing function call, which makes the call
+/// in its place (no deeper).
+pub(crate) const TAILCALL_SIGNAL: &str = "TAILCALL";
 /// The error code that carries `return` to the enclosing function call (at the top, the
 /// form's value).
 pub(crate) const RETURN_SIGNAL: &str = "RETURN";
@@ -449,6 +474,7 @@ enum Escape {
     Recur(Vec<Value>),
     Reduced(Value),
     Return(Value),
+    TailCall(Value, Vec<Value>),
 }
 
 pub(crate) fn juice_error() -> EvalError {
@@ -768,6 +794,36 @@ impl<'a> Evaluator<'a> {
                 }
             }
             "for" => self.eval_for(args, locals),
+            "quasiquote" => {
+                if args.len() != 1 {
+                    return Err(EvalError::new("ARITY", "quasiquote requires one argument."));
+                }
+                Ok(Value::Data(self.quasi(&args[0], locals)?))
+            }
+            "unquote" => {
+                if args.len() != 1 {
+                    return Err(EvalError::new("ARITY", "unquote requires one argument."));
+                }
+                self.eval(&args[0], locals)
+            }
+            "tailcall" => {
+                let call = match args {
+                    [c] if c.kind() == Kind::List && c.count() > 0 => self.elements(c)?,
+                    _ => {
+                        return Err(EvalError::new(
+                            "ARITY",
+                            "tailcall requires one function call",
+                        ))
+                    }
+                };
+                let op = self.eval(&call[0], locals)?;
+                let mut vals = Vec::with_capacity(call.len() - 1);
+                for a in &call[1..] {
+                    vals.push(self.eval(a, locals)?);
+                }
+                self.escape = Some(Escape::TailCall(op, vals));
+                Err(EvalError::new(TAILCALL_SIGNAL, "tailcall"))
+            }
             "for-loop" => self.eval_for_loop(args, locals),
             "assert" => {
                 for t in args {
@@ -974,6 +1030,42 @@ impl<'a> Evaluator<'a> {
         Ok(Value::Data(Cell::nil()))
     }
 
+    /// `(quasiquote x)`: x as data, with each `(unquote y)` in it replaced by y's value.
+    fn quasi(&mut self, x: &Cell, locals: &Locals) -> Res<Cell> {
+        match x.kind() {
+            Kind::List | Kind::Vector => {
+                let items = self.elements(x)?;
+                let is_unquote = x.kind() == Kind::List
+                    && items.first().is_some_and(|h| {
+                        h.kind() == Kind::Symbol && name_of(h).as_deref() == Some("unquote")
+                    });
+                if is_unquote {
+                    if items.len() != 2 {
+                        return Err(EvalError::new("ARITY", "unquote requires one argument."));
+                    }
+                    return Ok(self.eval(&items[1], locals)?.to_cell());
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for it in &items {
+                    out.push(self.quasi(it, locals)?);
+                }
+                Ok(if x.kind() == Kind::List {
+                    Cell::list(out)
+                } else {
+                    Cell::vector(out)
+                })
+            }
+            Kind::Map => {
+                let mut out = Vec::new();
+                for (k, v) in self.entries(x)? {
+                    out.push((self.quasi(&k, locals)?, self.quasi(&v, locals)?));
+                }
+                Ok(Cell::map(out))
+            }
+            _ => Ok(x.clone()),
+        }
+    }
+
     /// The binding vector of `for` or `for-loop` (`[a b ...]` of `n` forms), checked as the
     /// Convex macros' destructuring checks it.
     fn macro_binding(&mut self, args: &[Cell], n: usize, form: &str) -> Res<Vec<Cell>> {
@@ -1153,12 +1245,28 @@ impl<'a> Evaluator<'a> {
     }
 
     fn call_closure(&mut self, c: &Arc<Closure>, args: Vec<Value>) -> Res<Value> {
+        let mut current = c.clone();
         let mut args = args;
         loop {
-            match self.call_closure_once(c, args) {
+            match self.call_closure_once(&current, args) {
                 // `recur` in the body calls the function again, without growing the stack.
                 Err(e) if e.code == RECUR_SIGNAL => args = self.take_recur(),
                 Err(e) if e.code == RETURN_SIGNAL => return Ok(self.take_return()),
+                // `tailcall` makes its call here, in place of this one.
+                Err(e) if e.code == TAILCALL_SIGNAL => {
+                    let (op, next) = match self.escape.take() {
+                        Some(Escape::TailCall(op, next)) => (op, next),
+                        _ => return Err(EvalError::new("EXCEPTION", "tailcall lost")),
+                    };
+                    self.step(1)?;
+                    match op {
+                        Value::Closure(f) => {
+                            current = f;
+                            args = next;
+                        }
+                        other => return self.apply(&other, next),
+                    }
+                }
                 other => return other,
             }
         }

@@ -45,7 +45,9 @@ fn self_evaluating_and_collections() {
         ("#{(+ 1 1)}", "#{2}"),
         ("1 2 3", "3"),
         ("foo", "!UNDECLARED foo"),
-        ("(quasiquote x)", "!UNDECLARED quasiquote"),
+        ("(quasiquote x)", "x"),
+        ("`[1 ~(+ 1 1) (a ~(inc 2))]", "[1 2 (a 3)]"),
+        ("(try 1)", "!UNDECLARED try"),
         ("(loop [] 1)", "1"),
         (
             "[1 2",

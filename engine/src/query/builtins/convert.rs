@@ -55,6 +55,11 @@ pub(super) const TABLE: &[Builtin] = &[
         run: bit_not,
     },
     Builtin {
+        doc: d("address", "x", "the Address #x of a Long (or of a Blob of at most 8 bytes)", Text),
+        examples: &[("(address 12)", "#12"), ("(address 0x0c)", "#12"), ("(address -1)", "!ARGUMENT"), ("(address :a)", "!CAST"), ("(address)", "!ARITY")],
+        run: address,
+    },
+    Builtin {
         doc: d("nan?", "x", "whether x is the Double ##NaN", Numbers),
         examples: &[("(nan? ##NaN)", "true"), ("(nan? 1)", "false"), ("(nan? :a)", "false")],
         run: nan_q,
@@ -344,4 +349,26 @@ fn join(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
         }
     }
     Ok(Value::Data(Cell::string_bytes(&out)))
+}
+
+fn address(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
+    check_exact("address", 1, &args)?;
+    let c = data(&args, 1, "Address")?;
+    let n: i64 = match c.kind() {
+        _ if c.as_double().is_none() && c.to_bigint().is_some() => c
+            .as_long()
+            .ok_or_else(|| EvalError::new("ARGUMENT", "Address out of range"))?,
+        Kind::Blob if c.count() <= 8 => {
+            let b = bytes_of(ev, &c)?;
+            let mut full = [0u8; 8];
+            full[8 - b.len()..].copy_from_slice(&b);
+            i64::from_be_bytes(full)
+        }
+        Kind::Blob => return Err(EvalError::new("ARGUMENT", "Blob too long for an Address")),
+        _ if c.kind() == Kind::Extension(etch_formats::tag::ADDRESS) => return Ok(Value::Data(c)),
+        _ => return Err(cast_pos(1, &args[0], "Address")),
+    };
+    u64::try_from(n)
+        .map(|n| Value::Data(Cell::address(n)))
+        .map_err(|_| EvalError::new("ARGUMENT", format!("Invalid address: {n}")))
 }
