@@ -425,10 +425,12 @@ pub async fn complete_tree(
     a.visit(None, value.clone(), zone, Vec::new())?;
     a.walk()?;
     let mut alive = vec![true; sources.len()];
-    let mut busy = vec![0usize; sources.len()];
-    let mut flights: HashMap<u64, Flight> = HashMap::new();
-    let mut tasks: JoinSet<Answer> = JoinSet::new();
-    let mut next_key = 0u64;
+    let mut out = Requests {
+        tasks: JoinSet::new(),
+        flights: HashMap::new(),
+        busy: vec![0; sources.len()],
+        next_key: 0,
+    };
     let mut last_error = None;
     // Moving average of the time from a request to its answer.
     let mut usual: Option<Duration> = None;
@@ -440,7 +442,7 @@ pub async fn complete_tree(
                 {
                     sources.push(s);
                     alive.push(true);
-                    busy.push(0);
+                    out.busy.push(0);
                 }
             }
         }
@@ -456,7 +458,7 @@ pub async fn complete_tree(
             return Ok(a.fetched);
         }
         let over = budget.as_ref().is_some_and(|b| b.over());
-        if over && tasks.is_empty() {
+        if over && out.tasks.is_empty() {
             if let Some(b) = &budget {
                 if !b.room(deadline).await {
                     return Err(AcquireError::Timeout);
@@ -467,43 +469,24 @@ pub async fn complete_tree(
         if !over {
             loop {
                 let source = (0..sources.len())
-                    .filter(|&i| alive[i] && busy[i] < PIPELINE_DEPTH)
-                    .min_by_key(|&i| busy[i]);
+                    .filter(|&i| alive[i] && out.busy[i] < PIPELINE_DEPTH)
+                    .min_by_key(|&i| out.busy[i]);
                 let Some(i) = source else { break };
                 // The frontier is shared out over the free request slots: a small one goes
                 // to several sources rather than whole to the first.
                 let free: usize = (0..sources.len())
                     .filter(|&k| alive[k])
-                    .map(|k| PIPELINE_DEPTH.saturating_sub(busy[k]))
+                    .map(|k| PIPELINE_DEPTH.saturating_sub(out.busy[k]))
                     .sum();
                 let share = a.queue.len().div_ceil(free.max(1));
                 let batch = a.batch_for(i, share.max(BATCH_MIN).min(limits.batch.max(1)));
                 if batch.is_empty() {
                     break;
                 }
-                let key = next_key;
-                next_key += 1;
-                let wait = sources[i]
-                    .request_timeout
-                    .min(deadline.saturating_duration_since(Instant::now()));
-                send(&mut tasks, key, i, &sources[i].conn, batch.clone(), wait);
-                for id in &batch {
-                    *a.in_flight.entry(*id).or_default() += 1;
-                }
-                busy[i] += 1;
-                let started = Instant::now();
-                flights.insert(
-                    key,
-                    Flight {
-                        source: i,
-                        batch,
-                        started,
-                        hedged: false,
-                    },
-                );
+                out.start(&mut a, i, &sources[i], batch, deadline, false);
             }
         }
-        if tasks.is_empty() {
+        if out.tasks.is_empty() {
             // Wanted cells that no live source will give.
             let id = a.queue.front().copied();
             return Err(match (last_error, id) {
@@ -517,37 +500,24 @@ pub async fn complete_tree(
         let hedge_after = usual.map_or(HEDGE_FIRST, |u| {
             (u * HEDGE_FACTOR).clamp(HEDGE_MIN, HEDGE_MAX)
         });
-        let idle = (0..sources.len()).find(|&i| alive[i] && busy[i] == 0);
-        let oldest = flights
+        let idle = (0..sources.len()).find(|&i| alive[i] && out.busy[i] == 0);
+        let oldest = out
+            .flights
             .iter()
             .filter(|(_, f)| !f.hedged && idle.is_some_and(|i| i != f.source))
             .min_by_key(|(_, f)| f.started)
             .map(|(k, f)| (*k, f.started));
         if let (Some(i), Some((k, started))) = (idle, oldest) {
             if started + hedge_after <= Instant::now() {
-                let batch = flights.get(&k).map(|f| f.batch.clone()).unwrap_or_default();
-                if let Some(f) = flights.get_mut(&k) {
+                let batch = out
+                    .flights
+                    .get(&k)
+                    .map(|f| f.batch.clone())
+                    .unwrap_or_default();
+                if let Some(f) = out.flights.get_mut(&k) {
                     f.hedged = true;
                 }
-                let key = next_key;
-                next_key += 1;
-                let wait = sources[i]
-                    .request_timeout
-                    .min(deadline.saturating_duration_since(Instant::now()));
-                send(&mut tasks, key, i, &sources[i].conn, batch.clone(), wait);
-                for id in &batch {
-                    *a.in_flight.entry(*id).or_default() += 1;
-                }
-                busy[i] += 1;
-                flights.insert(
-                    key,
-                    Flight {
-                        source: i,
-                        batch,
-                        started: Instant::now(),
-                        hedged: true,
-                    },
-                );
+                out.start(&mut a, i, &sources[i], batch, deadline, true);
                 continue;
             }
         }
@@ -555,7 +525,7 @@ pub async fn complete_tree(
             (Some(_), Some((_, started))) => (started + hedge_after).min(deadline),
             _ => deadline,
         };
-        let joined = match tokio::time::timeout_at(wake, tasks.join_next()).await {
+        let joined = match tokio::time::timeout_at(wake, out.tasks.join_next()).await {
             Ok(Some(Ok(answer))) => answer,
             Ok(Some(Err(e))) => return Err(AcquireError::Store(e.to_string())),
             Ok(None) => continue,
@@ -563,8 +533,8 @@ pub async fn complete_tree(
             Err(_) => continue,
         };
         let (key, i, result) = joined;
-        busy[i] = busy[i].saturating_sub(1);
-        let Some(flight) = flights.remove(&key) else {
+        out.busy[i] = out.busy[i].saturating_sub(1);
+        let Some(flight) = out.flights.remove(&key) else {
             continue;
         };
         for id in &flight.batch {
@@ -590,17 +560,49 @@ pub async fn complete_tree(
     }
 }
 
-/// Starts one DATA_REQUEST for `batch` to `conn` as a task of `tasks`.
-fn send(
-    tasks: &mut JoinSet<Answer>,
-    key: u64,
-    source: usize,
-    conn: &Arc<Conn>,
-    batch: Vec<ValueId>,
-    wait: Duration,
-) {
-    let conn = conn.clone();
-    tasks.spawn(async move { (key, source, data_request(&conn, &batch, wait).await) });
+/// The requests of an acquisition in flight: one task each, what each asked, how many each
+/// source has.
+struct Requests {
+    tasks: JoinSet<Answer>,
+    flights: HashMap<u64, Flight>,
+    busy: Vec<usize>,
+    next_key: u64,
+}
+
+impl Requests {
+    /// Starts one DATA_REQUEST for `batch` to source `i`.
+    fn start(
+        &mut self,
+        a: &mut Acquisition<'_>,
+        i: usize,
+        source: &Source,
+        batch: Vec<ValueId>,
+        deadline: Instant,
+        hedged: bool,
+    ) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let wait = source
+            .request_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        for id in &batch {
+            *a.in_flight.entry(*id).or_default() += 1;
+        }
+        let (conn, asked) = (source.conn.clone(), batch.clone());
+        self.tasks
+            .spawn(async move { (key, i, data_request(&conn, &asked, wait).await) });
+        self.busy[i] += 1;
+        let started = Instant::now();
+        self.flights.insert(
+            key,
+            Flight {
+                source: i,
+                batch,
+                started,
+                hedged,
+            },
+        );
+    }
 }
 
 /// One DATA_REQUEST (protocol.md §7.5) for `ids` over `conn`: the cells in the order asked,

@@ -699,19 +699,7 @@ impl<'a> Evaluator<'a> {
                     }
                 }
             }
-            "cond" => {
-                let mut i = 0;
-                while i + 1 < args.len() {
-                    if truthy(&self.eval(&args[i], locals)?) {
-                        return self.eval(&args[i + 1], locals);
-                    }
-                    i += 2;
-                }
-                match args.get(i) {
-                    Some(d) => self.eval(d, locals),
-                    None => Ok(nil()),
-                }
-            }
+            "cond" => self.clauses(args, locals, |_, v| truthy(v)),
             "do" => self.eval_body(args, locals),
             "when" => {
                 let Some(test) = args.first() else {
@@ -780,18 +768,7 @@ impl<'a> Evaluator<'a> {
                     ));
                 };
                 let v = self.eval(exp, locals)?.to_cell();
-                let cases = &args[1..];
-                let mut i = 0;
-                while i + 1 < cases.len() {
-                    if self.eval(&cases[i], locals)?.to_cell() == v {
-                        return self.eval(&cases[i + 1], locals);
-                    }
-                    i += 2;
-                }
-                match cases.get(i) {
-                    Some(default) => self.eval(default, locals),
-                    None => Ok(nil()),
-                }
+                self.clauses(&args[1..], locals, |_, t| t.to_cell() == v)
             }
             "for" => self.eval_for(args, locals),
             "quasiquote" => {
@@ -1028,6 +1005,28 @@ impl<'a> Evaluator<'a> {
             self.eval_body(&args[1..], &inner)?;
         }
         Ok(Value::Data(Cell::nil()))
+    }
+
+    /// `test expr ... default?` clauses (`cond`, `switch`): the expr of the first test whose
+    /// value `hit` accepts, else the default, else nil.
+    fn clauses(
+        &mut self,
+        clauses: &[Cell],
+        locals: &Locals,
+        hit: impl Fn(&Self, &Value) -> bool,
+    ) -> Res<Value> {
+        let mut i = 0;
+        while i + 1 < clauses.len() {
+            let t = self.eval(&clauses[i], locals)?;
+            if hit(self, &t) {
+                return self.eval(&clauses[i + 1], locals);
+            }
+            i += 2;
+        }
+        match clauses.get(i) {
+            Some(default) => self.eval(default, locals),
+            None => Ok(Value::Data(Cell::nil())),
+        }
     }
 
     /// `(quasiquote x)`: x as data, with each `(unquote y)` in it replaced by y's value.
