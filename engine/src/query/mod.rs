@@ -392,6 +392,13 @@ fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (
     })
 }
 
+/// Where `&` (before a rest parameter) stands in a binding vector's elements.
+fn rest_marker(targets: &[Cell]) -> Option<usize> {
+    targets
+        .iter()
+        .position(|p| p.kind() == Kind::Symbol && name_of(p).as_deref() == Some("&"))
+}
+
 /// Checks that `target` can bind: a symbol, or a vector of binding forms (`:COMPILE` as Convex
 /// says it otherwise).
 fn check_binding_form(target: &Cell, r: &dyn Resolver) -> Result<(), EvalError> {
@@ -960,29 +967,7 @@ impl<'a> Evaluator<'a> {
     /// `(dotimes [sym n] body...)`: the body with sym bound to 0 .. n-1; nil. (Convex takes
     /// only a literal n; any expression giving an integer is taken here.)
     fn eval_dotimes(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
-        if args.is_empty() {
-            return Err(EvalError::new(
-                "ARITY",
-                "Insufficient arguments (0) for binding form: [[sym count] & body]",
-            ));
-        }
-        let binding = args.first().filter(|b| b.kind() == Kind::Vector);
-        let Some(binding) = binding else {
-            return Err(EvalError::new(
-                "CAST",
-                "Trying to destructure an argument that is not a sequential collection",
-            ));
-        };
-        let items = self.elements(binding)?;
-        if items.len() != 2 {
-            return Err(EvalError::new(
-                "ARITY",
-                format!(
-                    "Expected 2 arguments but got {} for binding form: [sym count]",
-                    items.len()
-                ),
-            ));
-        }
+        let items = self.macro_binding(args, 2, "[sym count]")?;
         let n = self.eval(&items[1], locals)?;
         let count = match &n {
             Value::Data(c) => c.as_long().or_else(|| c.as_double().map(|d| d as i64)),
@@ -1303,9 +1288,7 @@ impl<'a> Evaluator<'a> {
     /// An arity of a closure from its parameter vector and body.
     fn arity(&self, params: &Cell, body: &[Cell]) -> Res<Arity> {
         let ps = etch_formats::value::elements(params, self.ctx.resolver)?;
-        let amp = ps
-            .iter()
-            .position(|p| p.kind() == Kind::Symbol && name_of(p).as_deref() == Some("&"));
+        let amp = rest_marker(&ps);
         if let Some(i) = amp {
             if i + 2 != ps.len() {
                 return Err(EvalError::new(
@@ -1356,9 +1339,7 @@ impl<'a> Evaluator<'a> {
     /// Binds the vector of binding forms `targets` to `values`, as a function's parameters.
     fn bind_values(&mut self, targets: &Cell, values: Vec<Value>, out: &mut Locals) -> Res<()> {
         let ts = self.elements(targets)?;
-        let amp = ts
-            .iter()
-            .position(|p| p.kind() == Kind::Symbol && name_of(p).as_deref() == Some("&"));
+        let amp = rest_marker(&ts);
         let fixed = amp.unwrap_or(ts.len());
         let n = values.len();
         let ok = match amp {
