@@ -1,6 +1,6 @@
 //! `etch`: the one command line of Etch. Each subcommand is a thin layer over the library crates.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
@@ -28,14 +28,39 @@ pub(crate) fn allocator_for_serving() {
     }
 }
 
+/// What `etch --version` says: the release and the formats it reads and writes (a test checks
+/// these numbers against the engine's constants).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nstores: native (docs/FORMAT.md) version 1, CAD047 Etch file (Convex etch.md) version 1; \
+     both read and written\ncells: CAD003 encoding, SHA3-256 Value IDs; exports: \
+     docs/EXPORT.md version 1"
+);
+
+/// The conventions every subcommand keeps, shown by `etch --help`.
+const CONVENTIONS: &str = "Conventions (every subcommand):\n  \
+Exit status: 0 done; 1 failed (no store at the path, a store locked by a writer, damage found, an \
+I/O error); 2 a usage mistake (an unknown option, a malformed argument, an output that exists).\n  \
+Errors go to stderr as `etch: PATH: what is wrong`, with what to do where there is something.\n  \
+Stores: a native store is a folder, a CAD047 store a file; the format is detected. Commands that \
+only read (info, get, stats, dump, verify, export, snapshots, drive ls/cat/stat) never create or \
+change a store and share a native store with a running writer. Commands that write need an \
+existing store, except where told to make one: put, import, serve, convert's and recover's \
+output, --create, and the default store on first use; none makes the folders above a store.\n  \
+The default store and node key live in the Etch directory: $ETCH_HOME, else \
+$XDG_DATA_HOME/etch, else ~/.local/share/etch.\n  \
+Long work shows progress on a terminal; --json gives machine-readable output where offered.\n  \
+Completion: etch completions bash|zsh|fish (see its --help).";
+
 /// Etch: a content-addressed store, server and shell for the Convex Data Lattice.
 #[derive(Parser)]
 #[command(
     name = "etch",
-    version,
+    version = VERSION,
     about,
     long_about = "Etch: a content-addressed store, server and shell for the Convex Data Lattice.\n\n\
-With no subcommand, opens the shell on the default store (see `etch shell --help`)."
+With no subcommand, opens the shell on the default store (see `etch shell --help`).",
+    after_long_help = CONVENTIONS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -122,6 +147,8 @@ enum Command {
     Stats(cmd::inspect::StatsArgs),
     #[command(about = "List a store's records in file order: offset, Value ID, length, type.")]
     Dump(cmd::inspect::DumpArgs),
+    #[command(about = "Print a tab-completion script for bash, zsh or fish.")]
+    Completions(cmd::completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +182,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::inspect::stats(args),
         Command::Dump(args) => cmd::inspect::dump(args),
         Command::Drive(args) => cmd::drive::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -298,7 +298,7 @@ fn eval_on_a_store_uses_the_node_key_of_the_etch_directory() {
     let home = tempfile::tempdir().unwrap();
     let store = home.path().join("s.etch");
     let store = store.to_str().unwrap();
-    let run = |e: &str| etch_in(home.path(), &["eval", "--store", store, e], "");
+    let run = |e: &str| etch_in(home.path(), &["eval", "--create", "--store", store, e], "");
     let (code, out, err) = run("(mkdrive \"h\")");
     assert_eq!(
         (code, out.as_str(), err.as_str()),
@@ -341,14 +341,14 @@ fn eval_on_a_store_uses_the_node_key_of_the_etch_directory() {
 
 /// A store held by a running writer (here a shell reading a script from a pipe that stays
 /// open) cannot be opened for writing by another process: a one-line error naming the store
-/// once, exit 1.
+/// once, exit 1. A command that can work read-only reads beside the writer, and says so.
 #[test]
 fn a_locked_store_is_refused_with_one_clear_line() {
     let home = tempfile::tempdir().expect("temp Etch directory");
     let store = home.path().join("locked");
     let store_arg = store.to_str().expect("utf-8 path");
     let mut holder = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(["shell", "--store", store_arg])
+        .args(["shell", "--create", "--store", store_arg])
         .env("ETCH_HOME", home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -366,12 +366,36 @@ fn a_locked_store_is_refused_with_one_clear_line() {
         assert!(n > 0, "the holder ended early");
         seen.extend_from_slice(&buf[..n]);
     }
-    let (code, stdout, stderr) = etch_in(home.path(), &["eval", "--store", store_arg, "2"], "");
+    let (code, stdout, stderr) = etch_in(home.path(), &["put", store_arg], "2\n");
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert_eq!(
         stderr,
-        format!("etch: {store_arg}: the store is locked by another writer\n")
+        format!(
+            "etch: {store_arg}: the store is locked by another writer (an etch shell, serve or \
+             writing command); close it and retry (commands that only read work meanwhile)\n"
+        )
     );
+    let (code, stdout, stderr) = etch_in(
+        home.path(),
+        &[
+            "eval",
+            "--store",
+            store_arg,
+            "(store \"a string too long to embed\")",
+        ],
+        "",
+    );
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert_eq!(
+        stderr,
+        format!(
+            "etch: {store_arg}: another process is writing to this store; opened read-only \
+             beside it (reading works; writing fails until that process closes the store)\n\
+             Exception: :IO the store is open read-only\n"
+        )
+    );
+    let (code, stdout, _) = etch_in(home.path(), &["eval", "--store", store_arg, "(+ 1 2)"], "");
+    assert_eq!((code, stdout.as_str()), (0, "3\n"));
     drop(holder_in);
     assert!(holder.wait().expect("wait").success());
 }

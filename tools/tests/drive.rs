@@ -9,12 +9,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Runs `etch drive ARGS --store STORE` with the Etch directory `home`: (exit code, stdout,
-/// stderr).
+/// stderr). A command that writes makes the store where none is yet (--create).
 fn drive(home: &Path, store: &Path, args: &[&str], stdin: Option<&Path>) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etch"));
-    c.arg("drive")
-        .args(args)
-        .arg("--store")
+    c.arg("drive").args(args);
+    if !store.exists() {
+        c.arg("--create");
+    }
+    c.arg("--store")
         .arg(store)
         .env("ETCH_HOME", home)
         .stdout(Stdio::piped())
@@ -102,16 +104,16 @@ fn commands_with_exact_outcomes() {
     );
     assert_eq!(
         fails(h, s, &["cat", "docs/notes/a.txt"]),
-        "etch drive: No such file or directory: docs/notes/a.txt\n"
+        "etch: No such file or directory: docs/notes/a.txt\n"
     );
     ok(h, s, &["rm", "docs/b.txt"]);
     assert_eq!(
         fails(h, s, &["rm", "docs/b.txt"]),
-        "etch drive: No such file or directory: docs/b.txt\n"
+        "etch: No such file or directory: docs/b.txt\n"
     );
     assert_eq!(
         fails(h, s, &["rm", "docs"]),
-        "etch drive: Cannot delete drive root\n"
+        "etch: Cannot delete drive root\n"
     );
     assert_eq!(
         ok(h, s, &["purge", "docs", "--older-than", "0"]),
@@ -146,7 +148,7 @@ fn commands_with_exact_outcomes() {
         &["cat", "docs/secret", "--key-file", other.to_str().unwrap()],
     );
     assert!(
-        err.starts_with("etch drive: docs/secret: wrong key: the file was encrypted with key "),
+        err.starts_with("etch: docs/secret: wrong key: the file was encrypted with key "),
         "{err}"
     );
     // Another owner's drive cannot be written; a URI names the same drive.
@@ -156,7 +158,7 @@ fn commands_with_exact_outcomes() {
         &["mkdir", &format!("dlfs:{}/docs/x", "11".repeat(32))],
     );
     assert!(
-        err.starts_with("etch drive: Not authorised to write drive of owner 0x1111"),
+        err.starts_with("etch: Not authorised to write drive of owner 0x1111"),
         "{err}"
     );
     assert_eq!(ok(h, s, &["ls", "docs"]), ls);

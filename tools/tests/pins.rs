@@ -116,7 +116,12 @@ fn pins_over_connect() {
     let s = tmp.path().join("s");
     let s = s.to_str().expect("utf-8");
     assert_eq!(
-        etch(&home, &["drive", "mkdrive", "home", "--store", s], "").code,
+        etch(
+            &home,
+            &["drive", "mkdrive", "home", "--create", "--store", s],
+            ""
+        )
+        .code,
         0
     );
     let (mut child, _, addr) = serve_both(&home, std::path::Path::new(s));

@@ -106,7 +106,11 @@ fn an_http_put_over_quota_gets_507() {
     let path = tmp.path().join("s");
     let p = path.to_str().expect("utf-8");
     assert_eq!(
-        common::etch(&home, &["drive", "mkdrive", "home", "--store", p]).code,
+        common::etch(
+            &home,
+            &["drive", "mkdrive", "home", "--create", "--store", p]
+        )
+        .code,
         0
     );
     let args = ["--quota", "400K", "--http", "127.0.0.1:0"];

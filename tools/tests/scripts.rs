@@ -29,7 +29,7 @@ fn a_long_script_of_stores_completes_form_by_form() {
     let n = 100_000;
     let run = etch_with_input(
         &home,
-        &["eval", "--store", store, "-"],
+        &["eval", "--create", "--store", store, "-"],
         &store_script(n, None),
     );
     assert_eq!(run.code, 0, "{}", run.err);
@@ -46,7 +46,7 @@ fn a_failing_form_stops_the_script_and_says_where() {
     let store = store.to_str().expect("utf-8");
     let run = etch_with_input(
         &home,
-        &["eval", "--store", store, "-"],
+        &["eval", "--create", "--store", store, "-"],
         &store_script(10_000, Some(5_000)),
     );
     assert_eq!(run.code, 1);
@@ -110,7 +110,7 @@ fn a_piped_shell_exits_1_after_an_error_and_reads_files() {
     let home = dir.path().join("home");
     let store = dir.path().join("s.etch");
     let store = store.to_str().expect("utf-8");
-    let run = etch_with_input(&home, &["shell", "--store", store], "(+ 1 2)\n");
+    let run = etch_with_input(&home, &["shell", "--create", "--store", store], "(+ 1 2)\n");
     assert_eq!((run.code, run.out.as_str()), (0, "=> 3\n"), "{}", run.err);
     let run = etch_with_input(&home, &["shell", "--store", store], "(+ 1 :a)\n(+ 2 2)\n");
     assert_eq!(run.code, 1, "{}", run.out);

@@ -48,7 +48,13 @@ fn eval_connect_prints_what_a_local_eval_prints() {
     ] {
         let r = etch(
             &home,
-            &["eval", "--store", local.to_str().expect("utf-8"), &setup],
+            &[
+                "eval",
+                "--create",
+                "--store",
+                local.to_str().expect("utf-8"),
+                &setup,
+            ],
         );
         assert_eq!(r.code, 0, "{setup}: {}", r.err);
     }
@@ -200,7 +206,7 @@ fn key_new_and_show() {
     assert!(
         again
             .err
-            .contains("a key exists (use --force to replace it)"),
+            .contains("a key is already there, so nothing was changed: public key 0x"),
         "{}",
         again.err
     );
@@ -222,13 +228,25 @@ fn key_new_and_show() {
     assert!(show.out.starts_with(
         "public key: 0xd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\n"
     ));
-    // The default file lives in the Etch directory; show of a missing file fails.
+    // The default file lives in the Etch directory and is made on first use, by `key show` as
+    // by the shell; `key new` then changes nothing and says which key is there.
     let home = tmp.path().join("home");
-    let missing = etch(&home, &["key", "show"]);
-    assert_eq!(missing.code, 1);
-    let created = etch(&home, &["key", "new"]);
-    assert_eq!(created.code, 0);
+    let created = etch(&home, &["key", "show"]);
+    assert_eq!(created.code, 0, "{}", created.err);
     assert!(home.join("node.key").exists());
+    assert_eq!(etch(&home, &["key", "show"]).out, created.out);
+    let refused = etch(&home, &["key", "new"]);
+    assert_eq!(refused.code, 1);
+    let public = created.out.lines().next().expect("public key line");
+    assert!(
+        refused.err.contains(&format!(
+            "node.key: a key is already there, so nothing was changed: {}",
+            public.replace("public key: ", "public key ")
+        )),
+        "{}",
+        refused.err
+    );
+    assert!(refused.err.contains("it is already this node's identity"));
     assert_eq!(etch(&home, &["key", "show"]).out, created.out);
 }
 
@@ -315,7 +333,7 @@ fn rclone_copies_a_drive_down_over_webdav() {
             &home,
             &[
                 args.clone(),
-                vec!["--store", store.to_str().expect("utf-8")],
+                vec!["--create", "--store", store.to_str().expect("utf-8")],
             ]
             .concat(),
         );
@@ -419,6 +437,7 @@ fn litmus_passes_basic_copymove_props_and_locks() {
             "drive",
             "mkdrive",
             "lit",
+            "--create",
             "--store",
             store.to_str().expect("utf-8"),
         ],
@@ -535,7 +554,11 @@ fn chromium_renders_a_drive_listing() {
     }
     let s = store.to_str().expect("utf-8");
     assert_eq!(
-        etch(&home, &["drive", "mkdrive", "pics", "--store", s]).code,
+        etch(
+            &home,
+            &["drive", "mkdrive", "pics", "--create", "--store", s]
+        )
+        .code,
         0
     );
     let r = etch(

@@ -106,7 +106,7 @@ fn colour_on_a_terminal_unless_no_color() {
     let home = tempfile::tempdir().unwrap();
     let store = home.path().join("c.etch");
     let store = store.to_str().unwrap();
-    let mut p = spawn(home.path(), &["shell", "--store", store], true);
+    let mut p = spawn(home.path(), &["shell", "--create", "--store", store], true);
     p.exp_string("etch> ").unwrap();
     p.send_line("(+ 1 2)").unwrap();
     p.exp_string("\x1b[32m=> \x1b[0m3").unwrap();
@@ -116,7 +116,7 @@ fn colour_on_a_terminal_unless_no_color() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 
-    let mut p = spawn(home.path(), &["shell", "--store", store], false);
+    let mut p = spawn(home.path(), &["shell", "--create", "--store", store], false);
     p.exp_string("etch> ").unwrap();
     p.send_line("(+ 1 2)").unwrap();
     let before = p.exp_string("=> 3").unwrap();

@@ -198,7 +198,7 @@ fn ingest(a: IngestArgs) -> Result<(), String> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("store");
-    let any = super::open_any_with(&path, true, a.format, a.io)?;
+    let any = super::open_any_with(&path, super::Access::Create(a.format), a.io)?;
     let store = any.cell_store();
     let io_mode = match &any {
         etch_engine::store::AnyStore::Native(n) => format!("{:?}", n.io_mode()).to_lowercase(),

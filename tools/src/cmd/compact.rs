@@ -2,7 +2,7 @@
 //! it in atomically (engine `store::swap`).
 
 use super::copy::{post_order, Sink, Source};
-use super::scan::{bar, disk_bytes, error_exit, EXIT_OK};
+use super::scan::{bar, disk_bytes, EXIT_OK};
 use etch_engine::store::swap::{remove_any, replace_with, tmp_path, SwapStep};
 use etch_engine::store::StoreFormat;
 use etch_formats::{Cell, ValueId};
@@ -73,7 +73,7 @@ fn crash_point(step: &str) {
 pub fn run(args: CompactArgs) -> io::Result<ExitCode> {
     match compact(&args) {
         Ok(()) => Ok(ExitCode::from(EXIT_OK)),
-        Err(e) => error_exit(e),
+        Err(e) => super::failed(e),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `etch convert SRC DST --to native|cad047`: every cell and the roots, into a new store.
 
 use super::copy::{post_order, Sink, Source};
-use super::scan::{bar, error_exit, EXIT_OK};
+use super::scan::{bar, EXIT_OK};
 use super::FormatArg;
 use etch_engine::store::StoreFormat;
 use etch_formats::{Cell, Resolver, ValueId};
@@ -21,7 +21,7 @@ ANNOUNCED), then every other record in the source (labelled STORED). From a nati
 every commit's root is carried: a native target gets one commit per distinct root, oldest \
 first, so its snapshots still open; a CAD047 target keeps only the current root, but every \
 cell of every snapshot. Reads check every cell's hash. DST must not exist.\n\n\
-Exit status 0, or 2 on an error. --json prints one object with the keys src, dst, from, to, \
+Exit status 0; 1 on an error; 2 when DST exists. --json prints one object with the keys src, dst, from, to, \
 root, roots, cells, bytes, seconds."
 )]
 pub struct ConvertArgs {
@@ -39,17 +39,20 @@ pub struct ConvertArgs {
 
 /// Runs `etch convert`.
 pub fn run(args: ConvertArgs) -> io::Result<ExitCode> {
+    if std::fs::symlink_metadata(&args.dst).is_ok() {
+        return super::usage(format!(
+            "{}: already exists; convert writes a new store, so name a path that is free",
+            args.dst.display()
+        ));
+    }
     match convert(&args) {
         Ok(()) => Ok(ExitCode::from(EXIT_OK)),
-        Err(e) => error_exit(e),
+        Err(e) => super::failed(e),
     }
 }
 
 fn convert(args: &ConvertArgs) -> Result<(), String> {
     let start = Instant::now();
-    if std::fs::symlink_metadata(&args.dst).is_ok() {
-        return Err(format!("{}: already exists", args.dst.display()));
-    }
     let src = Source::open(&args.src, false)?;
     let to: StoreFormat = match args.to {
         Some(f) => f.into(),

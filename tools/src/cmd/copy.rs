@@ -23,8 +23,12 @@ pub enum Source {
 impl Source {
     /// Opens the store at `path` (`writable`: with its write lock, so no one writes meanwhile).
     pub fn open(path: &Path, writable: bool) -> Result<Source, String> {
-        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        etch_engine::store::swap::recover_replace(path).map_err(|e| at(&e))?;
+        let access = if writable {
+            super::Access::Write
+        } else {
+            super::Access::Read
+        };
+        super::check_store_path(path, access)?;
         match detect(path) {
             Some(StoreFormat::Native) => {
                 // Offline tools check every cell's hash as they read it.
@@ -39,9 +43,7 @@ impl Source {
             Some(StoreFormat::Cad047) => EtchFile::open(path, writable)
                 .map(Source::Cad)
                 .map_err(|e| e.to_string()),
-            None => Err(at(
-                &"not a store (neither a native store directory nor a CAD047 file)",
-            )),
+            None => Err(format!("{}: not an Etch store", path.display())),
         }
     }
 
@@ -231,8 +233,12 @@ impl Sink {
     /// Creates a new store of `format` at `path` (nothing may be there).
     pub fn create(path: &Path, format: StoreFormat) -> Result<Sink, String> {
         if std::fs::symlink_metadata(path).is_ok() {
-            return Err(format!("{}: already exists", path.display()));
+            return Err(format!(
+                "{}: already exists; name a path that is free",
+                path.display()
+            ));
         }
+        super::check_store_path(path, super::Access::Create(format.into()))?;
         match format {
             StoreFormat::Native => NativeStore::create(path, NativeOptions::default())
                 .map(|s| Sink::Native(s, false))
@@ -245,8 +251,7 @@ impl Sink {
 
     /// Opens the store at `path` for writing, creating one of `format` if nothing is there.
     pub fn open_or_create(path: &Path, format: StoreFormat) -> Result<Sink, String> {
-        etch_engine::store::swap::recover_replace(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        super::check_store_path(path, super::Access::Create(format.into()))?;
         match detect(path) {
             Some(StoreFormat::Native) => NativeStore::open(path, true, NativeOptions::default())
                 .map(|s| Sink::Native(s, false))
@@ -254,11 +259,6 @@ impl Sink {
             Some(StoreFormat::Cad047) => EtchFile::open(path, true)
                 .map(|f| Sink::Cad(f, 0))
                 .map_err(|e| e.to_string()),
-            None if std::fs::symlink_metadata(path).is_ok()
-                && !std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()) =>
-            {
-                Err(format!("{}: exists and is not a store", path.display()))
-            }
             None => {
                 if path.is_dir() {
                     std::fs::remove_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;

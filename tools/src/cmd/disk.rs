@@ -507,10 +507,7 @@ fn svg_chart(
 pub fn run(args: DiskArgs) -> io::Result<ExitCode> {
     match profile(&args) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("etch bench disk: {e}");
-            Ok(ExitCode::from(2))
-        }
+        Err(e) => super::failed(format!("bench disk: {e}")),
     }
 }
 

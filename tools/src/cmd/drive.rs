@@ -2,7 +2,7 @@
 //! shell's `ls`, `put`, `read-file` … see, on the same store with the same node key.
 
 use super::iso_time;
-use super::shell::{open_node, StoreTarget};
+use super::shell::{open_node, Need, StoreTarget};
 use etch_engine::dlfs::crypt::ContentKey;
 use etch_engine::dlfs::host::{self, PutOptions, TransferError};
 use etch_engine::dlfs::{self, DlfsError, DlfsUri, DrivePath, StatKind};
@@ -218,32 +218,45 @@ struct BenchArgs {
 pub fn run(args: DriveArgs) -> io::Result<ExitCode> {
     let result = match args.what {
         DriveCommand::Bench(b) => return bench(b),
-        DriveCommand::Drives(c) => with_node(&c, drives),
-        DriveCommand::Mkdrive(a) => with_node(&a.common, |s| mkdrive(s, &a.name)),
-        DriveCommand::Ls(a) => with_node(&a.common, |s| ls(s, &a.loc)),
-        DriveCommand::Stat(a) => with_node(&a.common, |s| stat(s, &a.loc)),
-        DriveCommand::Mkdir(a) => with_node(&a.common, |s| mkdir(s, &a.loc)),
-        DriveCommand::Put(a) => with_node(&a.common, |s| put(s, &a.file, &a.loc, a.encrypt)),
-        DriveCommand::Cat(a) => with_node(&a.common, |s| cat(s, &a.loc)),
-        DriveCommand::Rm(a) => with_node(&a.common, |s| rm(s, &a.loc)),
-        DriveCommand::Mv(a) => with_node(&a.common, |s| mv(s, &a.from, &a.to)),
-        DriveCommand::Meta(a) => with_node(&a.common, |s| {
-            meta(s, &a.loc, a.key.as_deref(), a.value.as_deref())
+        DriveCommand::Drives(c) => with_node(&c, Need::Read, drives),
+        DriveCommand::Mkdrive(a) => with_node(&a.common, Need::Write, |s| mkdrive(s, &a.name)),
+        DriveCommand::Ls(a) => with_node(&a.common, Need::Read, |s| ls(s, &a.loc)),
+        DriveCommand::Stat(a) => with_node(&a.common, Need::Read, |s| stat(s, &a.loc)),
+        DriveCommand::Mkdir(a) => with_node(&a.common, Need::Write, |s| mkdir(s, &a.loc)),
+        DriveCommand::Put(a) => with_node(&a.common, Need::Write, |s| {
+            put(s, &a.file, &a.loc, a.encrypt)
         }),
-        DriveCommand::Import(a) => with_node(&a.common, |s| import(s, &a.dir, &a.loc, a.encrypt)),
-        DriveCommand::Export(a) => with_node(&a.common, |s| export(s, &a.loc, &a.dir)),
-        DriveCommand::Purge(a) => with_node(&a.common, |s| purge(s, &a.drive, a.older_than)),
+        DriveCommand::Cat(a) => with_node(&a.common, Need::Read, |s| cat(s, &a.loc)),
+        DriveCommand::Rm(a) => with_node(&a.common, Need::Write, |s| rm(s, &a.loc)),
+        DriveCommand::Mv(a) => with_node(&a.common, Need::Write, |s| mv(s, &a.from, &a.to)),
+        DriveCommand::Meta(a) => {
+            let need = if a.value.is_some() {
+                Need::Write
+            } else {
+                Need::Read
+            };
+            with_node(&a.common, need, |s| {
+                meta(s, &a.loc, a.key.as_deref(), a.value.as_deref())
+            })
+        }
+        DriveCommand::Import(a) => with_node(&a.common, Need::Write, |s| {
+            import(s, &a.dir, &a.loc, a.encrypt)
+        }),
+        DriveCommand::Export(a) => with_node(&a.common, Need::Read, |s| export(s, &a.loc, &a.dir)),
+        DriveCommand::Purge(a) => {
+            with_node(&a.common, Need::Write, |s| purge(s, &a.drive, a.older_than))
+        }
     };
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            eprintln!("etch drive: {e}");
-            Ok(ExitCode::from(2))
+            eprintln!("etch: {e}");
+            Ok(ExitCode::from(super::EXIT_USAGE))
         }
         Err(e) => {
-            eprintln!("etch drive: {e}");
-            Ok(ExitCode::FAILURE)
+            eprintln!("etch: {e}");
+            Ok(ExitCode::from(super::EXIT_FAILED))
         }
     }
 }
@@ -256,7 +269,7 @@ struct Session {
     key_file: Option<PathBuf>,
 }
 
-fn with_node(c: &Common, f: impl FnOnce(&Session) -> io::Result<()>) -> io::Result<()> {
+fn with_node(c: &Common, need: Need, f: impl FnOnce(&Session) -> io::Result<()>) -> io::Result<()> {
     if let Some(addr) = &c.target.connect {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -272,7 +285,7 @@ fn with_node(c: &Common, f: impl FnOnce(&Session) -> io::Result<()>) -> io::Resu
         Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,
     };
-    let (store, node, _) = open_node(&path, &c.target).map_err(io::Error::other)?;
+    let (store, node, _) = open_node(&path, &c.target, need).map_err(io::Error::other)?;
     f(&Session {
         store,
         node,
@@ -681,10 +694,10 @@ fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
     let started = Instant::now();
     let (tree, scan) = host::scan_host(dir).map_err(err)?;
     for (path, why) in &scan.skipped {
-        eprintln!("etch drive: skipped {}: {why}", path.display());
+        eprintln!("etch: skipped {}: {why}", path.display());
     }
     for (path, why) in &scan.refused {
-        eprintln!("etch drive: not imported: {}: {why}", path.display());
+        eprintln!("etch: not imported: {}: {why}", path.display());
     }
     let before = s.store.stats().map_err(err)?.encoding_bytes;
     let bar = bytes_bar(scan.bytes, "import");
@@ -711,7 +724,7 @@ fn import(s: &Session, dir: &Path, loc: &str, encrypt: bool) -> io::Result<()> {
         report.bytes_read as f64 / 1e6 / secs.max(1e-9)
     );
     for (at, why) in &report.refused {
-        eprintln!("etch drive: not imported: {at}: {why}");
+        eprintln!("etch: not imported: {at}: {why}");
     }
     let refused = scan.refused.len() + report.refused.len();
     if refused > 0 {

@@ -1,6 +1,6 @@
 //! `etch eval`: evaluate a query expression (or a script from stdin) and print the result.
 
-use super::shell::{open_node, StoreTarget};
+use super::shell::{open_node, Need, StoreTarget};
 use etch_engine::query::{eval_script, Env, EvalContext, EvalError, ScriptError};
 use etch_formats::text::print;
 use etch_formats::{Cell, NoResolver, Resolver};
@@ -56,7 +56,7 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
         return run_remote(address, &text, args.json);
     }
     let opened = match &args.target.store {
-        Some(p) => match open_node(p, &args.target) {
+        Some(p) => match open_node(p, &args.target, Need::WriteOrRead) {
             Ok(x) => Some(x),
             Err(e) => {
                 eprintln!("etch: {e}");

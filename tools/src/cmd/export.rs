@@ -1,7 +1,8 @@
 //! `etch export` and `etch import`: the snapshot file of docs/EXPORT.md.
 
 use super::copy::{post_order, Overlay, Sink, Source};
-use super::scan::{bar, branch_children, error_exit, EXIT_OK, EXIT_PROBLEMS};
+use super::failed;
+use super::scan::{bar, branch_children, EXIT_OK, EXIT_PROBLEMS};
 use super::FormatArg;
 use etch_engine::lattice::stored_value;
 use etch_formats::cell::ENCODING_BYTES_MAX;
@@ -32,7 +33,10 @@ and encoding, children before parents in a fixed order (the root last), then an 
 counts and a CRC-32C of everything before it. Exporting the same root gives the same bytes every \
 time, from either store format. `etch import` loads it into any store.\n\n\
 The root is the store's root unless --root names another stored cell. -o - writes to stdout. \
-Exit status 0, or 2 on an error (missing cells included: see etch verify)."
+The file is written beside OUTPUT under a temporary name, synced and then renamed, so OUTPUT is \
+only ever absent or complete; an existing OUTPUT is refused unless --force.\n\n\
+Exit status 0; 1 when the export failed (missing cells included: see etch verify); 2 on a usage \
+mistake (a malformed --root, OUTPUT exists)."
 )]
 pub struct ExportArgs {
     /// The store (either format).
@@ -43,6 +47,9 @@ pub struct ExportArgs {
     /// The file to write (`-`: stdout).
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+    /// Replace OUTPUT if it exists (only once the new file is complete).
+    #[arg(long)]
+    force: bool,
     /// Print the summary as one JSON object (keys file, root, cells, bytes, seconds).
     #[arg(long)]
     json: bool,
@@ -56,7 +63,7 @@ if there is none (--format), and keeps what it loaded reachable. A store with no
 empty #Index {}) takes the file's root as its root; when the store's root and the file's are \
 both lattice roots (#Index), the file's is merged into the store's by the root lattice \
 (lattice.md: :data values are united, drives and signed slots merge as replicas do), so nothing \
-either held becomes unreachable; any other pair of differing roots is refused (exit 2, the \
+either held becomes unreachable; any other pair of differing roots is refused (exit 1, the \
 store's root unchanged, the loaded cells kept for compaction's grace period). With \
 --no-set-root the store's root stays as it is and the file's root value is kept in its :data \
 (as (store v) does). The file is read \
@@ -66,7 +73,8 @@ counts and checksum — and the second writes. A damaged or truncated file write
 command names the byte offset of the first problem and exits 1. Cells the store already holds \
 are skipped. With FILE `-` the file is read from stdin, kept in a temporary file beside the store \
 for the two passes, and removed afterwards.\n\n\
-Exit status 0 imported, 1 the file is damaged (nothing imported), 2 usage or I/O error. --json \
+Exit status 0 imported; 1 when nothing was imported (a damaged file, no store at --store's \
+folder, an I/O error); 2 on a usage mistake. --json \
 prints one object with the keys file, store, root, cells, new_cells, bytes, seconds (or ok false \
 and error, offset)."
 )]
@@ -123,32 +131,39 @@ pub fn header(root: Option<&ValueId>) -> [u8; HEADER_BYTES] {
 /// Runs `etch export`.
 pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
     let start = Instant::now();
+    let to_stdout = args.output.as_os_str() == "-";
+    if !to_stdout && !args.force && std::fs::symlink_metadata(&args.output).is_ok() {
+        return super::usage(format!(
+            "{}: already exists; name a new file, or add --force to replace it",
+            args.output.display()
+        ));
+    }
     let src = match Source::open(&args.path, false) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return failed(e),
     };
     let root = match &args.root {
         Some(t) => match ValueId::from_hex(t.trim_start_matches("0x")) {
             Some(id) => id,
-            None => return error_exit(format!("'{t}' is not a Value ID (64 hex digits)")),
+            None => return super::usage(format!("'{t}' is not a Value ID (64 hex digits)")),
         },
         None => match src.root() {
             Some(r) => r,
             None => {
-                return error_exit(format!(
+                return failed(format!(
                     "{}: the store has no root (use --root)",
                     args.path.display()
                 ))
             }
         },
     };
-    let to_stdout = args.output.as_os_str() == "-";
-    let sink: Box<dyn Write> = if to_stdout {
-        Box::new(io::stdout().lock())
+    let partial = partial_path(&args.output);
+    let (sink, file): (Box<dyn Write>, Option<File>) = if to_stdout {
+        (Box::new(io::stdout().lock()), None)
     } else {
-        match File::create(&args.output) {
-            Ok(f) => Box::new(f),
-            Err(e) => return error_exit(format!("{}: {e}", args.output.display())),
+        match File::create(&partial).and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok((f, sync)) => (Box::new(f), Some(sync)),
+            Err(e) => return failed(format!("{}: {e}", partial.display())),
         }
     };
     let mut w = CrcWriter {
@@ -201,17 +216,20 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
         w.inner
             .write_all(&0u32.to_le_bytes())
             .map_err(|e| e.to_string())?;
-        w.inner.flush().map_err(|e| e.to_string())
+        w.inner.flush().map_err(|e| e.to_string())?;
+        match &file {
+            Some(f) => publish(f, &partial, &args.output),
+            None => Ok(()),
+        }
     })();
     pb.finish_and_clear();
-    if let Err(e) = result {
-        drop(w);
-        if !to_stdout {
-            let _ = std::fs::remove_file(&args.output);
-        }
-        return error_exit(e);
-    }
     drop(w);
+    if let Err(e) = result {
+        if !to_stdout {
+            let _ = std::fs::remove_file(&partial);
+        }
+        return failed(e);
+    }
     let secs = start.elapsed().as_secs_f64();
     let summary = if args.json {
         serde_json::json!({
@@ -235,6 +253,29 @@ pub fn export(args: ExportArgs) -> io::Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// Where an export to `output` is written until it is complete: a hidden name beside it.
+fn partial_path(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+    output.with_file_name(format!(".{name}.etch-partial"))
+}
+
+/// Makes the complete export at `partial` durable and gives it its name `output`, so a crash
+/// leaves `output` absent (or as it was) or complete, never partly written.
+fn publish(file: &File, partial: &Path, output: &Path) -> Result<(), String> {
+    let at = |p: &Path, e: io::Error| format!("{}: {e}", p.display());
+    file.sync_all().map_err(|e| at(partial, e))?;
+    std::fs::rename(partial, output).map_err(|e| at(output, e))?;
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| at(dir, e))
 }
 
 /// Why an export file was refused: where and what.
@@ -471,14 +512,20 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
                 args.file = t.path().to_path_buf();
                 Some(t)
             }
-            Err(e) => return error_exit(format!("stdin (kept in {}): {e}", dir.display())),
+            Err(e) => return failed(format!("stdin (kept in {}): {e}", dir.display())),
         }
     } else {
         None
     };
     let size = match std::fs::metadata(&args.file) {
+        Ok(m) if m.is_dir() => {
+            return failed(format!(
+                "{name}: a folder; etch import loads one export file (made by etch export -o \
+                 FILE); `etch drive import {name} DRIVE/PATH` copies a folder into a drive"
+            ))
+        }
         Ok(m) => m.len(),
-        Err(e) => return error_exit(format!("{}: {e}", name)),
+        Err(e) => return failed(format!("{}: {e}", name)),
     };
     let report_damage = |d: Damage| -> io::Result<ExitCode> {
         if args.json {
@@ -501,13 +548,13 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
     pb.finish_and_clear();
     let summary = match checked {
         Ok(s) => s,
-        Err(ReadError::Io(e)) => return error_exit(e),
+        Err(ReadError::Io(e)) => return failed(e),
         Err(ReadError::Damaged(d)) => return report_damage(d),
     };
     // Pass 2: write.
     let mut sink = match Sink::open_or_create(&args.store, args.format.into()) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return failed(e),
     };
     let mut new_cells = 0u64;
     let pb = bar(size, "import", true);
@@ -526,16 +573,16 @@ pub fn import(mut args: ImportArgs) -> io::Result<ExitCode> {
     pb.finish_and_clear();
     match written {
         Ok(_) => {}
-        Err(ReadError::Io(e)) => return error_exit(e),
+        Err(ReadError::Io(e)) => return failed(e),
         Err(ReadError::Damaged(d)) => return report_damage(d),
     }
     if let Err(e) = sink.finish() {
-        return error_exit(e);
+        return failed(e);
     }
     // Make what was loaded reachable, without making anything the store held unreachable.
     let new_root = match keep_reachable(&args.store, summary.root, args.no_set_root) {
         Ok(r) => r,
-        Err(e) => return error_exit(e),
+        Err(e) => return failed(e),
     };
     let secs = start.elapsed().as_secs_f64();
     let root = summary.root.map(|r| r.to_hex());
@@ -579,7 +626,7 @@ fn keep_reachable(
 ) -> Result<Option<ValueId>, String> {
     use etch_engine::node::LocalNode;
     use etch_engine::store::Root;
-    let store = super::open_any(path, true, FormatArg::Native)?.cell_store();
+    let store = super::open_any(path, super::Access::Write)?.cell_store();
     let at = |e: &dyn std::fmt::Display| super::with_path(path, e);
     let current = match store.root().map_err(|e| at(&e))? {
         Root::Unset => None,

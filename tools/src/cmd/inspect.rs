@@ -1,7 +1,7 @@
 //! `etch stats PATH` and `etch dump PATH`.
 
 use super::copy::post_order;
-use super::scan::{error_exit, Format, Scan, EXIT_OK};
+use super::scan::{Format, Scan, EXIT_OK};
 use etch_formats::{Kind as CellKind, ValueId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufWriter, Write};
@@ -61,9 +61,12 @@ fn type_name(enc: &[u8]) -> &'static str {
 /// Runs `etch stats`.
 pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
     let start = Instant::now();
+    if let Err(e) = super::check_store_path(&args.path, super::Access::Read) {
+        return super::failed(e);
+    }
     let mut scan = match Scan::run(&args.path, !args.json) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return super::failed(e),
     };
     scan.check_records(!args.json);
     let mut types: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
@@ -224,9 +227,12 @@ pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
 
 /// Runs `etch dump`.
 pub fn dump(args: DumpArgs) -> io::Result<ExitCode> {
+    if let Err(e) = super::check_store_path(&args.path, super::Access::Read) {
+        return super::failed(e);
+    }
     let mut scan = match Scan::run(&args.path, false) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return super::failed(e),
     };
     scan.sort_by_offset();
     let mut out = BufWriter::new(io::stdout().lock());

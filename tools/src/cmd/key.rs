@@ -188,21 +188,41 @@ fn show(key: &SigningKey) -> io::Result<()> {
 pub fn run(args: KeyArgs) -> io::Result<ExitCode> {
     let outcome = match args.action {
         KeyAction::New { key_file, force } => {
+            let key_file_given = key_file.is_some();
             let path = match key_file {
                 Some(p) => p,
                 None => default_key_file()?,
             };
+            if !force {
+                if let Ok(k) = read_key_file(&path) {
+                    let pk = k.verifying_key().to_bytes();
+                    let why = if key_file_given {
+                        ""
+                    } else {
+                        " (the Etch directory's key is made on first use by etch shell, eval, \
+                         drive and serve: it is already this node's identity)"
+                    };
+                    return super::failed(format!(
+                        "{}: a key is already there, so nothing was changed: public key 0x{}, \
+                         {}{why}. `etch key show` prints it; --force replaces it (drives the \
+                         old key signed stay readable, but only the old key can write them)",
+                        path.display(),
+                        hex::encode(pk),
+                        did_key(&pk)
+                    ));
+                }
+            }
             write_new_key(&path, force).and_then(|k| {
                 eprintln!("etch: new key written to {}", path.display());
                 show(&k)
             })
         }
-        KeyAction::Show { key_file } => {
-            let path = match key_file {
-                Some(p) => p,
-                None => default_key_file()?,
-            };
-            read_key_file(&path).and_then(|k| show(&k))
+        KeyAction::Show {
+            key_file: Some(path),
+        } => read_key_file(&path).and_then(|k| show(&k)),
+        // The Etch directory's key is made on first use, here as by the shell.
+        KeyAction::Show { key_file: None } => {
+            super::shell::node_key_announced().and_then(|k| show(&k))
         }
         KeyAction::Token { aud, ttl, key_file } => did_arg("--aud", &aud)
             .and_then(|()| key_of(key_file))

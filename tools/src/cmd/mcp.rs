@@ -2,7 +2,7 @@
 //! for an AI agent on this machine: on a store opened here (`--store`) or on a running node
 //! (`--connect`, over the peer protocol).
 
-use super::shell::{client_key, open_node, StoreTarget};
+use super::shell::{client_key, open_node, Need, StoreTarget};
 use etch_engine::query::{EvalError, Rights};
 use etch_formats::{Cell, Resolver};
 use etch_server::client::{BlockingClient, RemoteResolver};
@@ -99,9 +99,9 @@ pub fn run(args: McpArgs) -> io::Result<ExitCode> {
     } else {
         let Some(path) = &args.target.store else {
             eprintln!("etch: mcp needs --store PATH or --connect HOST:PORT");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(super::EXIT_USAGE));
         };
-        match open_node(path, &args.target) {
+        match open_node(path, &args.target, Need::WriteOrRead) {
             Ok((_, node, label)) => {
                 eprintln!("etch mcp: serving {label} over stdio");
                 Arc::new(NodeBackend::new(node, EVAL_TIMEOUT))

@@ -2,7 +2,7 @@
 //! or on a running node: add, remove, list. Each is one query-language form (`pin`, `unpin`,
 //! `pins`), evaluated on a store opened here or sent to a server as a QUERY.
 
-use super::shell::{client_key, open_node, StoreTarget};
+use super::shell::{client_key, open_node, Need, StoreTarget};
 use etch_engine::node::iso_time;
 use etch_engine::query::{eval_form, Env, EvalContext, EvalError};
 use etch_formats::value::{blob_bytes, elements};
@@ -161,7 +161,7 @@ pub fn run(args: PinArgs) -> io::Result<ExitCode> {
         Ok(f) => f,
         Err(e) => {
             eprintln!("etch: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
     let fail = |e: EvalError| {
@@ -184,9 +184,13 @@ pub fn run(args: PinArgs) -> io::Result<ExitCode> {
     }
     let Some(path) = &target.store else {
         eprintln!("etch: pin needs --store PATH or --connect HOST:PORT");
-        return Ok(ExitCode::from(2));
+        return Ok(ExitCode::from(super::EXIT_USAGE));
     };
-    let (store, node, _) = match open_node(path, target) {
+    let need = match args.action {
+        PinAction::Ls { .. } => Need::Read,
+        PinAction::Add { .. } | PinAction::Rm { .. } => Need::Write,
+    };
+    let (store, node, _) = match open_node(path, target, need) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("etch: {e}");

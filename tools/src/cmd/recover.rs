@@ -1,9 +1,7 @@
 //! `etch recover PATH -o NEW`: salvage every intact cell of a damaged store.
 
 use super::copy::{post_order, Overlay, Sink};
-use super::scan::{
-    self, bar, branch_children, deep_cad_records, error_exit, Format, Kind, Rec, Scan,
-};
+use super::scan::{self, bar, branch_children, deep_cad_records, Format, Kind, Rec, Scan};
 use super::FormatArg;
 use etch_engine::lattice::value_at_path;
 use etch_engine::store::StoreFormat;
@@ -195,11 +193,15 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     let start = Instant::now();
     let show = !args.json;
     if std::fs::symlink_metadata(&args.output).is_ok() {
-        return error_exit(format!("{}: already exists", args.output.display()));
+        return super::usage(format!(
+            "{}: already exists; recover writes a new store, so name a path that is free",
+            args.output.display()
+        ));
     }
+    let recognised = super::check_store_path(&args.path, super::Access::Read).is_ok();
     let mut scan = match Scan::run(&args.path, show) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return super::failed(e),
     };
     // Records past the last commit hash and decode like any other: salvage them too.
     let uncommitted = std::mem::take(&mut scan.uncommitted);
@@ -288,7 +290,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     };
     let mut sink = match Sink::create(&args.output, to) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return super::failed(e),
     };
     let pb = bar(scan.recs.len() as u64, "salvage", false);
     let (mut cells, mut bytes) = (0u64, 0u64);
@@ -344,7 +346,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
     let finished = result.and_then(|_| sink.finish());
     if let Err(e) = finished {
         let _ = etch_engine::store::swap::remove_any(&args.output);
-        return error_exit(e);
+        return super::failed(e);
     }
     let secs = start.elapsed().as_secs_f64();
     // Lost: a damaged record, a root whose tree is not whole, or bytes where records lay that
@@ -464,9 +466,11 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
             to.name()
         )?;
     }
-    Ok(ExitCode::from(if something_lost {
-        scan::EXIT_PROBLEMS
-    } else {
-        scan::EXIT_OK
-    }))
+    Ok(ExitCode::from(
+        if something_lost || (!recognised && cells == 0) {
+            scan::EXIT_PROBLEMS
+        } else {
+            scan::EXIT_OK
+        },
+    ))
 }

@@ -23,20 +23,11 @@ use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
-use std::process::ExitCode;
 
 /// Exit status: nothing wrong.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: problems found (damage, loss).
-pub const EXIT_PROBLEMS: u8 = 1;
-/// Exit status: usage or I/O error.
-pub const EXIT_ERROR: u8 = 2;
-
-/// Prints `etch: msg` and returns exit status 2.
-pub fn error_exit(msg: impl std::fmt::Display) -> std::io::Result<ExitCode> {
-    eprintln!("etch: {msg}");
-    Ok(ExitCode::from(EXIT_ERROR))
-}
+/// Exit status: problems found (damage, loss): a failed check, as any failure.
+pub const EXIT_PROBLEMS: u8 = super::EXIT_FAILED;
 
 /// A progress bar on stderr with rate and ETA, hidden when stderr is not a terminal.
 pub fn bar(len: u64, what: &str, bytes: bool) -> ProgressBar {
@@ -287,6 +278,9 @@ pub fn guess_format(path: &Path) -> Result<Format, String> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(Format::Native),
         Ok(_) => Ok(Format::Cad047),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            super::check_store_path(path, super::Access::Read).map(|()| Format::Native)
+        }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
@@ -296,7 +290,15 @@ impl Scan {
     pub fn run(path: &Path, show: bool) -> Result<Scan, String> {
         etch_engine::store::swap::recover_replace(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        match guess_format(path)? {
+        let format = guess_format(path)?;
+        if let Err(e) = super::check_store_path(path, super::Access::Read) {
+            // Damage can take a store's magic or FORMAT file too: read it anyway, and say so.
+            eprintln!(
+                "etch: {e}\netch: reading it as a damaged {} store",
+                format.name()
+            );
+        }
+        match format {
             Format::Native => scan_native(path, show),
             Format::Cad047 => scan_cad(path, show),
         }

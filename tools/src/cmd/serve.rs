@@ -1,6 +1,6 @@
 //! `etch serve`: run a lattice node on a store (the server crate), until SIGINT or SIGTERM.
 
-use super::{open_any_with, FormatArg, IoArg};
+use super::{open_any_with, Access, FormatArg, IoArg};
 use etch_engine::gc::GcTarget;
 use etch_engine::node::LocalNode;
 use etch_engine::quota::Quotas;
@@ -250,10 +250,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .try_init();
-    let fail = |e: String| {
-        eprintln!("etch: {e}");
-        Ok(ExitCode::FAILURE)
-    };
+    let fail = super::failed;
     let mut peers = Vec::new();
     for p in &args.peers {
         match PeerSpec::parse(p) {
@@ -286,7 +283,7 @@ pub fn run(args: ServeArgs) -> io::Result<ExitCode> {
         Ok(k) => k,
         Err(e) => return fail(format!("node key: {e}")),
     };
-    let store = match open_any_with(&args.store, true, args.format, args.io) {
+    let store = match open_any_with(&args.store, Access::Create(args.format), args.io) {
         Ok(s) if args.hold == Hold::Pinned && s.format() != StoreFormat::Native => {
             return fail(format!(
                 "{}: --hold pinned needs a native store (this one is {}); convert it with \

@@ -1,6 +1,6 @@
 //! `etch info`, `etch get`, `etch put`: a store from the command line.
 
-use super::{iso_time, open_any, with_path, FormatArg};
+use super::{iso_time, open_any, with_path, Access, FormatArg};
 use etch_engine::lattice::stored_value;
 use etch_engine::node::LocalNode;
 use etch_engine::store::{AnyStore, Root};
@@ -13,10 +13,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn fail(msg: impl std::fmt::Display) -> io::Result<ExitCode> {
-    eprintln!("etch: {msg}");
-    Ok(ExitCode::FAILURE)
-}
+use super::failed as fail;
 
 /// Arguments of `etch info`.
 #[derive(clap::Args)]
@@ -37,7 +34,7 @@ pub struct InfoArgs {
 
 /// Runs `etch info`.
 pub fn info(args: InfoArgs) -> io::Result<ExitCode> {
-    let any = match open_any(&args.path, false, FormatArg::Native) {
+    let any = match open_any(&args.path, Access::Read) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -135,7 +132,7 @@ pub struct SnapshotsArgs {
 
 /// Runs `etch snapshots`.
 pub fn snapshots(args: SnapshotsArgs) -> io::Result<ExitCode> {
-    let any = match open_any(&args.path, false, FormatArg::Native) {
+    let any = match open_any(&args.path, Access::Read) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -202,9 +199,9 @@ pub struct GetArgs {
 /// Runs `etch get`.
 pub fn get(args: GetArgs) -> io::Result<ExitCode> {
     let Some(id) = ValueId::from_hex(&args.id) else {
-        return fail(format!("'{}' is not a Value ID (64 hex digits)", args.id));
+        return super::usage(format!("'{}' is not a Value ID (64 hex digits)", args.id));
     };
-    let store = match open_any(&args.path, false, FormatArg::Native) {
+    let store = match open_any(&args.path, Access::Read) {
         Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };
@@ -298,7 +295,7 @@ enum PutLine {
 
 /// Runs `etch put`.
 pub fn put(args: PutArgs) -> io::Result<ExitCode> {
-    let store = match open_any(&args.path, true, args.format) {
+    let store = match open_any(&args.path, Access::Create(args.format)) {
         Ok(s) => s.cell_store(),
         Err(e) => return fail(e),
     };

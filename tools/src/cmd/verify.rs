@@ -1,7 +1,7 @@
 //! `etch verify PATH`: structure, every record, every tree.
 
 use super::copy::memory_size;
-use super::scan::{self, error_exit, walk_trees, Format, Kind, Problem, Scan};
+use super::scan::{self, walk_trees, Format, Kind, Problem, Scan};
 use etch_engine::store::cad047;
 use etch_formats::{decode_cell, ValueId};
 use rayon::prelude::*;
@@ -28,7 +28,7 @@ cell passes the stage-B rules against its children.\n\n\
 Records and trees are checked on every core. Damage a crash leaves past the last commit of a \
 native log is reported as a note (a writable open cuts it off), not a problem.\n\n\
 Kinds: header, frame, commit, snapshot, index, record, hash, encoding, missing, structure, \
-truncated. Exit status: 0 sound, 1 problems found, 2 usage or I/O error. --json prints one \
+truncated. Exit status: 0 sound, 1 problems found or the store could not be read, 2 a usage mistake. --json prints one \
 object: path, format, ok, records, record_bytes, file_bytes, roots, reachable_cells, \
 reachable_bytes, seconds, problems (file, offset, id, kind, detail), notes."
 )]
@@ -107,7 +107,7 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
     let show = !args.json;
     let mut scan = match Scan::run(&args.path, show) {
         Ok(s) => s,
-        Err(e) => return error_exit(e),
+        Err(e) => return super::failed(e),
     };
     scan.check_records(show);
     // Every root (native: every commit's; CAD047: the header's, named at offset 12, §8.9).

@@ -106,9 +106,10 @@ async def exercise(read, write, drive):
 async def main():
     mode = sys.argv[1]
     if mode in ("stdio", "stdio-connect"):
-        flag = "--store" if mode == "stdio" else "--connect"
+        # A new store on this run's path (--create), or a running node.
+        where = ["--create", "--store"] if mode == "stdio" else ["--connect"]
         # The whole environment (ETCH_HOME: the node key), not the SDK's default subset.
-        params = StdioServerParameters(command=sys.argv[2], args=["mcp", flag, sys.argv[3]],
+        params = StdioServerParameters(command=sys.argv[2], args=["mcp", *where, sys.argv[3]],
                                        env=dict(os.environ))
         async with stdio_client(params) as (read, write):
             await exercise(read, write, "agent" if mode == "stdio" else "remote")

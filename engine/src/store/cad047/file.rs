@@ -148,7 +148,11 @@ pub enum EtchError {
     #[error("cannot write: {0}")]
     Unwritable(String),
     /// Another process (an Etch writer or a Convex peer) holds the file's lock.
-    #[error("{path}: the file is locked by another process (a running writer or Convex peer)")]
+    #[error(
+        "{path}: the file is locked by another process (an etch writer or a Convex peer); a \
+         CAD047 file is read only while no one writes it, so stop that process and retry (a \
+         native store lets readers share it with a writer)"
+    )]
     Locked {
         /// The file.
         path: PathBuf,

@@ -44,7 +44,10 @@ pub enum NativeError {
     #[error(transparent)]
     Run(#[from] RunError),
     /// Another process holds the store's write lock.
-    #[error("{path}: the store is locked by another writer")]
+    #[error(
+        "{path}: the store is locked by another writer (an etch shell, serve or writing command); \
+         close it and retry (commands that only read work meanwhile)"
+    )]
     Locked {
         /// The store.
         path: PathBuf,
