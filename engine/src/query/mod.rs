@@ -8,9 +8,7 @@
 
 mod builtins;
 mod core;
-mod dlfs;
 mod docs;
-mod pins;
 
 pub use builtins::Builtin;
 pub use docs::{all_docs, doc, Doc, Group, DOCS};
@@ -664,9 +662,6 @@ impl<'a> Evaluator<'a> {
         if let Some(v) = self.env.defs.get(name) {
             return Ok(v.clone());
         }
-        if let Some(b) = core::builtin(name) {
-            return Ok(Value::Builtin(b));
-        }
         if let Some(b) = builtins::find(name) {
             return Ok(Value::Builtin(b.doc.name));
         }
@@ -1084,14 +1079,14 @@ impl<'a> Evaluator<'a> {
     fn eval_for(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
         let items = self.macro_binding(args, 2, "[sym sequence]")?;
         let coll = self.eval(&items[1], locals)?;
-        let n = core::call(self, "count", vec![coll.clone()])?
+        let n = builtins::call(self, "count", vec![coll.clone()])?
             .to_cell()
             .as_long()
             .unwrap_or(0);
         let sym = self.binding_name(&items[0])?;
         let mut out = Vec::new();
         for i in 0..n {
-            let x = core::call(self, "nth", vec![coll.clone(), Value::Data(Cell::long(i))])?;
+            let x = builtins::call(self, "nth", vec![coll.clone(), Value::Data(Cell::long(i))])?;
             let mut inner = locals.clone();
             if let Some(s) = &sym {
                 inner.push((s.clone(), x));
@@ -1219,10 +1214,7 @@ impl<'a> Evaluator<'a> {
     /// Applies a function or data structure to evaluated arguments (§3.2).
     pub(crate) fn apply(&mut self, op: &Value, args: Vec<Value>) -> Res<Value> {
         match op {
-            Value::Builtin(name) => match builtins::find(name) {
-                Some(b) => (b.run)(self, args),
-                None => core::call(self, name, args),
-            },
+            Value::Builtin(name) => builtins::call(self, name, args),
             Value::Closure(c) => self.call_closure(c, args),
             Value::Data(d) => self.apply_data(d, args),
         }

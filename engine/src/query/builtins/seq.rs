@@ -369,7 +369,7 @@ fn mapv(ev: &mut Evaluator, mut args: Vec<Value>) -> Res<Value> {
     if args.len() < 2 {
         return Err(binding_arity(args.len(), "[f fst & more]"));
     }
-    args[1] = core::call(ev, "vec", vec![args[1].clone()])?;
+    args[1] = super::call(ev, "vec", vec![args[1].clone()])?;
     map(ev, args)
 }
 
@@ -377,7 +377,7 @@ fn mapcat(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     if args.len() < 2 {
         return Err(binding_arity(args.len(), "[f coll & more]"));
     }
-    let empty = core::call(ev, "empty", vec![args[1].clone()])?;
+    let empty = super::call(ev, "empty", vec![args[1].clone()])?;
     let mapped = map(ev, args)?.to_cell();
     let mut parts = vec![empty];
     if !mapped.is_nil() {
@@ -389,7 +389,7 @@ fn mapcat(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     } else {
         parts.push(Value::Data(Cell::nil()));
     }
-    core::call(ev, "concat", parts)
+    super::call(ev, "concat", parts)
 }
 
 /// The elements of `filter`'s coll that pass `pred`.
@@ -533,11 +533,11 @@ fn update(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     if args.len() < 3 {
         return Err(no_arity(args.len()));
     }
-    let old = core::call(ev, "get", vec![args[0].clone(), args[1].clone()])?;
+    let old = super::call(ev, "get", vec![args[0].clone(), args[1].clone()])?;
     let mut call = vec![old];
     call.extend(args[3..].iter().cloned());
     let new = ev.apply(&args[2], call)?;
-    core::call(ev, "assoc", vec![args[0].clone(), args[1].clone(), new])
+    super::call(ev, "assoc", vec![args[0].clone(), args[1].clone(), new])
 }
 
 fn update_in(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
@@ -548,12 +548,12 @@ fn update_in(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     let old = if path.count() == 0 && matches!(path.kind(), Kind::Vector | Kind::List | Kind::Nil) {
         args[0].clone()
     } else {
-        core::call(ev, "get-in", vec![args[0].clone(), args[1].clone()])?
+        super::call(ev, "get-in", vec![args[0].clone(), args[1].clone()])?
     };
     let mut call = vec![old];
     call.extend(args[3..].iter().cloned());
     let new = ev.apply(&args[2], call)?;
-    core::call(ev, "assoc-in", vec![args[0].clone(), args[1].clone(), new])
+    super::call(ev, "assoc-in", vec![args[0].clone(), args[1].clone(), new])
 }
 
 fn dissoc_in(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
@@ -571,14 +571,14 @@ fn dissoc_path(ev: &mut Evaluator, m: Value, ks: &[Cell]) -> Res<Value> {
     };
     let k = Value::Data(k.clone());
     if more.is_empty() {
-        return core::call(ev, "dissoc", vec![m, k]);
+        return super::call(ev, "dissoc", vec![m, k]);
     }
-    let inner = core::call(ev, "get", vec![m.clone(), k.clone()])?;
+    let inner = super::call(ev, "get", vec![m.clone(), k.clone()])?;
     let inner = dissoc_path(ev, inner, more)?;
-    if crate::query::truthy(&core::call(ev, "empty?", vec![inner.clone()])?) {
-        core::call(ev, "dissoc", vec![m, k])
+    if crate::query::truthy(&super::call(ev, "empty?", vec![inner.clone()])?) {
+        super::call(ev, "dissoc", vec![m, k])
     } else {
-        core::call(ev, "assoc", vec![m, k, inner])
+        super::call(ev, "assoc", vec![m, k, inner])
     }
 }
 
