@@ -7,16 +7,15 @@ use crate::conn::{Conn, Host, Role};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
 use etch_engine::lattice::hold::{zone_at, Zone};
-use etch_engine::lattice::{
-    lookup_path, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
-};
+use etch_engine::lattice::incoming::{check_signed, crosses_signature, served_root};
+use etch_engine::lattice::{lookup_path, value_at_path, MergeError};
 use etch_engine::node::{wall_clock_ms, ClientNode, NodeError};
 use etch_engine::query::QueryNode;
 use etch_engine::query::{eval_form, Env, EvalContext, EvalError, Rights};
 use etch_engine::quota::Charge;
 use etch_engine::store::CellStore;
 use etch_formats::message::{encode_complete, encode_data_result};
-use etch_formats::value::{elements, for_each_entry};
+use etch_formats::value::elements;
 use etch_formats::{Cell, Kind, Message, MessageType, NoResolver, ResultRecord, ValueId};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -544,38 +543,6 @@ fn path_of(v: Option<Cell>, single_key_ok: bool) -> Option<Vec<Cell>> {
     }
 }
 
-/// The root keys served to others: the propagated lattice regions (lattice.md §4). Not
-/// `:local` (this node's own settings, not propagated, §8.2) nor `:pins` (this node's pin set,
-/// `etch_engine::pins`), nor anything else a `set-root!` may have put there.
-const SERVED_KEYS: [&str; 3] = ["data", "fs", "p2p"];
-
-/// The root as served to others: only its [`SERVED_KEYS`].
-pub(crate) fn served_root(root: &Cell, r: &dyn etch_formats::Resolver) -> Cell {
-    if root.kind() != Kind::Index {
-        return root.clone();
-    }
-    let served = |k: &Cell| {
-        k.kind() == Kind::Keyword
-            && SERVED_KEYS
-                .iter()
-                .any(|s| k.name_bytes() == Some(s.as_bytes()))
-    };
-    let mut entries = Vec::new();
-    let mut dropped = false;
-    let walked = etch_formats::value::for_each_index_entry(root, r, &mut |k, v| {
-        if served(&k) {
-            entries.push((k, v));
-        } else {
-            dropped = true;
-        }
-        Ok(())
-    });
-    if walked.is_err() || !dropped {
-        return root.clone();
-    }
-    Cell::index(entries).unwrap_or_else(|_| root.clone())
-}
-
 /// Branch bytes a LATTICE_QUERY answer carries at most. A puller completes the rest by
 /// DATA_REQUEST, which it spreads over all its peers (`acquire::complete_tree`); a larger
 /// answer would come from this one node only, and each of a node's peers pulled at once would
@@ -618,6 +585,15 @@ fn lv_ack_id(msg: &Message) -> Option<i64> {
 pub(crate) struct Refusal {
     pub code: &'static str,
     pub message: String,
+}
+
+impl From<etch_engine::lattice::incoming::Refused> for Refusal {
+    fn from(r: etch_engine::lattice::incoming::Refused) -> Refusal {
+        Refusal {
+            code: r.code,
+            message: r.message,
+        }
+    }
 }
 
 impl Refusal {
@@ -742,24 +718,6 @@ pub(crate) async fn merge_incoming(
     // A client's value is charged to it (etch_engine::quota); a peer's or an admin's is not.
     let charge = (!is_peer(shared, conn) && !is_admin(shared, conn)).then(|| writer(conn));
     merge_value(shared, conn, path, value, refuse_stale, charge).await
-}
-
-/// Whether `path` goes through the `:value` of a Signed lattice (an owner slot's content).
-fn crosses_signature(root: &Lattice, path: &[Cell]) -> bool {
-    let mut lat = root;
-    for key in path {
-        if matches!(lat, Lattice::Signed(_))
-            && key.kind() == Kind::Keyword
-            && key.name_bytes() == Some(b"value".as_slice())
-        {
-            return true;
-        }
-        match lat.child(key) {
-            Some(c) => lat = c,
-            None => return false,
-        }
-    }
-    false
 }
 
 /// How long the sender of a value gets to answer a DATA_REQUEST before its missing cells are
@@ -899,7 +857,7 @@ async fn merge_checked(
         let own = value_at_path(&before, &path, r).map_err(io)?;
         // A bad owner slot is left out alone (the merge drops it: lattice.md §6.1); the
         // valid ones merge.
-        let refused = check_signed(sub, &value, &own, refuse_stale, r)?;
+        let refused = check_signed(sub, &value, &own, refuse_stale, r).map_err(Refusal::from)?;
         for (owner, why) in &refused {
             tracing::warn!(owner = %owner, reason = %why, "owner slot refused; the other slots merge");
         }
@@ -917,118 +875,9 @@ async fn merge_checked(
     Ok(merged.0)
 }
 
-/// Verifies every signed value the lattice `l` governs in the incoming `v` before anything is
-/// merged: each owner slot must be SignedData with a valid signature by a key that passes the
-/// owner check; standalone Signed values must verify. Returns the owner slots that fail (owner
-/// and why), which the merge leaves out; the whole value is refused only when an owner map
-/// brings no valid slot at all, or a standalone Signed value fails. With `refuse_stale`, an
-/// owner slot that brings nothing new over the slot held (a replayed older state) refuses the
-/// value.
-fn check_signed(
-    l: &Lattice,
-    v: &Cell,
-    own: &Cell,
-    refuse_stale: bool,
-    r: &dyn etch_formats::Resolver,
-) -> Result<Vec<(String, String)>, Refusal> {
-    let io = |e: etch_formats::ResolveError| Refusal::new("MISSING", e.to_string());
-    match l {
-        Lattice::Keyed(children) => {
-            let mut refused = Vec::new();
-            for (name, sub) in children {
-                let key = kw(name);
-                let child = value_at_path(v, std::slice::from_ref(&key), r).map_err(io)?;
-                if child.is_nil() {
-                    continue;
-                }
-                let own_child = value_at_path(own, std::slice::from_ref(&key), r).map_err(io)?;
-                refused.extend(check_signed(sub, &child, &own_child, refuse_stale, r)?);
-            }
-            Ok(refused)
-        }
-        Lattice::Owner(slot_lattice) => {
-            if v.kind() != Kind::Map {
-                return Ok(Vec::new());
-            }
-            let ctx = MergeContext::default();
-            let mut failure: Option<Refusal> = None;
-            let (mut refused, mut valid) = (Vec::new(), 0usize);
-            for_each_entry(v, r, &mut |owner, slot| {
-                if failure.is_some() {
-                    return Ok(());
-                }
-                let slot = slot.unwrap_or_else(Cell::nil);
-                // Printed only for a refusal, and shortly: an owner key is the sender's data
-                // and may be a huge tree (a DAG printed in full could grow without bound).
-                let who = || owner_text(&owner, r);
-                if slot.kind() != Kind::Signed || !signature_valid(&slot) {
-                    refused.push((who(), "bad signature".to_string()));
-                    return Ok(());
-                }
-                let signer = slot.signed_public_key().unwrap_or_default();
-                if !ctx.verify_owner(&owner, signer) {
-                    refused.push((who(), "signed by another key".to_string()));
-                    return Ok(());
-                }
-                valid += 1;
-                if refuse_stale {
-                    let held = value_at_path(own, std::slice::from_ref(&owner), r)?;
-                    if !held.is_nil() && held.id() != slot.id() {
-                        let m = slot_lattice.merge(&ctx, &held, &slot, r)?;
-                        if m.id() == held.id() {
-                            failure = Some(Refusal::new(
-                                "STATE",
-                                format!(
-                                    "Stale value for owner {}: nothing newer than the slot held",
-                                    who()
-                                ),
-                            ));
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .map_err(io)?;
-            if let Some(f) = failure {
-                return Err(f);
-            }
-            if valid == 0 {
-                if let Some((owner, why)) = refused.first() {
-                    let text = if why == "bad signature" {
-                        format!("Bad signature in the slot of owner {owner}")
-                    } else {
-                        format!("The slot of owner {owner} is {why}")
-                    };
-                    return Err(Refusal::new("TRUST", text));
-                }
-            }
-            Ok(refused)
-        }
-        Lattice::Signed(_) => {
-            if signature_valid(v) {
-                Ok(Vec::new())
-            } else {
-                Err(Refusal::new("TRUST", "Bad signature"))
-            }
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
 /// Sets the flag every running QUERY checks (shutdown cancels evaluations).
 pub(crate) fn cancel_queries(shared: &Shared) {
     shared.cancel.store(true, Ordering::SeqCst);
-}
-
-/// Most bytes of an owner key shown in an error message.
-const OWNER_TEXT_BYTES_MAX: usize = 200;
-
-/// An owner key as text for an error message, at most [`OWNER_TEXT_BYTES_MAX`] bytes.
-fn owner_text(owner: &Cell, r: &dyn etch_formats::Resolver) -> String {
-    match etch_formats::text::print_limited(owner, r, OWNER_TEXT_BYTES_MAX) {
-        Ok(t) => t,
-        Err(_) => format!("{} (a {:?} too long to show)", owner.id(), owner.kind()),
-    }
 }
 
 /// The message of a `:LOAD` refusal (Java's text).

@@ -146,7 +146,7 @@ async fn push(
     // Walking the root reads the store: off the runtime threads.
     let (s, r) = (shared.clone(), root.clone());
     let encoded = tokio::task::spawn_blocking(move || {
-        let served = crate::handler::served_root(&r, s.local.as_ref());
+        let served = etch_engine::lattice::incoming::served_root(&r, s.local.as_ref());
         let payload = message::lattice_value(&[], served, None);
         let (body, sent) = encode_delta(
             &payload,

@@ -28,6 +28,7 @@ mod data;
 pub mod dlfs;
 mod generic;
 pub mod hold;
+pub mod incoming;
 pub mod owner;
 mod path;
 
