@@ -7,7 +7,6 @@
 //! changes the root returns only after the store's root slot is durable.
 
 use crate::dlfs::{self, kw, DlfsError};
-use crate::lattice::coll::{self, Change, MapKind};
 use crate::lattice::owner::verify_owner;
 use crate::lattice::{
     merge_at_path, sign, signature_valid, value_at_path, Lattice, MergeContext, MergeError,
@@ -17,6 +16,7 @@ use crate::query::{DriveEdit, EvalError, QueryNode};
 use crate::quota::{self, Charge, Quotas};
 use crate::store::{CellStore, Root, StoreError};
 use ed25519_dalek::SigningKey;
+use etch_formats::coll::{self, Change, MapKind};
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};

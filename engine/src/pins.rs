@@ -10,8 +10,8 @@
 //!   compaction keeps it, and a restart finds the pins in the committed root.
 
 use crate::dlfs::kw;
-use crate::lattice::coll::{self, MapKind};
 use crate::lattice::value_at_path;
+use etch_formats::coll::{self, MapKind};
 use etch_formats::value::{blob_bytes, for_each_index_entry};
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 

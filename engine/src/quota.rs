@@ -15,10 +15,10 @@
 //!   refunded (the space comes back only when the node compacts).
 
 use crate::dlfs::kw;
-use crate::lattice::coll::{self, MapKind};
 use crate::lattice::value_at_path;
 use crate::store::walk::walk_new_cells;
 use crate::store::{CellStore, StoreError};
+use etch_formats::coll::{self, MapKind};
 use etch_formats::value::for_each_index_entry;
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 use std::collections::HashSet;

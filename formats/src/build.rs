@@ -2,9 +2,10 @@
 //! Strings, Vectors, Maps and Sets are built bottom-up with the children of big nodes encoded
 //! and hashed in parallel (rayon).
 
-use crate::cell::{tag, Cell, Encoder, Kind, Ref, BIGINT_BYTES_MAX, CHUNK_BYTES, HASH_LEAF_MAX};
+use crate::cell::{tag, Cell, Encoder, Kind, Ref, BIGINT_BYTES_MAX, CHUNK_BYTES};
 use crate::cell::{NAME_BYTES_MAX, VECTOR_LEAF_MAX};
-use crate::id::{common_hex_prefix, hex_digit, ValueId};
+use crate::coll;
+
 use crate::shape;
 use num_bigint::BigInt;
 use rayon::prelude::*;
@@ -177,23 +178,9 @@ impl Cell {
             })?;
             let bytes = shape::index_key_prefix(&k)
                 .ok_or_else(|| BuildError("Index key bytes unavailable".into()))?;
-            keyed.push(IndexEntry {
-                bytes,
-                hex,
-                key: k,
-                value: v,
-            });
+            keyed.push((coll::KeyId { bytes, hex }, Ref::to(k), Ref::to(v)));
         }
-        // Stable sort, then keep the last of each run of equal keys.
-        keyed.sort_by(|a, b| a.bytes.cmp(&b.bytes).then(a.hex.cmp(&b.hex)));
-        let mut dedup: Vec<IndexEntry> = Vec::with_capacity(keyed.len());
-        for e in keyed {
-            match dedup.last_mut() {
-                Some(last) if last.bytes == e.bytes && last.hex == e.hex => *last = e,
-                _ => dedup.push(e),
-            }
-        }
-        Ok(index_node(&dedup))
+        Ok(coll::index_build(keyed))
     }
 
     /// A Syntax object: `datum` with metadata (nil or a Map; an empty Map means none).
@@ -317,111 +304,14 @@ fn vector_node(t: u8, elements: &[Cell]) -> Cell {
     e.finish()
 }
 
-type HashEntry = (ValueId, Cell, Option<Cell>);
-
+/// The hash Map or Set (`t`) of these entries through [`coll::hash_build`], the keys' IDs
+/// computed on every core for large collections.
 fn hash_root(t: u8, entries: Vec<(Cell, Option<Cell>)>) -> Cell {
-    let mut keyed: Vec<HashEntry> = if entries.len() >= PARALLEL_ELEMENTS_MIN {
-        entries
-            .into_par_iter()
-            .map(|(k, v)| (*k.id(), k, v))
-            .collect()
+    let slot = |(k, v): (Cell, Option<Cell>)| (*k.id(), Ref::to(k), v.map(Ref::to));
+    let keyed: Vec<coll::HashEntry> = if entries.len() >= PARALLEL_ELEMENTS_MIN {
+        entries.into_par_iter().map(slot).collect()
     } else {
-        entries.into_iter().map(|(k, v)| (*k.id(), k, v)).collect()
+        entries.into_iter().map(slot).collect()
     };
-    keyed.sort_by_key(|a| a.0);
-    let mut dedup: Vec<HashEntry> = Vec::with_capacity(keyed.len());
-    for e in keyed {
-        match dedup.last_mut() {
-            Some(last) if last.0 == e.0 => *last = e,
-            _ => dedup.push(e),
-        }
-    }
-    hash_node(t, &dedup)
-}
-
-fn hash_node(t: u8, entries: &[HashEntry]) -> Cell {
-    let n = entries.len() as u64;
-    let mut e = Encoder::new(t);
-    e.vlq(n);
-    if n <= HASH_LEAF_MAX {
-        for (_, k, v) in entries {
-            e.child(k.clone());
-            if let Some(v) = v {
-                e.child(v.clone());
-            }
-        }
-        return e.finish();
-    }
-    let first = &entries[0].0;
-    let last = &entries[entries.len() - 1].0;
-    let shift = common_hex_prefix(&first.0, &last.0, 64);
-    let mut groups: Vec<&[HashEntry]> = Vec::new();
-    let mut mask = 0u16;
-    let mut start = 0;
-    for i in 1..=entries.len() {
-        if i == entries.len() || entries[i].0.digit(shift) != entries[start].0.digit(shift) {
-            mask |= 1 << entries[start].0.digit(shift);
-            groups.push(&entries[start..i]);
-            start = i;
-        }
-    }
-    let children: Vec<Cell> = if entries.len() >= PARALLEL_ELEMENTS_MIN {
-        groups.par_iter().map(|g| hashed(hash_node(t, g))).collect()
-    } else {
-        groups.iter().map(|g| hash_node(t, g)).collect()
-    };
-    e.byte(shift as u8).bytes(&mask.to_be_bytes());
-    for ch in children {
-        e.child(ch);
-    }
-    e.finish()
-}
-
-struct IndexEntry {
-    bytes: Vec<u8>,
-    hex: usize,
-    key: Cell,
-    value: Cell,
-}
-
-fn index_node(entries: &[IndexEntry]) -> Cell {
-    let n = entries.len() as u64;
-    let mut e = Encoder::new(tag::INDEX);
-    e.vlq(n);
-    if n == 0 {
-        return e.finish();
-    }
-    if n == 1 {
-        e.child(entries[0].key.clone())
-            .child(entries[0].value.clone());
-        return e.finish();
-    }
-    let (first, last) = (&entries[0], &entries[entries.len() - 1]);
-    let depth = common_hex_prefix(&first.bytes, &last.bytes, first.hex.min(last.hex));
-    let mut rest = entries;
-    if first.hex == depth {
-        e.byte(0x80)
-            .child(first.key.clone())
-            .child(first.value.clone());
-        rest = &entries[1..];
-    } else {
-        e.byte(0x00);
-    }
-    let mut groups: Vec<&[IndexEntry]> = Vec::new();
-    let mut mask = 0u16;
-    let mut start = 0;
-    for i in 1..=rest.len() {
-        if i == rest.len()
-            || hex_digit(&rest[i].bytes, depth) != hex_digit(&rest[start].bytes, depth)
-        {
-            mask |= 1 << hex_digit(&rest[start].bytes, depth);
-            groups.push(&rest[start..i]);
-            start = i;
-        }
-    }
-    e.byte(depth as u8).bytes(&mask.to_be_bytes());
-    for g in groups {
-        e.child(index_node(g));
-    }
-    e.finish()
+    coll::hash_build(t, keyed)
 }

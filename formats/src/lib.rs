@@ -15,6 +15,7 @@
 pub mod body;
 pub mod build;
 pub mod cell;
+pub mod coll;
 pub mod decode;
 pub mod error;
 pub mod gen;

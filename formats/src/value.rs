@@ -2,7 +2,7 @@
 //! Map, Set or Index, the bytes of a Blob or String, and memory sizes (encoding.md §10).
 //! Children resolve through a [`Resolver`]; walks are bounded by the tree shapes of the format.
 
-use crate::cell::{tag, Cell, Kind, Ref, ResolveError, Resolver, HASH_LEAF_MAX, VECTOR_LEAF_MAX};
+use crate::cell::{tag, Cell, Kind, Ref, ResolveError, Resolver, VECTOR_LEAF_MAX};
 use crate::ValueId;
 
 type Res<T> = Result<T, ResolveError>;
@@ -86,37 +86,30 @@ pub fn vector_get(cell: &Cell, i: u64, r: &dyn Resolver) -> Res<Option<Cell>> {
     }
 }
 
-/// Calls `f(key, value)` for each entry of a Map in map order (Sets: value is `None`).
+/// Calls `f(key, value)` for each entry of a Map in map order (Sets: value is `None`): the
+/// walk of [`crate::coll::hash_walk`] with each slot read.
 pub fn for_each_entry(
     cell: &Cell,
     r: &dyn Resolver,
     f: &mut dyn FnMut(Cell, Option<Cell>) -> Res<()>,
 ) -> Res<()> {
-    let per = if cell.tag() == tag::MAP { 2 } else { 1 };
-    if cell.count() <= HASH_LEAF_MAX {
-        for pair in cell.refs().chunks(per) {
-            let k = pair[0].fetch(r)?;
-            let v = match pair.get(1) {
-                Some(v) => Some(v.fetch(r)?),
-                None => None,
-            };
-            f(k, v)?;
-        }
-        return Ok(());
-    }
-    for ch in cell.refs() {
-        for_each_entry(&ch.fetch(r)?, r, f)?;
-    }
-    Ok(())
+    crate::coll::hash_walk(cell, r, &mut |k, v| {
+        let v = match v {
+            Some(v) => Some(v.fetch(r)?),
+            None => None,
+        };
+        f(k.fetch(r)?, v)
+    })
 }
 
-/// Calls `f(key, value)` for each entry of an Index in key byte order.
+/// Calls `f(key, value)` for each entry of an Index in key byte order: the walk of
+/// [`crate::coll::index_walk`] with each slot read.
 pub fn for_each_index_entry(
     cell: &Cell,
     r: &dyn Resolver,
     f: &mut dyn FnMut(Cell, Cell) -> Res<()>,
 ) -> Res<()> {
-    for_each_surviving_index_entry(cell, r, f, &mut |id| Err(ResolveError::Missing(id)))
+    crate::coll::index_walk(cell, r, &mut |k, v| f(k.fetch(r)?, v.fetch(r)?))
 }
 
 /// [`for_each_index_entry`] over a tree that may have lost cells: where a node or an entry's

@@ -1,8 +1,8 @@
 //! Lookup and the local operations over a drive value (lattice.md §7.6, §7.7).
 
 use super::{is_valid_name, DlfsError, DrivePath};
-use crate::lattice::coll::{self, Change, KeyId, MapKind};
 use crate::lattice::dlfs as node;
+use etch_formats::coll::{self, Change, KeyId, MapKind};
 use etch_formats::value::{blob_bytes, elements, for_each_index_entry, vector_get};
 use etch_formats::{Cell, Kind, ResolveError, Resolver, ValueId};
 

@@ -1,7 +1,7 @@
 //! DataLattice (`:data`, lattice.md §5): the content-addressed store `#Index {H(v) v}`.
 
-use super::coll::{self, MapKind};
 use super::Res;
+use etch_formats::coll::{self, MapKind};
 use etch_formats::{Cell, Kind, Resolver};
 
 /// `merge(own, other)`: every entry `(k, v)` of other whose key own lacks and whose value is not

@@ -5,8 +5,8 @@
 //! neither. The merge (§7.5) is the reference `DLFSNode.merge`, except that it fails closed:
 //! any malformed node met while merging makes the whole drive merge return own.
 
-use super::coll::{self, MapKind};
 use super::Res;
+use etch_formats::coll::{self, MapKind};
 use etch_formats::value::vector_get;
 use etch_formats::{Cell, Kind, ResolveError, Resolver};
 

@@ -4,8 +4,8 @@
 //! lattice's foreign check (collections merge `y` into an empty collection, so that nested
 //! checks run). A malformed other keeps own; a malformed own is kept as it is.
 
-use super::coll::{self, Change, MapKind};
 use super::{Comparator, Lattice, MergeContext, MergeFn, Res, Timestamp};
+use etch_formats::coll::{self, Change, MapKind};
 use etch_formats::value::elements;
 use etch_formats::{Cell, Kind, Resolver};
 use std::cmp::Ordering;

@@ -9,8 +9,8 @@
 //! `:data` is held only when something else keeps it (a pin, the node's own write) or a reader
 //! asked for it (the read cache).
 
-use super::coll::{self, index_slots};
 use super::value_at_path;
+use etch_formats::coll::{self, index_slots};
 use etch_formats::{Cell, Kind, Ref, ResolveError, Resolver, ValueId};
 
 /// The root key that marks a partial replica's store: `:hold "pinned"`. The node's own state

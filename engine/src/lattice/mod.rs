@@ -23,7 +23,7 @@
 //! even when own is nil, re-signing happens only with the owner's key, did:key owners are
 //! checked, and DLFS merges fail closed.
 
-pub(crate) mod coll;
+use etch_formats::coll;
 mod data;
 pub mod dlfs;
 mod generic;

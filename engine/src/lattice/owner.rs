@@ -1,10 +1,10 @@
 //! Signed data and owner-verified merges (lattice.md §6): SignedLattice, OwnerLattice, the
 //! owner check, Ed25519 signing and verification, and `did:key` owners.
 
-use super::coll::{self, MapKind};
 use super::{Lattice, MergeContext, OwnerPolicy, Res};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use etch_formats::cell::tag;
+use etch_formats::coll::{self, MapKind};
 use etch_formats::{Cell, Kind, Ref, Resolver};
 
 /// Signs `value`: SignedData (`90`) with the key's public key and an Ed25519 signature over the

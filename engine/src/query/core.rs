@@ -3,7 +3,7 @@
 //! conj, numbers) that several functions build on.
 
 use etch_formats::value::vector_get;
-use etch_formats::{Cell, Kind, ValueId};
+use etch_formats::{Cell, Kind};
 use num_bigint::BigInt;
 
 use super::{
@@ -101,36 +101,28 @@ pub(crate) fn check_size(parts: &[Cell]) -> Res<()> {
     Ok(())
 }
 
-/// Looks a key up in a Map or Set hash tree, descending one path: `Some(value)` (Sets: the key).
+/// The value under `key` in a hash Map (a Set: the member itself), or `None`: one path from the
+/// root (`etch_formats::coll`), one step.
 pub(crate) fn hash_lookup(ev: &mut Evaluator, coll: &Cell, key: &Cell) -> Res<Option<Cell>> {
-    let id: ValueId = *key.id();
-    let per = if coll.kind() == Kind::Map { 2 } else { 1 };
-    let mut node = coll.clone();
-    loop {
-        ev.step(1)?;
-        match node.hash_tree_header() {
-            None => {
-                for pair in node.refs().chunks(per) {
-                    if pair[0].id() == id {
-                        let r = pair.get(1).unwrap_or(&pair[0]);
-                        return Ok(Some(r.fetch(ev.resolver())?));
-                    }
-                }
-                return Ok(None);
-            }
-            Some((shift, _)) if shift >= 64 => return Ok(None),
-            Some((shift, mask)) => {
-                let d = id.digit(shift as usize);
-                if mask & (1 << d) == 0 {
-                    return Ok(None);
-                }
-                let idx = (mask & ((1u16 << d) - 1)).count_ones() as usize;
-                let Some(child) = node.refs().get(idx) else {
-                    return Ok(None);
-                };
-                node = child.fetch(ev.resolver())?;
-            }
-        }
+    ev.step(1)?;
+    match etch_formats::coll::hash_get(coll, key.id(), ev.resolver())? {
+        Some((_, v)) => Ok(Some(v.fetch(ev.resolver())?)),
+        None => Ok(None),
+    }
+}
+
+/// The value under `key` in an Index, or `None`: one path from the root by the key's identity
+/// (`etch_formats::coll`), so a lookup in an Index of millions of entries reads a few cells;
+/// the key found there must equal `key` itself (two long keys may share an identity).
+pub(crate) fn index_lookup(ev: &mut Evaluator, index: &Cell, key: &Cell) -> Res<Option<Cell>> {
+    ev.step(1)?;
+    let r = ev.resolver();
+    let Some(kid) = etch_formats::coll::key_id(key, r)? else {
+        return Ok(None);
+    };
+    match etch_formats::coll::index_get(index, &kid, r)? {
+        Some((k, v)) if k == *key => Ok(Some(v.fetch(r)?)),
+        _ => Ok(None),
     }
 }
 
@@ -254,17 +246,7 @@ pub(crate) fn get(ev: &mut Evaluator, coll: &Cell, k: &Cell, nf: Cell) -> Res<Ce
             Some(i) => Ok(seq_get(ev, coll, i)?.unwrap_or(nf)),
             None => Ok(nf),
         },
-        Kind::Index => {
-            ev.step(coll.count())?;
-            let mut found = None;
-            etch_formats::value::for_each_index_entry(coll, ev.resolver(), &mut |ek, ev2| {
-                if found.is_none() && ek == *k {
-                    found = Some(ev2);
-                }
-                Ok(())
-            })?;
-            Ok(found.unwrap_or(nf))
-        }
+        Kind::Index => Ok(index_lookup(ev, coll, k)?.unwrap_or(nf)),
         _ => Err(cast_val(coll, "DataStructure")),
     }
 }
@@ -275,10 +257,7 @@ pub(crate) fn contains_key(ev: &mut Evaluator, coll: &Cell, k: &Cell) -> Res<boo
         Kind::Vector | Kind::List => {
             Ok(matches!(k.as_long(), Some(i) if i >= 0 && (i as u64) < coll.count()))
         }
-        Kind::Index => {
-            let marker = Cell::keyword("etch.query/absent").unwrap_or_else(|_| Cell::nil());
-            Ok(get(ev, coll, k, marker.clone())? != marker)
-        }
+        Kind::Index => Ok(index_lookup(ev, coll, k)?.is_some()),
         _ => Ok(false),
     }
 }

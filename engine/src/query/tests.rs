@@ -754,6 +754,36 @@ fn every_table_example_holds() {
     assert!(bad.is_empty(), "mismatches:\n{}", bad.join("\n"));
 }
 
+/// `get` and `contains-key?` on an Index follow one path by the key's identity (its first 32
+/// bytes), and the key found must be the key asked for: a longer key with the same first 32
+/// bytes is another key.
+#[test]
+fn index_lookups_by_identity_then_equality() {
+    check(&[
+        ("(get (index 0x0000000000000000000000000000000000000000000000000000000000000000aa 1) 0x0000000000000000000000000000000000000000000000000000000000000000aa)", "1"),
+        ("(get (index 0x0000000000000000000000000000000000000000000000000000000000000000aa 1) 0x0000000000000000000000000000000000000000000000000000000000000000bb)", "nil"),
+        ("(get (index 0x0000000000000000000000000000000000000000000000000000000000000000aa 1) 0x0000000000000000000000000000000000000000000000000000000000000000bb :nf)", ":nf"),
+        ("(contains-key? (index 0x0000000000000000000000000000000000000000000000000000000000000000aa 1) 0x0000000000000000000000000000000000000000000000000000000000000000aa)", "true"),
+        ("(contains-key? (index 0x0000000000000000000000000000000000000000000000000000000000000000aa 1) 0x0000000000000000000000000000000000000000000000000000000000000000bb)", "false"),
+        ("(get (index :a 1 :b 2) :b)", "2"),
+        ("(get (index :a 1) 1)", "nil"),
+        ("(contains-key? (index) :a)", "false"),
+    ]);
+    // One path: a lookup in an Index of 50,000 entries takes a handful of steps, not 50,000.
+    let mut ctx = EvalContext::new(&NoResolver);
+    ctx.steps_max = 200;
+    let mut env = Env::new();
+    let big = Cell::index(
+        (0..50_000)
+            .map(|i| (Cell::blob(&(i as u64).to_be_bytes()), Cell::long(i)))
+            .collect(),
+    )
+    .unwrap();
+    env.define("big", big);
+    let got = eval_text_in("(get big 0x0000000000009c3f)", &mut env, &ctx).unwrap();
+    assert_eq!(got, Cell::long(39_999));
+}
+
 #[test]
 fn control_forms() {
     check(&[

@@ -1,22 +1,27 @@
-//! Collection machinery shared by the merges: keyed lookups in hash Maps and Indexes, structural
-//! diffs that skip identical subtrees, path-copying Index insertion, and canonical rebuilds over
-//! child slots (so values are never fetched just to be copied).
+//! The one home of the keyed collection trees (encoding.md §6.10–§6.14): lookup, walk, build,
+//! assoc and diff for hash Maps and Sets and for Indexes, used by the codec's builders
+//! ([`crate::build`]), the evaluator (`get`, `contains-key?` in O(depth)) and the lattice merges:
+//! keyed lookups, structural diffs that skip identical subtrees, path-copying Index insertion,
+//! and canonical rebuilds over child slots (so values are never fetched just to be copied).
 //!
 //! Everything reads children through a [`Resolver`]; a missing cell surfaces as
 //! [`ResolveError::Missing`].
 
-use etch_formats::cell::{tag, Encoder, HASH_LEAF_MAX};
-use etch_formats::id::{common_hex_prefix, hex_digit};
-use etch_formats::{Cell, Kind, Ref, ResolveError, Resolver, ValueId};
+use crate::cell::{tag, Encoder, HASH_LEAF_MAX};
+use crate::id::{common_hex_prefix, hex_digit};
+use crate::{Cell, Kind, Ref, ResolveError, Resolver, ValueId};
 use std::collections::HashMap;
 
-pub(crate) type Res<T> = Result<T, ResolveError>;
+/// A tree operation's result: a child that cannot be read is [`ResolveError`].
+pub type Res<T> = Result<T, ResolveError>;
 
 /// The identity of an Index key (encoding.md §6.14): its first (up to) 32 bytes and its hex
 /// length capped at 64. Two keys with the same identity are the same entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct KeyId {
+pub struct KeyId {
+    /// The key's first (up to) 32 bytes.
     pub bytes: Vec<u8>,
+    /// Its length in hex digits, at most 64.
     pub hex: usize,
 }
 
@@ -32,7 +37,7 @@ impl KeyId {
 }
 
 /// The Index identity of a blob-like key, `None` for other kinds.
-pub(crate) fn key_id(key: &Cell, r: &dyn Resolver) -> Res<Option<KeyId>> {
+pub fn key_id(key: &Cell, r: &dyn Resolver) -> Res<Option<KeyId>> {
     let (bytes, len) = match key.kind() {
         Kind::Blob | Kind::String => {
             let len = key.count();
@@ -125,18 +130,17 @@ fn inode(c: &Cell) -> INode<'_> {
 /// `index` with `key` set to `value` (removed when `None`): one entry changed through
 /// [`apply_changes`]. The node's own root keys (`:pins`, `:quota`, `:hold`) and their Indexes
 /// are written this way.
-pub(crate) fn index_set(
-    index: &Cell,
-    key: Cell,
-    value: Option<Cell>,
-    r: &dyn Resolver,
-) -> Res<Cell> {
-    let had = !super::value_at_path(index, std::slice::from_ref(&key), r)?.is_nil();
+pub fn index_set(index: &Cell, key: Cell, value: Option<Cell>, r: &dyn Resolver) -> Res<Cell> {
+    let kid = key_id(&key, r)?;
+    let had = match &kid {
+        Some(k) => index_get(index, k, r)?.is_some(),
+        None => false,
+    };
     apply_changes(
         MapKind::Index,
         index,
         vec![Change {
-            kid: key_id(&key, r)?,
+            kid,
             key,
             had,
             value,
@@ -146,7 +150,7 @@ pub(crate) fn index_set(
 }
 
 /// The slots of an Index node: its entry `(key, value)` if it has one, and its child nodes.
-pub(crate) fn index_slots(c: &Cell) -> (Option<(&Ref, &Ref)>, &[Ref]) {
+pub fn index_slots(c: &Cell) -> (Option<(&Ref, &Ref)>, &[Ref]) {
     let n = inode(c);
     (n.entry, n.children)
 }
@@ -161,7 +165,7 @@ fn child_at(mask: u16, children: &[Ref], d: u8) -> Option<&Ref> {
 }
 
 /// Looks an entry up by key identity: `(stored key, value slot)`.
-pub(crate) fn index_get(idx: &Cell, kid: &KeyId, r: &dyn Resolver) -> Res<Option<(Cell, Ref)>> {
+pub fn index_get(idx: &Cell, kid: &KeyId, r: &dyn Resolver) -> Res<Option<(Cell, Ref)>> {
     if idx.kind() != Kind::Index {
         return Ok(None);
     }
@@ -188,7 +192,7 @@ pub(crate) fn index_get(idx: &Cell, kid: &KeyId, r: &dyn Resolver) -> Res<Option
 }
 
 /// Looks a value up by an Index key cell; `None` when the key is not blob-like or absent.
-pub(crate) fn index_get_value(idx: &Cell, key: &Cell, r: &dyn Resolver) -> Res<Option<Cell>> {
+pub fn index_get_value(idx: &Cell, key: &Cell, r: &dyn Resolver) -> Res<Option<Cell>> {
     let Some(kid) = key_id(key, r)? else {
         return Ok(None);
     };
@@ -199,7 +203,7 @@ pub(crate) fn index_get_value(idx: &Cell, key: &Cell, r: &dyn Resolver) -> Res<O
 }
 
 /// Calls `f(key slot, value slot)` for each entry of an Index in key order.
-pub(crate) fn index_walk(
+pub fn index_walk(
     cell: &Cell,
     r: &dyn Resolver,
     f: &mut dyn FnMut(&Ref, &Ref) -> Res<()>,
@@ -251,7 +255,7 @@ fn index_node(count: u64, entry: Option<(Ref, Ref)>, depth: usize, children: &[(
 }
 
 /// The canonical Index of these entries (any order; for equal identities the last wins).
-pub(crate) fn index_build(mut entries: Vec<(KeyId, Ref, Ref)>) -> Cell {
+pub fn index_build(mut entries: Vec<(KeyId, Ref, Ref)>) -> Cell {
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut dedup: Vec<(KeyId, Ref, Ref)> = Vec::with_capacity(entries.len());
     for e in entries {
@@ -275,15 +279,20 @@ fn index_build_sorted(entries: &[(KeyId, Ref, Ref)]) -> Cell {
             } else {
                 (None, entries)
             };
-            let mut children = Vec::new();
+            let mut groups = Vec::new();
             let mut start = 0;
             for i in 1..=rest.len() {
                 if i == rest.len() || rest[i].0.digit(depth) != rest[start].0.digit(depth) {
-                    let d = rest[start].0.digit(depth);
-                    children.push((d, Ref::to(index_build_sorted(&rest[start..i]))));
+                    groups.push((rest[start].0.digit(depth), &rest[start..i]));
                     start = i;
                 }
             }
+            let built = build_groups(rest.len(), &groups, |(_, g)| index_build_sorted(g));
+            let children: Vec<(u8, Ref)> = groups
+                .iter()
+                .zip(built)
+                .map(|((d, _), c)| (*d, Ref::to(c)))
+                .collect();
             index_node(entries.len() as u64, entry, depth, &children)
         }
     }
@@ -306,13 +315,7 @@ fn leftmost_key_id(node: &Cell, r: &dyn Resolver) -> Res<KeyId> {
 
 /// `idx` with `key → val` (replacing the value of an entry with the same identity and keeping
 /// that entry's key spelling). Rebuilds only the nodes on the key's path.
-pub(crate) fn index_assoc(
-    idx: &Cell,
-    key: &Cell,
-    kid: &KeyId,
-    val: Ref,
-    r: &dyn Resolver,
-) -> Res<Cell> {
+pub fn index_assoc(idx: &Cell, key: &Cell, kid: &KeyId, val: Ref, r: &dyn Resolver) -> Res<Cell> {
     Ok(assoc(idx, &Ref::to(key.clone()), kid, val, r)?.0)
 }
 
@@ -413,7 +416,7 @@ fn per(c: &Cell) -> usize {
 
 /// Looks up a hash Map/Set entry by the key's Value ID: `(key slot, value slot)` (Sets: the
 /// value slot is the element itself).
-pub(crate) fn hash_get(map: &Cell, id: &ValueId, r: &dyn Resolver) -> Res<Option<(Ref, Ref)>> {
+pub fn hash_get(map: &Cell, id: &ValueId, r: &dyn Resolver) -> Res<Option<(Ref, Ref)>> {
     if !matches!(map.kind(), Kind::Map | Kind::Set) {
         return Ok(None);
     }
@@ -442,7 +445,7 @@ pub(crate) fn hash_get(map: &Cell, id: &ValueId, r: &dyn Resolver) -> Res<Option
 }
 
 /// The value under `key` in a hash Map.
-pub(crate) fn map_get(map: &Cell, key: &Cell, r: &dyn Resolver) -> Res<Option<Cell>> {
+pub fn map_get(map: &Cell, key: &Cell, r: &dyn Resolver) -> Res<Option<Cell>> {
     if map.kind() != Kind::Map {
         return Ok(None);
     }
@@ -453,7 +456,7 @@ pub(crate) fn map_get(map: &Cell, key: &Cell, r: &dyn Resolver) -> Res<Option<Ce
 }
 
 /// Calls `f(key slot, value slot)` for each entry of a Map or Set (Sets: `None`).
-pub(crate) fn hash_walk(
+pub fn hash_walk(
     cell: &Cell,
     r: &dyn Resolver,
     f: &mut dyn FnMut(&Ref, Option<&Ref>) -> Res<()>,
@@ -470,7 +473,30 @@ pub(crate) fn hash_walk(
     Ok(())
 }
 
-type HashEntry = (ValueId, Ref, Option<Ref>);
+/// A hash Map or Set entry for [`hash_build`]: the key's ID, the key and (Maps) the value.
+pub type HashEntry = (ValueId, Ref, Option<Ref>);
+
+/// Entries from which a tree's subtrees are built and hashed on every core (rayon).
+const PARALLEL_ENTRIES_MIN: usize = 4096;
+
+/// Builds one subtree per group, on every core when there are `n` ≥ [`PARALLEL_ENTRIES_MIN`]
+/// entries in all, each with its ID computed there (so a parent never hashes serially).
+fn build_groups<G: Sync>(n: usize, groups: &[G], build: impl Fn(&G) -> Cell + Sync) -> Vec<Cell> {
+    use rayon::prelude::*;
+    if n < PARALLEL_ENTRIES_MIN {
+        return groups.iter().map(build).collect();
+    }
+    groups
+        .par_iter()
+        .map(|g| {
+            let c = build(g);
+            if !c.is_embedded() {
+                c.id();
+            }
+            c
+        })
+        .collect()
+}
 
 fn hash_entries(cell: &Cell, r: &dyn Resolver) -> Res<Vec<HashEntry>> {
     let mut out = Vec::new();
@@ -483,7 +509,7 @@ fn hash_entries(cell: &Cell, r: &dyn Resolver) -> Res<Vec<HashEntry>> {
 
 /// The canonical Map (`t` = Map tag, values present) or Set of these entries; for equal keys
 /// the last wins.
-pub(crate) fn hash_build(t: u8, mut entries: Vec<HashEntry>) -> Cell {
+pub fn hash_build(t: u8, mut entries: Vec<HashEntry>) -> Cell {
     entries.sort_by_key(|a| a.0);
     let mut dedup: Vec<HashEntry> = Vec::with_capacity(entries.len());
     for e in entries {
@@ -512,17 +538,17 @@ fn hash_node(t: u8, entries: &[HashEntry]) -> Cell {
     let last = &entries[entries.len() - 1].0;
     let shift = common_hex_prefix(&first.0, &last.0, 64);
     let mut mask = 0u16;
-    let mut children = Vec::new();
+    let mut groups = Vec::new();
     let mut start = 0;
     for i in 1..=entries.len() {
         if i == entries.len() || entries[i].0.digit(shift) != entries[start].0.digit(shift) {
             mask |= 1 << entries[start].0.digit(shift);
-            children.push(hash_node(t, &entries[start..i]));
+            groups.push(&entries[start..i]);
             start = i;
         }
     }
     e.byte(shift as u8).bytes(&mask.to_be_bytes());
-    for ch in children {
+    for ch in build_groups(entries.len(), &groups, |g| hash_node(t, g)) {
         e.child(ch);
     }
     e.finish()
@@ -533,7 +559,7 @@ fn hash_node(t: u8, entries: &[HashEntry]) -> Cell {
 // ---------------------------------------------------------------------------------------------
 
 /// An entry of the other side that is absent from own or differs from own's.
-pub(crate) struct Pair {
+pub struct Pair {
     /// The key as stored in own when present there, else as in other.
     pub key: Cell,
     /// Own's value slot (absent: `None`).
@@ -546,7 +572,7 @@ pub(crate) struct Pair {
 
 /// The difference between own and other, computed without walking identical subtrees.
 #[derive(Default)]
-pub(crate) struct Diff {
+pub struct Diff {
     /// Other's entries that own lacks or holds with a different value.
     pub pairs: Vec<Pair>,
     /// Own has entries other lacks.
@@ -560,7 +586,7 @@ pub(crate) struct Diff {
 const LOOKUP_RATIO: u64 = 4;
 
 /// Diff of two Indexes.
-pub(crate) fn index_diff(a: &Cell, b: &Cell, r: &dyn Resolver) -> Res<Diff> {
+pub fn index_diff(a: &Cell, b: &Cell, r: &dyn Resolver) -> Res<Diff> {
     let mut out = Diff::default();
     idiff(a, b, r, &mut out)?;
     Ok(out)
@@ -675,7 +701,7 @@ fn push_b_only(out: &mut Diff, kb: Cell, kid: KeyId, vb: &Ref) {
 }
 
 /// Diff of two hash Maps or two Sets (for Sets, `Pair::b` is the element).
-pub(crate) fn hash_diff(a: &Cell, b: &Cell, r: &dyn Resolver) -> Res<Diff> {
+pub fn hash_diff(a: &Cell, b: &Cell, r: &dyn Resolver) -> Res<Diff> {
     let mut out = Diff::default();
     hdiff(a, b, r, &mut out)?;
     Ok(out)
@@ -776,7 +802,7 @@ fn hash_b_only(out: &mut Diff, kb: &Ref, vb: Option<&Ref>, r: &dyn Resolver) -> 
 
 /// Which keyed collection a map merge runs over.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum MapKind {
+pub enum MapKind {
     /// A hash Map (`82`).
     Hash,
     /// An Index (`84`).
@@ -785,7 +811,7 @@ pub(crate) enum MapKind {
 
 impl MapKind {
     /// The kind of a cell, if it is one of these collections.
-    pub(crate) fn of(c: &Cell) -> Option<MapKind> {
+    pub fn of(c: &Cell) -> Option<MapKind> {
         match c.kind() {
             Kind::Map => Some(MapKind::Hash),
             Kind::Index => Some(MapKind::Index),
@@ -794,7 +820,7 @@ impl MapKind {
     }
 
     /// The empty collection.
-    pub(crate) fn empty(self) -> Cell {
+    pub fn empty(self) -> Cell {
         match self {
             MapKind::Hash => Cell::map(Vec::new()),
             MapKind::Index => index_build(Vec::new()),
@@ -804,14 +830,17 @@ impl MapKind {
 
 /// The per-key function of a map merge: `(key, own value, other value) → merged value`
 /// (`None` removes the key).
-pub(crate) type EntryMerge<'a, E> =
-    dyn FnMut(&Cell, Option<Cell>, Cell) -> Result<Option<Cell>, E> + 'a;
+pub type EntryMerge<'a, E> = dyn FnMut(&Cell, Option<Cell>, Cell) -> Result<Option<Cell>, E> + 'a;
 
 /// A change to apply to own: set (`Some`) or remove (`None`) the value under a key.
-pub(crate) struct Change {
+pub struct Change {
+    /// The key.
     pub key: Cell,
+    /// Its Index identity (Indexes only; `None` for a hash Map).
     pub kid: Option<KeyId>,
+    /// Whether own has an entry under the key now.
     pub had: bool,
+    /// The new value; `None` removes the entry.
     pub value: Option<Cell>,
 }
 
@@ -819,7 +848,7 @@ pub(crate) struct Change {
 /// other that own lacks or holds with a different value, `f(key, own value, other value)`
 /// gives the merged value (`None` removes the key). Keys only in own are kept. The result is
 /// `own` itself when nothing changes and `other` itself when the merge equals it.
-pub(crate) fn map_merge<E: From<ResolveError>>(
+pub fn map_merge<E: From<ResolveError>>(
     kind: MapKind,
     own: &Cell,
     other: &Cell,
@@ -864,7 +893,7 @@ pub(crate) fn map_merge<E: From<ResolveError>>(
 }
 
 /// Own with these changes applied.
-pub(crate) fn apply_changes(
+pub fn apply_changes(
     kind: MapKind,
     own: &Cell,
     changes: Vec<Change>,
@@ -930,7 +959,7 @@ pub(crate) fn apply_changes(
 }
 
 /// Set union; own itself when other adds nothing, other itself when it contains own.
-pub(crate) fn set_union(own: &Cell, other: &Cell, r: &dyn Resolver) -> Res<Cell> {
+pub fn set_union(own: &Cell, other: &Cell, r: &dyn Resolver) -> Res<Cell> {
     if own == other {
         return Ok(own.clone());
     }
@@ -949,12 +978,7 @@ pub(crate) fn set_union(own: &Cell, other: &Cell, r: &dyn Resolver) -> Res<Cell>
 }
 
 /// A Map or Index with one key set, for wrapping a value at a path.
-pub(crate) fn singleton(
-    kind: MapKind,
-    key: &Cell,
-    value: Cell,
-    r: &dyn Resolver,
-) -> Res<Option<Cell>> {
+pub fn singleton(kind: MapKind, key: &Cell, value: Cell, r: &dyn Resolver) -> Res<Option<Cell>> {
     Ok(match kind {
         MapKind::Hash => Some(Cell::map(vec![(key.clone(), value)])),
         MapKind::Index => key_id(key, r)?
@@ -965,7 +989,7 @@ pub(crate) fn singleton(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etch_formats::NoResolver;
+    use crate::NoResolver;
     use proptest::prelude::*;
 
     fn keys() -> impl Strategy<Value = Vec<Vec<u8>>> {
@@ -1034,9 +1058,9 @@ mod tests {
             let (ia, ib) = (index_of(&a), index_of(&b));
             let d = index_diff(&ia, &ib, &NoResolver).unwrap();
             let mut ea = std::collections::BTreeMap::new();
-            etch_formats::value::for_each_index_entry(&ia, &NoResolver, &mut |k, v| { ea.insert(k.encoding().to_vec(), v); Ok(()) }).unwrap();
+            crate::value::for_each_index_entry(&ia, &NoResolver, &mut |k, v| { ea.insert(k.encoding().to_vec(), v); Ok(()) }).unwrap();
             let mut eb = std::collections::BTreeMap::new();
-            etch_formats::value::for_each_index_entry(&ib, &NoResolver, &mut |k, v| { eb.insert(k.encoding().to_vec(), v); Ok(()) }).unwrap();
+            crate::value::for_each_index_entry(&ib, &NoResolver, &mut |k, v| { eb.insert(k.encoding().to_vec(), v); Ok(()) }).unwrap();
             let want: std::collections::BTreeSet<Vec<u8>> = eb.iter().filter(|(k, v)| ea.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
             let got: std::collections::BTreeSet<Vec<u8>> = d.pairs.iter().map(|p| p.key.encoding().to_vec()).collect();
             prop_assert_eq!(got, want);
@@ -1050,7 +1074,7 @@ mod tests {
             // index_assoc: the first spelling stays, the last value wins.
             let mut idx = index_of(&ks);
             let mut want: std::collections::BTreeMap<KeyId, (Cell, Cell)> = Default::default();
-            etch_formats::value::for_each_index_entry(&idx, &NoResolver, &mut |k, v| {
+            crate::value::for_each_index_entry(&idx, &NoResolver, &mut |k, v| {
                 want.insert(key_id(&k, &NoResolver)?.unwrap(), (k, v));
                 Ok(())
             }).unwrap();
@@ -1074,7 +1098,7 @@ mod tests {
             }).unwrap();
             let mut want: std::collections::BTreeMap<Vec<u8>, (Cell, Cell)> = Default::default();
             for c in [&ia, &ib] {
-                etch_formats::value::for_each_index_entry(c, &NoResolver, &mut |k, v| {
+                crate::value::for_each_index_entry(c, &NoResolver, &mut |k, v| {
                     let e = want.entry(k.encoding().to_vec()).or_insert((k, v.clone()));
                     if v.as_long() > e.1.as_long() { e.1 = v; }
                     Ok(())
