@@ -136,6 +136,18 @@ pub const DOCS: &[Doc] = &[
         SpecialForm,
     ),
     d(
+        "set!",
+        "sym value",
+        "a local sym takes value for the rest of its scope (a def'd one is redefined); value",
+        SpecialForm,
+    ),
+    d(
+        "set-in!",
+        "sym path value",
+        "(set! sym (assoc-in sym path value))",
+        SpecialForm,
+    ),
+    d(
         "tailcall",
         "(f args...)",
         "calls f in place of the enclosing function call (no deeper)",

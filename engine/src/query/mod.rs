@@ -109,9 +109,16 @@ impl Value {
             Value::Builtin(name) => Cell::symbol(name).unwrap_or_else(|_| Cell::nil()),
             Value::Closure(c) => {
                 let fn_sym = Cell::symbol("fn").unwrap_or_else(|_| Cell::nil());
+                // As Convex prints a compiled function: a body of several forms is one `do`.
                 let arity = |a: &Arity| {
                     let mut items = vec![a.params.clone()];
-                    items.extend(a.body.iter().cloned());
+                    if a.body.len() > 1 {
+                        let mut body = vec![Cell::symbol("do").unwrap_or_else(|_| Cell::nil())];
+                        body.extend(a.body.iter().cloned());
+                        items.push(Cell::list(body));
+                    } else {
+                        items.extend(a.body.iter().cloned());
+                    }
                     items
                 };
                 let mut items = vec![fn_sym];
@@ -366,11 +373,13 @@ fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (
                     next_check: CHECK_EVERY_STEPS,
                     depth: 0,
                     escape: None,
+                    sets: Vec::new(),
                 };
                 let mut last = Value::Data(Cell::nil());
                 for (i, f) in forms.iter().enumerate() {
                     ev.steps = 0;
                     ev.next_check = CHECK_EVERY_STEPS;
+                    ev.sets.clear();
                     last = match ev.eval(f, &Vec::new()) {
                         Err(e) if e.code == RETURN_SIGNAL => ev.take_return(),
                         other => other.map_err(|e| (i, unhandled_escape(e)))?,
@@ -434,6 +443,11 @@ pub(crate) struct Evaluator<'a> {
     depth: usize,
     /// The values of a `recur` or `reduced` unwinding now.
     escape: Option<Escape>,
+    /// What `set!` gave local names in the current scope (newest last): seen before the
+    /// scope's bindings, carried into the scopes and closures made inside it, and dropped when
+    /// the scope ends (a `let`, a loop iteration, a function call, a top-level form), as
+    /// Convex restores a scope's locals.
+    sets: Vec<(String, Value)>,
 }
 
 pub(crate) const SPECIAL_FORMS: &[&str] = &[
@@ -460,6 +474,8 @@ pub(crate) const SPECIAL_FORMS: &[&str] = &[
     "quasiquote",
     "unquote",
     "tailcall",
+    "set!",
+    "set-in!",
 ];
 
 /// The error code that carries `recur` to the nearest enclosing loop or function call (never
@@ -656,7 +672,8 @@ impl<'a> Evaluator<'a> {
     }
 
     fn lookup(&self, name: &str, locals: &Locals) -> Res<Value> {
-        if let Some((_, v)) = locals.iter().rev().find(|(n, _)| n == name) {
+        let set = self.sets.iter().rev().find(|(n, _)| n == name);
+        if let Some((_, v)) = set.or_else(|| locals.iter().rev().find(|(n, _)| n == name)) {
             return Ok(v.clone());
         }
         if let Some(v) = self.env.defs.get(name) {
@@ -666,6 +683,51 @@ impl<'a> Evaluator<'a> {
             return Ok(Value::Builtin(b.doc.name));
         }
         Err(EvalError::new("UNDECLARED", name))
+    }
+
+    /// The bindings a scope made here starts from: `locals` and what `set!` gave them.
+    fn visible(&self, locals: &Locals) -> Locals {
+        let mut v = locals.clone();
+        v.extend(self.sets.iter().cloned());
+        v
+    }
+
+    /// Runs `f` as a new scope: what `set!` does inside it ends with it.
+    fn scoped<T>(&mut self, f: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
+        let outer = std::mem::take(&mut self.sets);
+        let r = f(self);
+        self.sets = outer;
+        r
+    }
+
+    /// `(set! sym value)`: a local name takes the value for the rest of its scope; a name
+    /// defined with `def` is defined again; any other name is `:UNDECLARED` (Convex
+    /// `Compiler.compileSetBang`).
+    fn eval_set(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
+        if args.len() != 2 {
+            return Err(EvalError::new(
+                "ARITY",
+                "set! requires two arguments, a symbol and an expression",
+            ));
+        }
+        if args[0].kind() != Kind::Symbol {
+            return Err(EvalError::new(
+                "SYNTAX",
+                "set! requires a symbol as first argument",
+            ));
+        }
+        let name = name_of(&args[0]).unwrap_or_default();
+        let v = self.eval(&args[1], locals)?;
+        let local =
+            self.sets.iter().any(|(n, _)| *n == name) || locals.iter().any(|(n, _)| *n == name);
+        if local {
+            self.sets.push((name, v.clone()));
+        } else if self.env.defs.contains_key(&name) {
+            self.env.defs.insert(name, v.clone());
+        } else {
+            return Err(EvalError::new("UNDECLARED", name));
+        }
+        Ok(v)
     }
 
     fn eval_body(&mut self, body: &[Cell], locals: &Locals) -> Res<Value> {
@@ -738,12 +800,31 @@ impl<'a> Evaluator<'a> {
             }
             "let" => {
                 let pairs = self.binding_pairs("let", args.first())?;
-                let mut inner = locals.clone();
-                for (target, init) in &pairs {
-                    let v = self.eval(init, &inner)?;
-                    self.bind(target, v, &mut inner)?;
+                let mut inner = self.visible(locals);
+                self.scoped(|ev| {
+                    for (target, init) in &pairs {
+                        let v = ev.eval(init, &inner)?;
+                        ev.bind(target, v, &mut inner)?;
+                    }
+                    ev.eval_body(&args[1..], &inner)
+                })
+            }
+            "set!" => self.eval_set(args, locals),
+            "set-in!" => {
+                // Convex's macro: (set! sym (assoc-in sym path value)).
+                if args.len() != 3 {
+                    return Err(EvalError::new(
+                        "ARITY",
+                        format!("set-in! requires arity 3 but called with: {}", args.len()),
+                    ));
                 }
-                self.eval_body(&args[1..], &inner)
+                let assoc_in = Cell::list(vec![
+                    Cell::symbol("assoc-in").map_err(|_| limit_error())?,
+                    args[0].clone(),
+                    args[1].clone(),
+                    args[2].clone(),
+                ]);
+                self.eval_set(&[args[0].clone(), assoc_in], locals)
             }
             "loop" => self.eval_loop(args, locals),
             "dotimes" => self.eval_dotimes(args, locals),
@@ -886,7 +967,7 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Closure(Arc::new(Closure {
                     arities,
                     multi,
-                    captured: locals.clone(),
+                    captured: self.visible(locals),
                 })))
             }
             _ => Err(EvalError::new("UNDECLARED", name)),
@@ -930,13 +1011,14 @@ impl<'a> Evaluator<'a> {
     /// evaluates the body again with the symbols bound to its values.
     fn eval_loop(&mut self, args: &[Cell], locals: &Locals) -> Res<Value> {
         let pairs = self.binding_pairs("loop", args.first())?;
+        let locals = &self.visible(locals);
         let mut inner = locals.clone();
         for (target, init) in &pairs {
             let v = self.eval(init, &inner)?;
             self.bind(target, v, &mut inner)?;
         }
         loop {
-            match self.eval_body(&args[1..], &inner) {
+            match self.scoped(|ev| ev.eval_body(&args[1..], &inner)) {
                 Err(e) if e.code == RECUR_SIGNAL => {
                     let again = self.take_recur();
                     if again.len() != pairs.len() {
@@ -978,11 +1060,11 @@ impl<'a> Evaluator<'a> {
         let sym = self.binding_name(&items[0])?;
         for i in 0..count.max(0) {
             self.step(1)?;
-            let mut inner = locals.clone();
+            let mut inner = self.visible(locals);
             if let Some(s) = &sym {
                 inner.push((s.clone(), Value::Data(Cell::long(i))));
             }
-            self.eval_body(&args[1..], &inner)?;
+            self.scoped(|ev| ev.eval_body(&args[1..], &inner))?;
         }
         Ok(Value::Data(Cell::nil()))
     }
@@ -1087,11 +1169,14 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for i in 0..n {
             let x = builtins::call(self, "nth", vec![coll.clone(), Value::Data(Cell::long(i))])?;
-            let mut inner = locals.clone();
+            let mut inner = self.visible(locals);
             if let Some(s) = &sym {
                 inner.push((s.clone(), x));
             }
-            out.push(self.eval_body(&args[1..], &inner)?.to_cell());
+            out.push(
+                self.scoped(|ev| ev.eval_body(&args[1..], &inner))?
+                    .to_cell(),
+            );
         }
         core::check_size(&out)?;
         Ok(Value::Data(Cell::vector(out)))
@@ -1108,15 +1193,19 @@ impl<'a> Evaluator<'a> {
         let mut cur = self.eval(&items[1], locals)?;
         let mut last = Value::Data(Cell::nil());
         loop {
-            let mut inner = locals.clone();
+            let mut inner = self.visible(locals);
             if let Some(s) = &sym {
                 inner.push((s.clone(), cur.clone()));
             }
             if !truthy(&self.eval(&items[2], &inner)?) {
                 return Ok(last);
             }
-            last = self.eval_body(&args[1..], &inner)?;
-            cur = self.eval(&items[3], &inner)?;
+            let (body, change) = self.scoped(|ev| {
+                let body = ev.eval_body(&args[1..], &inner)?;
+                Ok((body, ev.eval(&items[3], &inner)?))
+            })?;
+            last = body;
+            cur = change;
         }
     }
 
@@ -1151,12 +1240,12 @@ impl<'a> Evaluator<'a> {
                 _ => Ok(Value::Data(Cell::nil())),
             };
         }
-        let mut inner = locals.clone();
+        let mut inner = self.visible(locals);
         self.bind(&items[0], v, &mut inner)?;
-        match name {
-            "if-let" => self.eval(&args[1], &inner),
-            _ => self.eval_body(&args[1..], &inner),
-        }
+        self.scoped(|ev| match name {
+            "if-let" => ev.eval(&args[1], &inner),
+            _ => ev.eval_body(&args[1..], &inner),
+        })
     }
 
     /// `(defn name [params] body...)` or `(defn name ([params] body...) ...)`:
@@ -1272,7 +1361,7 @@ impl<'a> Evaluator<'a> {
         // The parameter vector binds the argument list, as a `let` binds a vector.
         self.bind_values(&chosen.params, args, &mut locals)?;
         self.depth += 1;
-        let r = self.eval_body(&chosen.body, &locals);
+        let r = self.scoped(|ev| ev.eval_body(&chosen.body, &locals));
         self.depth -= 1;
         r
     }

@@ -561,7 +561,7 @@ fn more_construction_and_bytes() {
         ("(assoc-in [[1 2]] [0 1] 9)", "[[1 9]]"),
         (
             "(assoc-in {:a 1} [:a :b] 2)",
-            "!ARGUMENT Cannot assoc value - invalid (key type Keyword is invalid or out of bounds)",
+            "!CAST Can't convert value of type Integer to type DataStructure",
         ),
         (
             "(assoc-in {} :a 1)",
@@ -572,7 +572,7 @@ fn more_construction_and_bytes() {
         ("(symbol :abc)", "abc"),
         (
             "(keyword \"\")",
-            "!CAST Can't convert argument at position 1 (with type String) to type Keyword",
+            "!ARGUMENT A Keyword needs a name of 1 to 128 bytes, not an empty one",
         ),
         (
             "(symbol 1)",

@@ -746,9 +746,22 @@ fn dissoc_keys(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
             data_v(Cell::map(entries))
         }
         Kind::Index => {
+            // By key identity, as the Index stores them: "" and 0x are one key.
+            let r = ev.resolver();
+            let mut gone = Vec::new();
+            for k in &a[1..] {
+                gone.extend(etch_formats::coll::key_id(k, r)?);
+            }
             let mut entries = index_entries(ev, &a[0])?;
-            entries.retain(|(k, _)| !a[1..].contains(k));
-            data_v(index_of(entries)?)
+            let r = ev.resolver();
+            let mut kept = Vec::with_capacity(entries.len());
+            for (k, v) in entries.drain(..) {
+                let id = etch_formats::coll::key_id(&k, r)?;
+                if !id.is_some_and(|id| gone.contains(&id)) {
+                    kept.push((k, v));
+                }
+            }
+            data_v(index_of(kept)?)
         }
         _ => Err(cast_pos(1, &args[0], "Map")),
     }
@@ -779,6 +792,14 @@ fn into_coll(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     let mut coll = a[0].clone();
     if !(coll.is_nil() || is_coll(&coll)) {
         return Err(cast_pos(1, &args[0], "DataStructure"));
+    }
+    // Convex: into nil gives the source itself, when it is a data structure (or nil).
+    if coll.is_nil() {
+        return match a[1].kind() {
+            Kind::Nil => data_v(Cell::nil()),
+            _ if is_coll(&a[1]) => data_v(a[1].clone()),
+            _ => Err(cast_pos(2, &args[1], "DataStructure")),
+        };
     }
     let items = seq_elements(ev, &a[1], 2, "Sequence")?;
     // One rebuild: collect the additions, then conj them in a single pass.
@@ -850,11 +871,12 @@ fn concat_seqs(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
         if c.is_nil() {
             continue;
         }
-        if !is_seq(c) {
+        if !(is_seq(c) || is_hash(c) || c.kind() == Kind::Index) {
             return Err(cast_pos(j + 1, &args[j], "Sequence"));
         }
         kind.get_or_insert(c.kind());
-        items.extend(ev.elements(c)?);
+        // Maps, Sets and Indexes join as the sequences of their entries.
+        items.extend(seq_elements(ev, c, j + 1, "Sequence")?);
         check_size(&items)?;
     }
     data_v(match kind {
@@ -900,6 +922,10 @@ fn assoc_in(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     // Up: assoc each level's new child.
     let mut v = a[2].clone();
     for (k, coll) in ks.iter().zip(levels).rev() {
+        // Convex: only a data structure (or nil) on the path takes a key.
+        if !(coll.is_nil() || is_coll(&coll)) {
+            return Err(cast_val(&coll, "DataStructure"));
+        }
         v = assoc1(ev, coll, k.clone(), v)?;
     }
     data_v(v)
@@ -938,6 +964,10 @@ fn slice_of(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     check_range(name, 2, 3, &args)?;
     let a = cells();
     let c = &a[0];
+    // Convex: a name has nothing to slice.
+    if matches!(c.kind(), Kind::Keyword | Kind::Symbol) {
+        return data_v(Cell::nil());
+    }
     let n = c.count() as i64;
     let start = index_arg(&a[1], 2)?;
     let end = match a.get(2) {
@@ -972,6 +1002,19 @@ fn slice_of(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
             })
         }
         Kind::Nil => data_v(Cell::nil()),
+        // Maps, Sets and Indexes slice in their own order and stay what they are.
+        Kind::Set => {
+            let members = ev.entries(c)?.into_iter().map(|(k, _)| k);
+            data_v(Cell::set(members.skip(s).take(e - s).collect()))
+        }
+        Kind::Map => {
+            let entries = ev.entries(c)?;
+            data_v(Cell::map(entries[s..e].to_vec()))
+        }
+        Kind::Index => {
+            let entries = index_entries(ev, c)?;
+            data_v(index_of(entries[s..e].to_vec())?)
+        }
         _ => Err(cast_pos(1, &args[0], "Sequence")),
     }
 }

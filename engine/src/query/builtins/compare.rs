@@ -414,6 +414,15 @@ fn divide(_ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
 /// `inc`, `dec`.
 fn inc_or_dec(_ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> Res<Value> {
     check_exact(name, 1, &args)?;
+    let one = if name == "inc" { 1 } else { -1 };
+    // An integer past a Long steps as a BigInt (and may come back to a Long).
+    if let Value::Data(c) = &args[0] {
+        if c.kind() == Kind::BigInt {
+            if let Some(b) = c.to_bigint() {
+                return data_v(num_cell(Num::Int(b + one))?);
+            }
+        }
+    }
     let i = match &args[0] {
         Value::Data(c) => c.as_long(),
         _ => None,
@@ -427,7 +436,7 @@ fn inc_or_dec(_ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -> Res<
     match r {
         Some(r) => data_v(Cell::long(r)),
         None => {
-            let b = BigInt::from(i) + if name == "inc" { 1 } else { -1 };
+            let b = BigInt::from(i) + one;
             data_v(num_cell(Num::Int(b))?)
         }
     }

@@ -11,7 +11,7 @@ use num_bigint::BigInt;
 pub(super) const TABLE: &[Builtin] = &[
     Builtin {
         doc: d("long", "x", "x as a Long: integers in range, Doubles truncated, chars their code, a Blob's last 8 bytes", Numbers),
-        examples: &[("(long 3.9)", "3"), ("(long \\a)", "97"), ("(long 0x0102)", "258"), ("(long 0xff)", "-1"), ("(long 1e30)", "9223372036854775807"), ("(long ##Inf)", "!ARGUMENT"), ("(long :a)", "!CAST"), ("(long true)", "!CAST")],
+        examples: &[("(long 3.9)", "3"), ("(long \\a)", "97"), ("(long 0x0102)", "258"), ("(long 0xff)", "-1"), ("(long 9223372036854775809.0)", "9223372036854775807"), ("(long 1e30)", "!ARGUMENT"), ("(long ##Inf)", "!ARGUMENT"), ("(long :a)", "!CAST"), ("(long true)", "!CAST")],
         run: long,
     },
     Builtin {
@@ -102,10 +102,12 @@ fn long_v(n: i64) -> Res<Value> {
 /// Convex `RT.castLong`: `None` where it refuses.
 fn as_long(ev: &mut Evaluator, c: &Cell) -> Res<Option<Result<i64, ()>>> {
     Ok(Some(match c.kind() {
-        // A finite Double truncates, saturating at the Long range (Java's cast).
+        // A Double within ±2^63 truncates, saturating at the Long range (Java's cast, as
+        // Convex's CVMDouble.toInteger); a larger one, or one not finite, is out of range.
         _ if c.as_double().is_some() => {
             let d = c.as_double().unwrap_or(f64::NAN);
-            if d.is_finite() {
+            const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+            if d.is_finite() && (-TWO_63..=TWO_63).contains(&d) {
                 Ok(d as i64)
             } else {
                 Err(())

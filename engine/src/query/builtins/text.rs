@@ -8,7 +8,7 @@ use crate::query::docs::{
     Group::{Storage, Text},
 };
 use crate::query::{
-    limit_error, name_of, print_cell, Evaluator, Res, Value, PRINT_TEXT_MAX_BYTES,
+    limit_error, name_of, print_cell, EvalError, Evaluator, Res, Value, PRINT_TEXT_MAX_BYTES,
     RESULT_SIZE_MAX_BYTES,
 };
 use etch_formats::Cell;
@@ -217,6 +217,12 @@ fn keyword_or_symbol(ev: &mut Evaluator, name: &'static str, args: Vec<Value>) -
         }
         _ => None,
     };
+    if text.as_deref() == Some("") {
+        return Err(EvalError::new(
+            "ARGUMENT",
+            format!("A {to} needs a name of 1 to 128 bytes, not an empty one"),
+        ));
+    }
     let built = text.and_then(|t| {
         if name == "keyword" {
             Cell::keyword(&t).ok()
