@@ -722,10 +722,11 @@ impl<'a> Evaluator<'a> {
             self.sets.iter().any(|(n, _)| *n == name) || locals.iter().any(|(n, _)| *n == name);
         if local {
             self.sets.push((name, v.clone()));
-        } else if self.env.defs.contains_key(&name) {
-            self.env.defs.insert(name, v.clone());
-        } else {
-            return Err(EvalError::new("UNDECLARED", name));
+            return Ok(v);
+        }
+        match self.env.defs.get_mut(&name) {
+            Some(def) => *def = v.clone(),
+            None => return Err(EvalError::new("UNDECLARED", name)),
         }
         Ok(v)
     }
