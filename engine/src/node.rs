@@ -99,6 +99,18 @@ pub struct LocalNode {
     gc: Option<crate::gc::GcTarget>,
     /// The last compaction while serving: when it ended (ms since the epoch) and what it did.
     last_gc: Mutex<Option<(i64, crate::gc::GcReport)>>,
+    /// Commits held back by [`LocalNode::defer_commits`] (a script's writes).
+    deferred: Mutex<Option<Deferred>>,
+}
+
+/// While commits are deferred, a root change waits this long at most before it is committed.
+pub const DEFERRED_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The state of deferred commits: whether the root changed since the last commit, and when
+/// that commit was.
+struct Deferred {
+    dirty: bool,
+    last: std::time::Instant,
 }
 
 /// The zero of the root lattice: the root of a node that has none yet.
@@ -134,6 +146,7 @@ impl LocalNode {
             quotas: Quotas::default(),
             gc: None,
             last_gc: Mutex::new(None),
+            deferred: Mutex::new(None),
         })
     }
 
@@ -283,8 +296,49 @@ impl LocalNode {
         }
     }
 
-    /// Makes `value` the store's durable root (one commit), counted in [`LocalNode::commits`].
+    /// From now on, root changes are committed at most every [`DEFERRED_COMMIT_EVERY`]
+    /// instead of one by one, and always by [`LocalNode::flush`]: a script of many small
+    /// writes then commits a few roots instead of one per write, and the store does not keep
+    /// the cells of every intermediate root. Writes that did not reach a commit are lost in a
+    /// crash, so the caller must `flush` before it reports them done.
+    pub fn defer_commits(&self) {
+        *self.deferred_state() = Some(Deferred {
+            dirty: false,
+            last: std::time::Instant::now(),
+        });
+    }
+
+    /// Commits the root if a deferred change is waiting; after `Ok`, every write so far is
+    /// durable.
+    pub fn flush(&self) -> Result<(), NodeError> {
+        let root = self.lock();
+        let mut deferred = self.deferred_state();
+        if let Some(d) = deferred.as_mut().filter(|d| d.dirty) {
+            self.store.set_root(&root)?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            d.dirty = false;
+            d.last = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    fn deferred_state(&self) -> MutexGuard<'_, Option<Deferred>> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `value` the store's durable root (one commit), counted in [`LocalNode::commits`];
+    /// while commits are deferred, only once [`DEFERRED_COMMIT_EVERY`] has passed since the
+    /// last. Called with the root lock held.
     fn commit_root(&self, value: &Cell) -> Result<(), StoreError> {
+        if let Some(d) = self.deferred_state().as_mut() {
+            if d.last.elapsed() < DEFERRED_COMMIT_EVERY {
+                d.dirty = true;
+                return Ok(());
+            }
+            d.dirty = false;
+            d.last = std::time::Instant::now();
+        }
         self.store.set_root(value)?;
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -983,3 +983,45 @@ fn node_info_is_published_only_when_it_changes() {
         want(1001, "[\"tcp://example.com:18888\"]")
     );
 }
+
+/// Deferred commits (a script's writes): the store's root moves only when a second has passed
+/// or on `flush`, which commits the node's root once; reads through the node see every write
+/// at once; a crash before `flush` loses only what no caller was told was done.
+#[test]
+fn deferred_commits_commit_once_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = node_in(dir.path(), Some(7));
+    node.defer_commits();
+    let before = node.store().root().unwrap();
+    for i in 0..50 {
+        node.store_values(&[Cell::string(&format!(
+            "value {i} long enough to have a record"
+        ))])
+        .unwrap();
+    }
+    let committed = |n: &LocalNode| match n.store().root().unwrap() {
+        etch_engine::store::Root::Value(c) => Some(*c.id()),
+        etch_engine::store::Root::Unset => None,
+    };
+    let unset = matches!(before, etch_engine::store::Root::Unset);
+    assert!(unset || committed(&node).is_some());
+    // Fifty merges well within a second: nothing committed yet, all of it visible.
+    assert_eq!(node.commits(), 0);
+    assert_ne!(committed(&node), Some(*node.root_value().id()));
+    assert_eq!(
+        value_at_path(
+            &node.root_value(),
+            &[Cell::keyword("data").unwrap()],
+            node.store().as_ref()
+        )
+        .unwrap()
+        .count(),
+        50
+    );
+    node.flush().unwrap();
+    assert_eq!(node.commits(), 1);
+    assert_eq!(committed(&node), Some(*node.root_value().id()));
+    // Nothing waiting: a second flush commits nothing.
+    node.flush().unwrap();
+    assert_eq!(node.commits(), 1);
+}

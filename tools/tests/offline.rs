@@ -799,6 +799,55 @@ fn bench_disk_profiles_and_draws() {
     assert!(v["sequential_writes"].as_array().unwrap().len() >= 4);
     assert!(v["fdatasync_4k"]["p50_us"].as_f64().unwrap() > 0.0);
     assert!(v["ingest_w1"]["cells_s"].as_f64().unwrap() > 0.0);
+    // Every field of the report (not timed: only that each is there and sane).
+    for key in [
+        "path",
+        "kernel",
+        "cpus",
+        "mount_point",
+        "filesystem",
+        "mount_options",
+        "source",
+        "disk",
+        "model",
+        "rotational",
+        "memory_backed",
+    ] {
+        assert!(v["system"].get(key).is_some(), "system.{key} missing: {v}");
+    }
+    assert!(v["system"]["cpus"].as_u64().unwrap() >= 1);
+    let qds: Vec<u64> = v["random_reads_4k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "io_uring")
+        .map(|r| r["qd"].as_u64().unwrap())
+        .collect();
+    // The io_uring sweep, where the kernel allows io_uring at all.
+    assert!(qds.is_empty() || qds == [1, 4, 16, 32, 64, 256], "{qds:?}");
+    for r in v["random_reads_4k"].as_array().unwrap() {
+        for key in [
+            "iops", "mb_s", "p50_us", "p99_us", "p999_us", "max_us", "direct",
+        ] {
+            assert!(r.get(key).is_some(), "random_reads_4k.{key} missing");
+        }
+    }
+    let hashing = v["hashing_sha3"].as_array().unwrap();
+    assert_eq!(hashing[0]["threads"], 1);
+    assert!(hashing.iter().all(|h| h["mb_s"].as_f64().unwrap() > 0.0));
+    // fio side by side where it is installed; otherwise the report says why not.
+    if v["fio"].get("skipped").is_some() {
+        assert!(v["versus_fio"].is_null());
+    } else {
+        assert!(v["fio"]["randread_4k_qd32"]["iops"].as_f64().unwrap() > 0.0);
+        assert!(v["versus_fio"]["randread_4k_qd32"].as_f64().unwrap() > 0.0);
+    }
+    // A folder that is not there is an error, not made.
+    let gone = dir.path().join("no-such-folder");
+    let (code, _, err) = etch(&["bench", "disk", "--dir", p(&gone), "--size", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no such folder"), "{err}");
+    assert!(!gone.exists());
     let svg = std::fs::read_to_string(out.join("disk-profile.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("</svg>"));
     let n = well_formed_xml(&svg).unwrap_or_else(|e| panic!("SVG not well-formed: {e}"));

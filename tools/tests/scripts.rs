@@ -36,6 +36,15 @@ fn a_long_script_of_stores_completes_form_by_form() {
     assert_eq!(run.out.len(), 67, "the last value ID: {}", run.out);
     let count = etch(&home, &["eval", "--store", store, "(count (root [:data]))"]);
     assert_eq!(count.out, format!("{n}\n"));
+    // The script's writes were committed together (at most a second apart), not one commit
+    // (and one root's worth of new cells) per form: a few commits and a store of a few MB,
+    // where a commit per form made 100,001 commits and about 270 MB.
+    let info = etch(&home, &["info", "--json", store]);
+    let v: serde_json::Value = serde_json::from_str(&info.out).expect("info JSON");
+    let commits = v["commits"].as_u64().expect("commits");
+    assert!((1..=120).contains(&commits), "{commits} commits");
+    let size = v["file_size"].as_u64().expect("file_size");
+    assert!(size < 40 << 20, "{size} bytes");
 }
 
 #[test]

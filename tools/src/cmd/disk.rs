@@ -16,6 +16,41 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// The queue depths of the io_uring random-read sweep.
+const READ_QUEUE_DEPTHS: [usize; 6] = [1, 4, 16, 32, 64, 256];
+
+/// etch's figure over fio's for each measurement both made (1.0: the same), or `null`.
+fn versus_fio(
+    seq: &[SeqResult],
+    sync: &Lat,
+    reads: &[ReadResult],
+    fio: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let Some(fio) = fio else {
+        return serde_json::Value::Null;
+    };
+    let ratio = |etch: Option<f64>, theirs: Option<f64>| match (etch, theirs) {
+        (Some(a), Some(b)) if b > 0.0 => serde_json::json!(a / b),
+        _ => serde_json::Value::Null,
+    };
+    let seq_1m = seq
+        .iter()
+        .find(|s| s.method == "pwrite" && s.block == 1 << 20)
+        .map(SeqResult::mb_s);
+    let iops = |method: &str, qd: usize| {
+        reads
+            .iter()
+            .find(|r| r.method == method && r.qd == qd)
+            .map(|r| r.iops)
+    };
+    serde_json::json!({
+        "seq_write_1m": ratio(seq_1m, fio["seq_write_1m_mb_s"].as_f64()),
+        "randread_4k_qd1": ratio(iops("io_uring", 1), fio["randread_4k_qd1"]["iops"].as_f64()),
+        "randread_4k_qd32": ratio(iops("io_uring", 32), fio["randread_4k_qd32"]["iops"].as_f64()),
+        "fdatasync_4k_p50": ratio(Some(sync.p50), fio["fdatasync_4k"]["p50_us"].as_f64()),
+    })
+}
+
 /// Arguments of `etch bench disk`.
 #[derive(clap::Args)]
 #[command(
@@ -28,9 +63,18 @@ with it: what the native log's writer does;\n\
 max — what one durable commit costs;\n\
 - random 4 KiB reads of that file with O_DIRECT (page cache bypassed; buffered after dropping \
 the file's cache where O_DIRECT is refused): pread at 1 in flight and io_uring at 32, each for \
---seconds: IOPS and latency — what reads of cold cells cost;\n\
+--seconds: IOPS and latency — what reads of cold cells cost; io_uring is swept over queue depths \
+1, 4, 16, 32, 64 and 256;\n\
 - engine ingest: --cells small blobs into a new native store with a durable commit per 1,000 \
-(the W1 workload of `etch bench ingest`).\n\n\
+(the W1 workload of `etch bench ingest`);\n\
+- SHA3-256 hashing on 1, 2, 4 … all cores (the engine hashes every cell it stores), so the \
+report shows whether the disk or the CPU bounds ingest;\n\
+- when fio is installed, fio on a file in the same folder for the measurements both make \
+(sequential 1 MiB writes with a final fsync, random 4 KiB direct reads at queue depth 1 and \
+32, 4 KiB write+fdatasync latency), side by side with etch's and their ratio.\n\n\
+The report names the device model, file system, mount options and kernel, and calls out a \
+folder that is memory (tmpfs, ramfs, /dev/shm) rather than a disk. --dir must exist: the \
+profile makes a scratch folder inside it and removes it afterwards.\n\n\
 Prints a table, and writes disk-profile.json and disk-profile.svg (throughput and latency \
 charts) into --out. Files are removed afterwards. With the defaults it takes well under two \
 minutes on a drive of 200 MB/s or more."
@@ -503,6 +547,11 @@ fn svg_chart(
     )
 }
 
+/// A ratio for the table: `0.97×`, or `n/a`.
+fn ratio_text(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("n/a".into(), |r| format!("{r:.2}×"))
+}
+
 /// Runs `etch bench disk`.
 pub fn run(args: DiskArgs) -> io::Result<ExitCode> {
     match profile(&args) {
@@ -513,16 +562,37 @@ pub fn run(args: DiskArgs) -> io::Result<ExitCode> {
 
 fn profile(args: &DiskArgs) -> Result<(), String> {
     let start = Instant::now();
+    if !args.dir.is_dir() {
+        return Err(format!(
+            "--dir {}: no such folder; name a folder on the disk to profile (a scratch folder \
+             is made inside it and removed afterwards)",
+            args.dir.display()
+        ));
+    }
+    let system = super::disk_env::system_info(&args.dir);
     let scratch = args.dir.join(format!("etch-disk-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    std::fs::create_dir(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let r = profile_in(args, &scratch);
+    let fio = super::disk_env::fio(&scratch, args.size, args.seconds);
     let _ = std::fs::remove_dir_all(&scratch);
     let (seq, sync, reads, ingest) = r?;
+    let cpus = system["cpus"].as_u64().unwrap_or(1) as usize;
+    let hashing = super::disk_env::hashing(cpus, (args.seconds / 4.0).clamp(0.2, 1.0));
+    let versus = versus_fio(&seq, &sync, &reads, fio.as_ref().ok());
     let total = start.elapsed().as_secs_f64();
     let json = serde_json::json!({
         "dir": args.dir.display().to_string(),
+        "system": system,
         "size_mib": args.size,
         "seconds": total,
+        "hashing_sha3": hashing.iter().map(|(t, mb)| serde_json::json!({
+            "threads": t, "mb_s": mb,
+        })).collect::<Vec<_>>(),
+        "fio": match &fio {
+            Ok(v) => v.clone(),
+            Err(why) => serde_json::json!({"skipped": why}),
+        },
+        "versus_fio": versus,
         "sequential_writes": seq.iter().map(|s| serde_json::json!({
             "method": s.method, "block": s.block, "qd": s.qd, "bytes": s.bytes,
             "write_s": s.write_s, "sync_s": s.sync_s, "mb_s": s.mb_s(),
@@ -565,9 +635,10 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     w(
         &mut out,
         format!(
-            "disk profile of {} ({} MiB per sequential test)",
+            "disk profile of {} ({} MiB per sequential test)\n{}",
             args.dir.display(),
-            args.size
+            args.size,
+            super::disk_env::system_line(&json["system"])
         ),
     )?;
     w(
@@ -646,6 +717,34 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             i.commit_ms.p99
         ))?;
     }
+    let hashed: Vec<String> = hashing
+        .iter()
+        .map(|(t, mb)| format!("{t} thread(s) {mb:.0} MB/s"))
+        .collect();
+    w(
+        &mut out,
+        format!("\nSHA3-256 hashing: {}", hashed.join(", ")),
+    )?;
+    match &fio {
+        Ok(f) => w(
+            &mut out,
+            format!(
+                "\nfio {} on the same folder (etch / fio): seq write 1 MiB {:.0} MB/s ({}), \
+                 rand read 4K qd1 {:.0} IOPS ({}), qd32 {:.0} IOPS ({}), 4K write+fdatasync \
+                 p50 {:.0} µs ({})",
+                f["version"].as_str().unwrap_or(""),
+                f["seq_write_1m_mb_s"].as_f64().unwrap_or(0.0),
+                ratio_text(&json["versus_fio"]["seq_write_1m"]),
+                f["randread_4k_qd1"]["iops"].as_f64().unwrap_or(0.0),
+                ratio_text(&json["versus_fio"]["randread_4k_qd1"]),
+                f["randread_4k_qd32"]["iops"].as_f64().unwrap_or(0.0),
+                ratio_text(&json["versus_fio"]["randread_4k_qd32"]),
+                f["fdatasync_4k"]["p50_us"].as_f64().unwrap_or(0.0),
+                ratio_text(&json["versus_fio"]["fdatasync_4k_p50"]),
+            ),
+        )?,
+        Err(why) => w(&mut out, format!("\nfio: not run: {why}"))?,
+    }
     w(
         &mut out,
         format!(
@@ -697,9 +796,16 @@ fn profile_in(
     let mut reads = vec![random_pread(&file, blocks, secs).map_err(io)?];
     pb.inc(1);
     if uring_ok {
-        match random_uring(&file, blocks, secs, 32) {
-            Ok(r) => reads.push(r),
-            Err(e) => eprintln!("etch bench disk: io_uring reads failed ({e}); skipped"),
+        // Queue depths swept, each for half the test time (at least 0.3 s).
+        let point = (secs / 2.0).max(0.3);
+        for qd in READ_QUEUE_DEPTHS {
+            match random_uring(&file, blocks, point, qd) {
+                Ok(r) => reads.push(r),
+                Err(e) => {
+                    eprintln!("etch bench disk: io_uring reads failed ({e}); skipped");
+                    break;
+                }
+            }
         }
     }
     pb.inc(1);

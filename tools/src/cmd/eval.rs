@@ -73,7 +73,20 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     }
     let resolver: &dyn Resolver = ctx.resolver;
     let mut env = Env::new();
+    // A script's writes are committed together (at most a second apart), and all of them
+    // before anything is reported: its result, or where it stopped.
+    if let Some((_, node, label)) = &opened {
+        if !label.ends_with("read-only)") {
+            node.defer_commits();
+        }
+    }
     let result = eval_script(&text, &mut env, &ctx);
+    if let Some((_, node, label)) = &opened {
+        if let Err(e) = node.flush() {
+            eprintln!("etch: {label}: the script's writes could not be committed: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let out = match result {
         Ok(v) => Ok(v),
         // One form, or text that does not read (its message says where): as before.

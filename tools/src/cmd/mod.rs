@@ -7,6 +7,7 @@ pub mod convert;
 pub mod copy;
 pub mod decode;
 pub mod disk;
+pub mod disk_env;
 pub mod drive;
 pub mod encode;
 pub mod eval;

@@ -245,8 +245,9 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
         .collect();
     // Candidate roots, newest first.
     let mut candidates: Vec<(u64, Option<[u8; 32]>)> = Vec::new();
+    let mut named = HashSet::new();
     for r in scan.roots.iter().rev() {
-        if !candidates.iter().any(|c| c.1 == r.id) {
+        if named.insert(r.id) {
             candidates.push((r.seq, r.id));
         }
     }

@@ -251,6 +251,10 @@ pub struct Scan {
     /// Native: index blocks walked (CAD047) or runs checked (native).
     pub index_units: u64,
     sorted: bool,
+    /// When sorted by id: for each value of an id's first [`Scan::bucket_bits`] bits, where
+    /// its records start in `recs` (one more entry at the end), so a lookup reads a bucket of
+    /// a record or two instead of binary-searching them all (ids are SHA3 hashes: uniform).
+    buckets: Vec<u32>,
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
@@ -309,6 +313,25 @@ impl Scan {
         self.recs
             .par_sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.offset.cmp(&b.offset)));
         self.sorted = true;
+        let bits = self.bucket_bits();
+        let mut buckets = vec![0u32; (1usize << bits) + 1];
+        for r in &self.recs {
+            buckets[Self::bucket(&r.id, bits) + 1] += 1;
+        }
+        for i in 1..buckets.len() {
+            buckets[i] += buckets[i - 1];
+        }
+        self.buckets = buckets;
+    }
+
+    /// Bits of an id that pick its bucket: about one record per bucket.
+    fn bucket_bits(&self) -> u32 {
+        (usize::BITS - self.recs.len().leading_zeros()).clamp(1, 28)
+    }
+
+    fn bucket(id: &[u8; 32], bits: u32) -> usize {
+        let top = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        (top >> (32 - bits)) as usize
     }
 
     /// Sorts the records by offset (file order).
@@ -320,9 +343,15 @@ impl Scan {
     /// The records with this id (after [`Scan::sort_by_id`]).
     pub fn find(&self, id: &[u8; 32]) -> &[Rec] {
         debug_assert!(self.sorted);
-        let lo = self.recs.partition_point(|r| r.id < *id);
-        let hi = lo + self.recs[lo..].partition_point(|r| r.id == *id);
-        &self.recs[lo..hi]
+        let b = Self::bucket(id, self.bucket_bits());
+        let (start, end) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => (0, self.recs.len()),
+        };
+        let bucket = &self.recs[start..end];
+        let lo = bucket.partition_point(|r| r.id < *id);
+        let hi = lo + bucket[lo..].partition_point(|r| r.id == *id);
+        &bucket[lo..hi]
     }
 
     /// The first good record of `id`.
@@ -466,6 +495,78 @@ impl Resolver for ScanResolver<'_> {
     }
 }
 
+/// Encoding bytes of decoded cells a walk keeps at most ([`LevelCache`]).
+const WALK_CACHE_BYTES_MAX: usize = 256 << 20;
+
+/// Shards of a [`LevelCache`] (threads decoding at once rarely wait on one another).
+const WALK_CACHE_SHARDS: usize = 64;
+
+/// One shard of a [`LevelCache`]: (this level's cells, the previous level's).
+type CacheShard = (HashMap<[u8; 32], Cell>, HashMap<[u8; 32], Cell>);
+
+/// The cells a breadth-first walk decoded at this level and the one before: a parent's
+/// structure check decodes its children, which the walk visits at the next level, and cells
+/// shared between trees (every commit's root shares most of its tree with the one before) are
+/// checked from many parents; each is decoded once instead. Bounded by
+/// [`WALK_CACHE_BYTES_MAX`]: past it, cells are decoded again rather than kept.
+struct LevelCache<'a> {
+    res: ScanResolver<'a>,
+    shards: Vec<std::sync::Mutex<CacheShard>>,
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> LevelCache<'a> {
+    fn new(res: ScanResolver<'a>) -> LevelCache<'a> {
+        LevelCache {
+            res,
+            shards: (0..WALK_CACHE_SHARDS)
+                .map(|_| std::sync::Mutex::new((HashMap::new(), HashMap::new())))
+                .collect(),
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, id: &[u8; 32]) -> std::sync::MutexGuard<'_, CacheShard> {
+        let lock = &self.shards[id[0] as usize % WALK_CACHE_SHARDS];
+        lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cell of `id` from a good record, decoded once while it stays in the cache.
+    fn cell(&self, id: &[u8; 32]) -> Option<Cell> {
+        {
+            let shard = self.shard(id);
+            if let Some(c) = shard.0.get(id).or_else(|| shard.1.get(id)) {
+                return Some(c.clone());
+            }
+        }
+        let (cell, _) = self.res.get(id)?;
+        let len = cell.len();
+        if self.bytes.load(std::sync::atomic::Ordering::Relaxed) + len <= WALK_CACHE_BYTES_MAX {
+            self.bytes
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            self.shard(id).0.insert(*id, cell.clone());
+        }
+        Some(cell)
+    }
+
+    /// The next level begins: the level before last is dropped.
+    fn next_level(&mut self) {
+        let mut kept = 0;
+        for shard in &mut self.shards {
+            let shard = shard.get_mut().unwrap_or_else(|p| p.into_inner());
+            shard.1 = std::mem::take(&mut shard.0);
+            kept += shard.1.values().map(Cell::len).sum::<usize>();
+        }
+        *self.bytes.get_mut() = kept;
+    }
+}
+
+impl Resolver for LevelCache<'_> {
+    fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
+        Ok(self.cell(&id.0))
+    }
+}
+
 /// The Value IDs of the branch cells `cell` refers to, through embedded children, in encoding
 /// order.
 pub fn branch_children(cell: &Cell, out: &mut Vec<ValueId>) {
@@ -501,7 +602,7 @@ pub struct TreeWalk {
 /// present passes the stage-B rules (`check_structure` with the store as resolver).
 /// `roots`: each root's Value ID and the offset (in the record file) where it is named.
 pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWalk {
-    let res = scan.resolver();
+    let mut cache = LevelCache::new(scan.resolver());
     let pb = bar(scan.recs.len() as u64, "trees", false);
     if !show {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -514,13 +615,19 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
     // only: the values it does not hold are not missing.
     type Pending = ([u8; 32], u64, Option<[u8; 32]>, Zone);
     let mut frontier: Vec<Pending> = Vec::new();
-    for (r, at) in roots {
+    // Whether each root is a partial replica's: every commit's root, so in parallel.
+    let partial_of: Vec<bool> = roots
+        .par_iter()
+        .map(|(r, _)| {
+            cache
+                .cell(r)
+                .is_some_and(|c| hold::is_partial(&c, &cache).unwrap_or(false))
+        })
+        .collect();
+    for ((r, at), partial) in roots.iter().zip(partial_of) {
         if ValueId(*r) == nil && scan.good(r).is_none() {
             continue; // a nil root needs no record (CAD047)
         }
-        let partial = res
-            .get(r)
-            .is_some_and(|(c, _)| hold::is_partial(&c, &res).unwrap_or(false));
         if partial {
             out.partial_roots += 1;
         }
@@ -537,7 +644,8 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
             .map(|(id, from, parent, zone)| {
                 let mut probs = Vec::new();
                 let mut kids = Vec::new();
-                let Some((cell, rec)) = res.get(id) else {
+                let found = scan.good(id).and_then(|rec| Some((cache.cell(id)?, rec)));
+                let Some((cell, rec)) = found else {
                     let damaged = scan.find(id).first().map(|r| r.offset);
                     let detail = match (parent, damaged) {
                         (_, Some(at)) => format!("reachable, but its record at {at} is damaged"),
@@ -558,9 +666,10 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
                 branch_children(&cell, &mut all);
                 let all_there = all.iter().all(|k| scan.good(&k.0).is_some());
                 if all_there {
-                    if let Err(e) =
-                        etch_formats::structure::check_structure(&cell, Some(&res as &dyn Resolver))
-                    {
+                    if let Err(e) = etch_formats::structure::check_structure(
+                        &cell,
+                        Some(&cache as &dyn Resolver),
+                    ) {
                         probs.push(
                             Problem::new(
                                 &file,
@@ -590,6 +699,7 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
             }
         }
         frontier = next;
+        cache.next_level();
     }
     pb.finish_and_clear();
     out
@@ -1105,6 +1215,7 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
         file_bytes: disk_bytes(dir),
         index_units,
         sorted: false,
+        buckets: Vec::new(),
     })
 }
 
@@ -1176,6 +1287,7 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
         file_bytes: phys,
         index_units: 0,
         sorted: false,
+        buckets: Vec::new(),
     };
     if phys < DATA_START {
         problems.push(Problem::new(

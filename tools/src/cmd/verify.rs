@@ -112,9 +112,10 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
     scan.check_records(show);
     // Every root (native: every commit's; CAD047: the header's, named at offset 12, §8.9).
     let mut roots: Vec<([u8; 32], u64)> = Vec::new();
+    let mut named = std::collections::HashSet::new();
     for r in &scan.roots {
         if let Some(id) = r.id {
-            if !roots.iter().any(|x| x.0 == id) {
+            if named.insert(id) {
                 roots.push((id, r.offset));
             }
         }
