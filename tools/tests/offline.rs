@@ -842,6 +842,40 @@ fn bench_disk_profiles_and_draws() {
         assert!(v["fio"]["randread_4k_qd32"]["iops"].as_f64().unwrap() > 0.0);
         assert!(v["versus_fio"]["randread_4k_qd32"].as_f64().unwrap() > 0.0);
     }
+    // The HTML report holds the table and the charts.
+    let html = std::fs::read_to_string(out.join("disk-profile.html")).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.ends_with("</html>\n")
+    );
+    // Repeated runs give a median with its range; an earlier run is compared figure by figure.
+    let old = dir.path().join("old.json");
+    std::fs::copy(out.join("disk-profile.json"), &old).unwrap();
+    let (code, stdout, err) = etch(&[
+        "bench",
+        "disk",
+        "--dir",
+        p(dir.path()),
+        "--size",
+        "4",
+        "--seconds",
+        "0.2",
+        "--cells",
+        "0",
+        "--out",
+        p(&out),
+        "--repeat",
+        "2",
+        "--compare",
+        p(&old),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("compared with an earlier run"), "{stdout}");
+    let v2 = json(&std::fs::read_to_string(out.join("disk-profile.json")).unwrap());
+    assert_eq!(v2["repeats"], 2);
+    let s0 = &v2["sequential_writes"][0];
+    assert!(s0["mb_s_min"].as_f64().unwrap() <= s0["mb_s"].as_f64().unwrap());
+    assert!(s0["mb_s"].as_f64().unwrap() <= s0["mb_s_max"].as_f64().unwrap());
+    assert!(!v2["compare"]["rows"].as_array().unwrap().is_empty());
     // A folder that is not there is an error, not made.
     let gone = dir.path().join("no-such-folder");
     let (code, _, err) = etch(&["bench", "disk", "--dir", p(&gone), "--size", "1"]);

@@ -75,8 +75,10 @@ report shows whether the disk or the CPU bounds ingest;\n\
 The report names the device model, file system, mount options and kernel, and calls out a \
 folder that is memory (tmpfs, ramfs, /dev/shm) rather than a disk. --dir must exist: the \
 profile makes a scratch folder inside it and removes it afterwards.\n\n\
-Prints a table, and writes disk-profile.json and disk-profile.svg (throughput and latency \
-charts) into --out. Files are removed afterwards. With the defaults it takes well under two \
+Prints a table, and writes disk-profile.json, disk-profile.svg (throughput and latency \
+charts) and disk-profile.html (one self-contained page: the table and the charts) into --out; \
+--repeat N runs every disk test N times (median, min, max); --compare OLD.json shows each \
+figure beside an earlier run's, with new/old. Files are removed afterwards. With the defaults it takes well under two \
 minutes on a drive of 200 MB/s or more."
 )]
 pub struct DiskArgs {
@@ -98,9 +100,120 @@ pub struct DiskArgs {
     /// Print the JSON to stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run every disk test this many times: each figure is the median run, with the minimum
+    /// and maximum beside it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
+    /// An earlier run's disk-profile.json: each figure is shown beside it, with new / old.
+    #[arg(long, value_name = "OLD.json")]
+    compare: Option<PathBuf>,
+}
+
+/// The run of `runs` whose `key` is the median, with the smallest and largest `key`.
+fn median_of<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> Option<(T, f64, f64)> {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let (min, max) = (key(runs.first()?), key(runs.last()?));
+    let mid = runs.len() / 2;
+    Some((runs.swap_remove(mid), min, max))
+}
+
+/// Measurements of one profile run.
+type Run = (Vec<SeqResult>, Lat, Vec<ReadResult>, Option<IngestResult>);
+
+/// The runs of each measurement gathered: position `i` of every run is the same test.
+struct Repeated {
+    seq: Vec<(SeqResult, f64, f64)>,
+    sync: (Lat, f64, f64),
+    reads: Vec<(ReadResult, f64, f64)>,
+    ingest: Option<(IngestResult, f64, f64)>,
+}
+
+/// Rows of runs turned into columns: column `i` holds test `i` of every run.
+fn columns<T>(rows: Vec<Vec<T>>) -> Vec<Vec<T>> {
+    let width = rows.iter().map(Vec::len).min().unwrap_or(0);
+    let mut cols: Vec<Vec<T>> = (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
+    for row in rows {
+        for (c, x) in cols.iter_mut().zip(row) {
+            c.push(x);
+        }
+    }
+    cols
+}
+
+fn repeated(runs: Vec<Run>) -> Option<Repeated> {
+    let (mut seqs, mut syncs, mut reads, mut ingests) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (s, l, r, i) in runs {
+        seqs.push(s);
+        syncs.push(l);
+        reads.push(r);
+        ingests.extend(i);
+    }
+    Some(Repeated {
+        seq: columns(seqs)
+            .into_iter()
+            .filter_map(|c| median_of(c, SeqResult::mb_s))
+            .collect(),
+        sync: median_of(syncs, |l: &Lat| l.p50)?,
+        reads: columns(reads)
+            .into_iter()
+            .filter_map(|c| median_of(c, |r: &ReadResult| r.iops))
+            .collect(),
+        ingest: median_of(ingests, |i: &IngestResult| i.cells as f64 / i.secs),
+    })
+}
+
+/// Rows comparing this run's JSON with an earlier one's: (measurement, old, new, new / old).
+fn compare_rows(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, f64, f64)> {
+    let mut rows = Vec::new();
+    let mut pair = |name: String, o: Option<f64>, n: Option<f64>| {
+        if let (Some(o), Some(n)) = (o, n) {
+            rows.push((name, o, n));
+        }
+    };
+    let list = |v: &serde_json::Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
+    for n in list(new, "sequential_writes") {
+        let same = list(old, "sequential_writes")
+            .into_iter()
+            .find(|o| o["method"] == n["method"] && o["block"] == n["block"] && o["qd"] == n["qd"]);
+        if let Some(o) = same {
+            let name = format!(
+                "seq {} {} qd{} MB/s",
+                n["method"].as_str().unwrap_or(""),
+                human_block(n["block"].as_u64().unwrap_or(0) as usize),
+                n["qd"]
+            );
+            pair(name, o["mb_s"].as_f64(), n["mb_s"].as_f64());
+        }
+    }
+    for n in list(new, "random_reads_4k") {
+        let same = list(old, "random_reads_4k")
+            .into_iter()
+            .find(|o| o["method"] == n["method"] && o["qd"] == n["qd"]);
+        if let Some(o) = same {
+            let name = format!(
+                "rand 4K {} qd{} IOPS",
+                n["method"].as_str().unwrap_or(""),
+                n["qd"]
+            );
+            pair(name, o["iops"].as_f64(), n["iops"].as_f64());
+        }
+    }
+    pair(
+        "4K append+fdatasync p50 µs".into(),
+        old["fdatasync_4k"]["p50_us"].as_f64(),
+        new["fdatasync_4k"]["p50_us"].as_f64(),
+    );
+    pair(
+        "engine ingest W1 cells/s".into(),
+        old["ingest_w1"]["cells_s"].as_f64(),
+        new["ingest_w1"]["cells_s"].as_f64(),
+    );
+    rows
 }
 
 /// One sequential-write run.
+#[derive(Clone)]
 struct SeqResult {
     method: &'static str,
     block: usize,
@@ -151,6 +264,7 @@ fn lat_of(mut us: Vec<f64>) -> Lat {
     }
 }
 
+#[derive(Clone)]
 struct ReadResult {
     method: &'static str,
     qd: usize,
@@ -159,6 +273,7 @@ struct ReadResult {
     lat: Lat,
 }
 
+#[derive(Clone)]
 struct IngestResult {
     cells: usize,
     secs: f64,
@@ -570,12 +685,44 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         ));
     }
     let system = super::disk_env::system_info(&args.dir);
+    let old = match &args.compare {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("--compare {}: {e}", p.display()))
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map_err(|e| format!("--compare {}: not a disk profile: {e}", p.display()))
+                })?,
+        ),
+        None => None,
+    };
     let scratch = args.dir.join(format!("etch-disk-{}", std::process::id()));
     std::fs::create_dir(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let r = profile_in(args, &scratch);
+    let mut runs = Vec::new();
+    for i in 0..args.repeat {
+        // Each run in a folder of its own (and removed after), so runs start alike.
+        let run_dir = scratch.join(format!("run{i}"));
+        let run = std::fs::create_dir(&run_dir)
+            .map_err(|e| format!("{}: {e}", run_dir.display()))
+            .and_then(|()| profile_in(args, &run_dir));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        match run {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(e);
+            }
+        }
+    }
     let fio = super::disk_env::fio(&scratch, args.size, args.seconds);
     let _ = std::fs::remove_dir_all(&scratch);
-    let (seq, sync, reads, ingest) = r?;
+    let Some(rep) = repeated(runs) else {
+        return Err("no run completed".into());
+    };
+    let seq: Vec<SeqResult> = rep.seq.iter().map(|(s, _, _)| s.clone()).collect();
+    let reads: Vec<ReadResult> = rep.reads.iter().map(|(r, _, _)| r.clone()).collect();
+    let sync = rep.sync.0.clone();
+    let ingest = rep.ingest.as_ref().map(|(i, _, _)| i.clone());
     let cpus = system["cpus"].as_u64().unwrap_or(1) as usize;
     let hashing = super::disk_env::hashing(cpus, (args.seconds / 4.0).clamp(0.2, 1.0));
     let versus = versus_fio(&seq, &sync, &reads, fio.as_ref().ok());
@@ -593,14 +740,18 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             Err(why) => serde_json::json!({"skipped": why}),
         },
         "versus_fio": versus,
-        "sequential_writes": seq.iter().map(|s| serde_json::json!({
+        "repeats": args.repeat,
+        "sequential_writes": rep.seq.iter().map(|(s, min, max)| serde_json::json!({
             "method": s.method, "block": s.block, "qd": s.qd, "bytes": s.bytes,
             "write_s": s.write_s, "sync_s": s.sync_s, "mb_s": s.mb_s(),
+            "mb_s_min": min, "mb_s_max": max,
         })).collect::<Vec<_>>(),
         "fdatasync_4k": {"count": sync.count, "p50_us": sync.p50, "p99_us": sync.p99,
-            "p999_us": sync.p999, "max_us": sync.max},
-        "random_reads_4k": reads.iter().map(|r| serde_json::json!({
+            "p999_us": sync.p999, "max_us": sync.max,
+            "p50_us_min": rep.sync.1, "p50_us_max": rep.sync.2},
+        "random_reads_4k": rep.reads.iter().map(|(r, min, max)| serde_json::json!({
             "method": r.method, "qd": r.qd, "direct": r.direct, "iops": r.iops,
+            "iops_min": min, "iops_max": max,
             "mb_s": r.iops * 4096.0 / 1e6, "p50_us": r.lat.p50, "p99_us": r.lat.p99,
             "p999_us": r.lat.p999, "max_us": r.lat.max,
         })).collect::<Vec<_>>(),
@@ -609,13 +760,13 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             "mb_s": i.cells as f64 * 99.0 / i.secs / 1e6,
             "commit_p50_ms": i.commit_ms.p50, "commit_p99_ms": i.commit_ms.p99,
             "commit_max_ms": i.commit_ms.max,
+            "cells_s_min": rep.ingest.as_ref().map(|r| r.1),
+            "cells_s_max": rep.ingest.as_ref().map(|r| r.2),
         })),
     });
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let jpath = args.out.join("disk-profile.json");
     let spath = args.out.join("disk-profile.svg");
-    std::fs::write(&jpath, format!("{json:#}\n"))
-        .map_err(|e| format!("{}: {e}", jpath.display()))?;
     let shown = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     let title = format!(
         "etch bench disk: {} ({} MiB per test)",
@@ -627,22 +778,44 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         svg_chart(&title, &seq, &sync, &reads, ingest.as_ref()),
     )
     .map_err(|e| format!("{}: {e}", spath.display()))?;
-    let mut out = io::stdout().lock();
-    let w = |out: &mut io::StdoutLock, s: String| writeln!(out, "{s}").map_err(|e| e.to_string());
-    if args.json {
-        return w(&mut out, json.to_string());
+    let compare = old.as_ref().map(|o| compare_rows(o, &json));
+    let mut json = json;
+    if let (Some(rows), Some(p)) = (&compare, &args.compare) {
+        json["compare"] = serde_json::json!({
+            "file": p.display().to_string(),
+            "rows": rows.iter().map(|(name, o, n)| serde_json::json!({
+                "measurement": name, "old": o, "new": n, "ratio": n / o,
+            })).collect::<Vec<_>>(),
+        });
     }
+    std::fs::write(&jpath, format!("{json:#}\n"))
+        .map_err(|e| format!("{}: {e}", jpath.display()))?;
+    // The report as text: printed, and the body of the HTML report.
+    let mut text = String::new();
+    let w = |out: &mut String, s: String| -> Result<(), String> {
+        out.push_str(&s);
+        out.push('\n');
+        Ok(())
+    };
     w(
-        &mut out,
+        &mut text,
         format!(
-            "disk profile of {} ({} MiB per sequential test)\n{}",
+            "disk profile of {} ({} MiB per sequential test{})\n{}",
             args.dir.display(),
             args.size,
+            if args.repeat > 1 {
+                format!(
+                    "; each figure the median of {} runs, min and max in the JSON",
+                    args.repeat
+                )
+            } else {
+                String::new()
+            },
             super::disk_env::system_line(&json["system"])
         ),
     )?;
     w(
-        &mut out,
+        &mut text,
         format!(
             "\n{:<24} {:>10} {:>10} {:>10}",
             "sequential append", "MB/s", "write s", "fdatasync s"
@@ -650,7 +823,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     )?;
     for s in &seq {
         w(
-            &mut out,
+            &mut text,
             format!(
                 "{:<24} {:>10.0} {:>10.3} {:>10.3}",
                 s.label(),
@@ -661,14 +834,14 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         )?;
     }
     w(
-        &mut out,
+        &mut text,
         format!(
             "\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "latency (µs)", "count", "p50", "p99", "p99.9", "max"
         ),
     )?;
     w(
-        &mut out,
+        &mut text,
         format!(
             "{:<24} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
             "4 KiB append+fdatasync", sync.count, sync.p50, sync.p99, sync.p999, sync.max
@@ -676,7 +849,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     )?;
     for r in &reads {
         w(
-            &mut out,
+            &mut text,
             format!(
                 "{:<24} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
                 format!("rand 4K {} qd{}", r.method, r.qd),
@@ -689,7 +862,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         )?;
     }
     w(
-        &mut out,
+        &mut text,
         format!(
             "\n{:<24} {:>10} {:>10} {:>10}",
             "random 4 KiB reads", "IOPS", "MB/s", "cache"
@@ -697,7 +870,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     )?;
     for r in &reads {
         w(
-            &mut out,
+            &mut text,
             format!(
                 "{:<24} {:>10.0} {:>10.1} {:>10}",
                 format!("{} qd{}", r.method, r.qd),
@@ -708,7 +881,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         )?;
     }
     if let Some(i) = &ingest {
-        w(&mut out, format!(
+        w(&mut text, format!(
             "\nengine ingest (W1, {} cells, durable commit per 1,000): {:.0} cells/s, {:.1} MB/s, commit p50 {:.2} ms, p99 {:.2} ms",
             i.cells,
             i.cells as f64 / i.secs,
@@ -722,12 +895,12 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         .map(|(t, mb)| format!("{t} thread(s) {mb:.0} MB/s"))
         .collect();
     w(
-        &mut out,
+        &mut text,
         format!("\nSHA3-256 hashing: {}", hashed.join(", ")),
     )?;
     match &fio {
         Ok(f) => w(
-            &mut out,
+            &mut text,
             format!(
                 "\nfio {} on the same folder (etch / fio): seq write 1 MiB {:.0} MB/s ({}), \
                  rand read 4K qd1 {:.0} IOPS ({}), qd32 {:.0} IOPS ({}), 4K write+fdatasync \
@@ -743,15 +916,60 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
                 ratio_text(&json["versus_fio"]["fdatasync_4k_p50"]),
             ),
         )?,
-        Err(why) => w(&mut out, format!("\nfio: not run: {why}"))?,
+        Err(why) => w(&mut text, format!("\nfio: not run: {why}"))?,
     }
-    w(
-        &mut out,
-        format!(
-            "\nwrote {} and {} in {total:.1} s",
-            jpath.display(),
-            spath.display()
+    if let Some(rows) = &compare {
+        w(
+            &mut text,
+            format!(
+                "\n{:<34} {:>12} {:>12} {:>9}",
+                "compared with an earlier run", "old", "new", "new/old"
+            ),
+        )?;
+        for (name, o, n) in rows {
+            w(
+                &mut text,
+                format!("{name:<34} {o:>12.1} {n:>12.1} {:>8.2}×", n / o),
+            )?;
+        }
+    }
+    let hpath = args.out.join("disk-profile.html");
+    std::fs::write(
+        &hpath,
+        html_report(
+            &title,
+            &text,
+            &std::fs::read_to_string(&spath).unwrap_or_default(),
         ),
+    )
+    .map_err(|e| format!("{}: {e}", hpath.display()))?;
+    w(
+        &mut text,
+        format!(
+            "\nwrote {}, {} and {} in {total:.1} s",
+            jpath.display(),
+            spath.display(),
+            hpath.display()
+        ),
+    )?;
+    let mut out = io::stdout().lock();
+    let shown = if args.json {
+        json.to_string() + "\n"
+    } else {
+        text
+    };
+    out.write_all(shown.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// One self-contained HTML page: the report's text and its charts (inline SVG).
+fn html_report(title: &str, text: &str, svg: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n\
+<style>body{{font-family:sans-serif;margin:2em;max-width:72em}}pre{{background:#f6f6f6;\
+padding:1em;overflow-x:auto}}svg{{max-width:100%;height:auto}}</style></head>\n\
+<body><h1>{t}</h1>\n<pre>{body}</pre>\n{svg}\n</body></html>\n",
+        t = esc(title),
+        body = esc(text),
     )
 }
 
