@@ -832,6 +832,18 @@ fn bench_disk_profiles_and_draws() {
             assert!(r.get(key).is_some(), "random_reads_4k.{key} missing");
         }
     }
+    let group: Vec<u64> = v["group_commit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["committers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(group, [1, 4, 16, 64]);
+    for g in v["group_commit"].as_array().unwrap() {
+        assert!(g["commits_s"].as_f64().unwrap() > 0.0, "{g}");
+        assert!(g["p99_us"].as_f64().unwrap() >= g["p50_us"].as_f64().unwrap());
+    }
+    assert!(v["sustained_write"].is_null(), "only with --sustained");
     let hashing = v["hashing_sha3"].as_array().unwrap();
     assert_eq!(hashing[0]["threads"], 1);
     assert!(hashing.iter().all(|h| h["mb_s"].as_f64().unwrap() > 0.0));

@@ -67,6 +67,10 @@ the file's cache where O_DIRECT is refused): pread at 1 in flight and io_uring a
 1, 4, 16, 32, 64 and 256;\n\
 - engine ingest: --cells small blobs into a new native store with a durable commit per 1,000 \
 (the W1 workload of `etch bench ingest`);\n\
+- engine commits: 1, 4, 16 and 64 committers each storing a small cell and committing it \
+durably, into one native store (its group commit): commits per second and latency;\n\
+- with --sustained GIB, that many GiB written sequentially, each 256 MiB window timed, to find \
+where a drive's write cache runs out;\n\
 - SHA3-256 hashing on 1, 2, 4 … all cores (the engine hashes every cell it stores), so the \
 report shows whether the disk or the CPU bounds ingest;\n\
 - when fio is installed, fio on a file in the same folder for the measurements both make \
@@ -107,6 +111,10 @@ pub struct DiskArgs {
     /// An earlier run's disk-profile.json: each figure is shown beside it, with new / old.
     #[arg(long, value_name = "OLD.json")]
     compare: Option<PathBuf>,
+    /// Also write this many GiB sequentially (1 MiB blocks, fdatasync every 256 MiB) and show
+    /// each 256 MiB window's speed: long enough, a drive's write cache fills and it slows.
+    #[arg(long, value_name = "GIB", default_value_t = 0)]
+    sustained: u64,
 }
 
 /// The run of `runs` whose `key` is the median, with the smallest and largest `key`.
@@ -662,6 +670,27 @@ fn svg_chart(
     )
 }
 
+/// The tests run once whatever `--repeat` says: durable commits from 1…64 committers (each
+/// for half the test time), and the sustained write when asked for.
+fn run_once(
+    args: &DiskArgs,
+    scratch: &Path,
+) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let point = (args.seconds / 2.0).max(0.3);
+    let mut group = Vec::new();
+    for n in super::disk_load::COMMITTERS {
+        let dir = scratch.join(format!("commit{n}"));
+        group.push(super::disk_load::group_commit(&dir, n, point)?);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let sustained = if args.sustained > 0 {
+        super::disk_load::sustained(scratch, args.sustained)?
+    } else {
+        serde_json::Value::Null
+    };
+    Ok((serde_json::Value::Array(group), sustained))
+}
+
 /// A ratio for the table: `0.97×`, or `n/a`.
 fn ratio_text(v: &serde_json::Value) -> String {
     v.as_f64().map_or("n/a".into(), |r| format!("{r:.2}×"))
@@ -715,7 +744,9 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
         }
     }
     let fio = super::disk_env::fio(&scratch, args.size, args.seconds);
+    let once = run_once(args, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
+    let (group, sustained) = once?;
     let Some(rep) = repeated(runs) else {
         return Err("no run completed".into());
     };
@@ -740,6 +771,8 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             Err(why) => serde_json::json!({"skipped": why}),
         },
         "versus_fio": versus,
+        "group_commit": group,
+        "sustained_write": sustained,
         "repeats": args.repeat,
         "sequential_writes": rep.seq.iter().map(|(s, min, max)| serde_json::json!({
             "method": s.method, "block": s.block, "qd": s.qd, "bytes": s.bytes,
@@ -889,6 +922,36 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
             i.commit_ms.p50,
             i.commit_ms.p99
         ))?;
+    }
+    for g in group.as_array().into_iter().flatten() {
+        w(
+            &mut text,
+            format!(
+                "engine commits, {:>2} committer(s): {:>8.0} durable commits/s, p50 {:.0} µs, p99 {:.0} µs",
+                g["committers"].as_u64().unwrap_or(0),
+                g["commits_s"].as_f64().unwrap_or(0.0),
+                g["p50_us"].as_f64().unwrap_or(0.0),
+                g["p99_us"].as_f64().unwrap_or(0.0)
+            ),
+        )?;
+    }
+    if !sustained.is_null() {
+        w(
+            &mut text,
+            format!(
+                "sustained write of {} GiB: {:.0} MB/s median per 256 MiB window (min {:.0}, max {:.0}; first {:.0}, last {:.0})",
+                sustained["gib"],
+                sustained["median_mb_s"].as_f64().unwrap_or(0.0),
+                sustained["min_mb_s"].as_f64().unwrap_or(0.0),
+                sustained["max_mb_s"].as_f64().unwrap_or(0.0),
+                sustained["windows_mb_s"][0].as_f64().unwrap_or(0.0),
+                sustained["windows_mb_s"]
+                    .as_array()
+                    .and_then(|w| w.last())
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0)
+            ),
+        )?;
     }
     let hashed: Vec<String> = hashing
         .iter()

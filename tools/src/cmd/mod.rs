@@ -8,6 +8,7 @@ pub mod copy;
 pub mod decode;
 pub mod disk;
 pub mod disk_env;
+pub mod disk_load;
 pub mod drive;
 pub mod encode;
 pub mod eval;
