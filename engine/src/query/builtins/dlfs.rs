@@ -12,7 +12,7 @@ use crate::query::core::{cast_pos, check_exact, check_range, data, data_v};
 use crate::query::docs::{d, Group::Dlfs};
 use crate::query::{EvalError, Evaluator, Res, Value};
 use etch_formats::value::{blob_bytes, elements};
-use etch_formats::{Cell, Kind};
+use etch_formats::{Cell, Kind, Resolver};
 
 pub(super) const TABLE: &[Builtin] = &[
     Builtin {
@@ -397,32 +397,29 @@ fn put(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     hash_v(&new)
 }
 
-/// `mkdir`.
-fn mkdir(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "mkdir";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
+/// A DLFS write at the one location argument of `name`: rights, `edit` of that drive at the
+/// node's time (signed and committed by the node), the drive's new state hash.
+fn edit_path(
+    ev: &mut Evaluator,
+    name: &str,
+    args: Vec<Value>,
+    edit: fn(&Cell, &DrivePath, i64, &dyn Resolver) -> Result<Cell, dlfs::DlfsError>,
+) -> Res<Value> {
+    check_exact(name, 1, &args)?;
     ev.require(true)?;
-    let (owner, p) = location(ev, args, 1, name)?;
+    let (owner, p) = location(ev, &args, 1, name)?;
     let new = ev
         .node(name)?
-        .edit_drive(&owner, &p.drive, &mut |cur, now, r| {
-            dlfs::mkdir(cur, &p, now, r)
-        })?;
+        .edit_drive(&owner, &p.drive, &mut |cur, now, r| edit(cur, &p, now, r))?;
     hash_v(&new)
+}
+
+/// `mkdir`.
+fn mkdir(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
+    edit_path(ev, "mkdir", args, dlfs::mkdir)
 }
 
 /// `rm`.
 fn rm(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "rm";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
-    ev.require(true)?;
-    let (owner, p) = location(ev, args, 1, name)?;
-    let new = ev
-        .node(name)?
-        .edit_drive(&owner, &p.drive, &mut |cur, now, r| {
-            dlfs::rm(cur, &p, now, r)
-        })?;
-    hash_v(&new)
+    edit_path(ev, "rm", args, dlfs::rm)
 }
