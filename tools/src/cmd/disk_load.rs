@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// The numbers of concurrent committers of the group-commit test.
 pub const COMMITTERS: [usize; 4] = [1, 4, 16, 64];
 
+/// How long the committers are given to start before the clock does.
+const COMMITTERS_START: Duration = Duration::from_millis(100);
+
 /// Bytes of each cell a committer stores (W1's cell size).
 const CELL_BYTES: usize = 97;
 
@@ -28,8 +31,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// commit gives, and each commit's latency.
 pub fn group_commit(dir: &Path, committers: usize, secs: f64) -> Result<Value, String> {
     let store = NativeStore::create(dir, NativeOptions::default()).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
+    // Every committer starts at the same moment, once all are running: starting 64 threads
+    // must not count as commit time.
+    let start = Instant::now() + COMMITTERS_START;
+    let deadline = start + Duration::from_secs_f64(secs);
     let per_thread: Vec<Result<Vec<f64>, String>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..committers)
             .map(|t| {
@@ -37,6 +42,7 @@ pub fn group_commit(dir: &Path, committers: usize, secs: f64) -> Result<Value, S
                 s.spawn(move || {
                     let mut rng = SplitMix64(1000 + t as u64);
                     let mut lat = Vec::new();
+                    std::thread::sleep(start.saturating_duration_since(Instant::now()));
                     while Instant::now() < deadline {
                         let cell = Cell::blob(&rng.bytes(CELL_BYTES));
                         let t0 = Instant::now();
@@ -56,7 +62,7 @@ pub fn group_commit(dir: &Path, committers: usize, secs: f64) -> Result<Value, S
             })
             .collect()
     });
-    let secs = start.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
     let mut lat = Vec::new();
     for l in per_thread {
         lat.extend(l?);

@@ -308,71 +308,71 @@ fn drives(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
     };
     let root = ev.node(name)?.root()?;
     let names = dlfs::drive_names(&root, &owner, ev.resolver())?;
+    names_v(ev, &names)
+}
+
+/// Names as a Vector of Strings, a step each.
+fn names_v(ev: &mut Evaluator, names: &[String]) -> Res<Value> {
     ev.step(names.len() as u64)?;
     data_v(Cell::vector(
         names.iter().map(|n| Cell::string(n)).collect(),
     ))
+}
+
+/// A write of a whole drive named by the one argument of `name` (a drive name, or
+/// `[owner name]`): rights, `edit` of the drive at the node's time (signed and committed by
+/// the node), the drive's new state hash.
+fn edit_named_drive(
+    ev: &mut Evaluator,
+    name: &str,
+    args: Vec<Value>,
+    edit: fn(&Cell, &str, i64, &dyn Resolver) -> Result<Cell, dlfs::DlfsError>,
+) -> Res<Value> {
+    check_exact(name, 1, &args)?;
+    ev.require(true)?;
+    let (owner, drive) = location_text(ev, &args, 1, name)?;
+    let new = ev
+        .node(name)?
+        .edit_drive(&owner, &drive, &mut |cur, now, r| edit(cur, &drive, now, r))?;
+    hash_v(&new)
 }
 
 /// `mkdrive`.
 fn mkdrive(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "mkdrive";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
-    ev.require(true)?;
-    let (owner, drive) = location_text(ev, args, 1, name)?;
-    let new = ev
-        .node(name)?
-        .edit_drive(&owner, &drive, &mut |cur, _, _| dlfs::mkdrive(cur, &drive))?;
-    hash_v(&new)
+    edit_named_drive(ev, "mkdrive", args, |cur, drive, _, _| {
+        dlfs::mkdrive(cur, drive)
+    })
 }
 
 /// `rmdrive`.
 fn rmdrive(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "rmdrive";
-    let args = &args[..];
+    edit_named_drive(ev, "rmdrive", args, dlfs::rmdrive)
+}
+
+/// The committed drive and the path of the one location argument of a reading function.
+fn read_at(ev: &mut Evaluator, name: &str, args: &[Value]) -> Res<(Cell, DrivePath)> {
     check_exact(name, 1, args)?;
-    ev.require(true)?;
-    let (owner, drive) = location_text(ev, args, 1, name)?;
-    let new = ev
-        .node(name)?
-        .edit_drive(&owner, &drive, &mut |cur, now, r| {
-            dlfs::rmdrive(cur, &drive, now, r)
-        })?;
-    hash_v(&new)
+    let (owner, p) = location(ev, args, 1, name)?;
+    let drive = drive_of(ev, name, &owner, &p)?;
+    Ok((drive, p))
 }
 
 /// `ls`.
 fn ls(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "ls";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
-    let (owner, p) = location(ev, args, 1, name)?;
-    let drive = drive_of(ev, name, &owner, &p)?;
+    let (drive, p) = read_at(ev, "ls", &args)?;
     let names = dlfs::ls(&drive, &p, ev.resolver())?;
-    ev.step(names.len() as u64)?;
-    data_v(Cell::vector(
-        names.iter().map(|n| Cell::string(n)).collect(),
-    ))
+    names_v(ev, &names)
 }
 
 /// `read-file`.
 fn read_file(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "read-file";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
-    let (owner, p) = location(ev, args, 1, name)?;
-    let drive = drive_of(ev, name, &owner, &p)?;
+    let (drive, p) = read_at(ev, "read-file", &args)?;
     data_v(dlfs::read(&drive, &p, ev.resolver())?)
 }
 
 /// `stat`.
 fn stat(ev: &mut Evaluator, args: Vec<Value>) -> Res<Value> {
-    let name = "stat";
-    let args = &args[..];
-    check_exact(name, 1, args)?;
-    let (owner, p) = location(ev, args, 1, name)?;
-    let drive = drive_of(ev, name, &owner, &p)?;
+    let (drive, p) = read_at(ev, "stat", &args)?;
     data_v(dlfs::stat(&drive, &p, ev.resolver())?.to_cell())
 }
 
