@@ -285,7 +285,8 @@ fn with_node(c: &Common, need: Need, f: impl FnOnce(&Session) -> io::Result<()>)
         Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,
     };
-    let (store, node, _) = open_node(&path, &c.target, need).map_err(io::Error::other)?;
+    let super::shell::Opened { store, node, .. } =
+        open_node(&path, &c.target, need).map_err(io::Error::other)?;
     f(&Session {
         store,
         node,

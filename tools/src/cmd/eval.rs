@@ -67,23 +67,24 @@ pub fn run(args: EvalArgs) -> io::Result<ExitCode> {
     };
     let mut ctx = EvalContext::new(&NoResolver);
     ctx.steps_max = args.max_steps.max(1);
-    if let Some((store, node, _)) = &opened {
-        ctx.resolver = store.as_ref();
-        ctx.node = Some(node.as_ref());
+    if let Some(o) = &opened {
+        ctx.resolver = o.store.as_ref();
+        ctx.node = Some(o.node.as_ref());
     }
     let resolver: &dyn Resolver = ctx.resolver;
     let mut env = Env::new();
     // A script's writes are committed together (at most a second apart), and all of them
     // before anything is reported: its result, or where it stopped.
-    if let Some((_, node, label)) = &opened {
-        if !label.ends_with("read-only)") {
-            node.defer_commits();
-        }
+    if let Some(o) = opened.as_ref().filter(|o| !o.read_only) {
+        o.node.defer_commits();
     }
     let result = eval_script(&text, &mut env, &ctx);
-    if let Some((_, node, label)) = &opened {
-        if let Err(e) = node.flush() {
-            eprintln!("etch: {label}: the script's writes could not be committed: {e}");
+    if let Some(o) = &opened {
+        if let Err(e) = o.node.flush() {
+            eprintln!(
+                "etch: {}: the script's writes could not be committed: {e}",
+                o.label
+            );
             return Ok(ExitCode::FAILURE);
         }
     }

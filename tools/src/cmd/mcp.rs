@@ -102,9 +102,9 @@ pub fn run(args: McpArgs) -> io::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         };
         match open_node(path, &args.target, Need::WriteOrRead) {
-            Ok((_, node, label)) => {
-                eprintln!("etch mcp: serving {label} over stdio");
-                Arc::new(NodeBackend::new(node, EVAL_TIMEOUT))
+            Ok(o) => {
+                eprintln!("etch mcp: serving {} over stdio", o.label);
+                Arc::new(NodeBackend::new(o.node, EVAL_TIMEOUT))
             }
             Err(e) => {
                 eprintln!("etch: {e}");

@@ -190,7 +190,7 @@ pub fn run(args: PinArgs) -> io::Result<ExitCode> {
         PinAction::Ls { .. } => Need::Read,
         PinAction::Add { .. } | PinAction::Rm { .. } => Need::Write,
     };
-    let (store, node, _) = match open_node(path, target, need) {
+    let super::shell::Opened { store, node, .. } = match open_node(path, target, need) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("etch: {e}");

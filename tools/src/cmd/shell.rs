@@ -67,7 +67,16 @@ pub struct StoreTarget {
 }
 
 /// An open store, the node on it and a one-line description.
-pub type Opened = (Arc<dyn CellStore>, Arc<LocalNode>, String);
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn CellStore>,
+    /// The lattice node on it.
+    pub node: Arc<LocalNode>,
+    /// `PATH (FORMAT store[, read-only])`.
+    pub label: String,
+    /// Opened read-only (asked for, a snapshot, or beside another writer): nothing is written.
+    pub read_only: bool,
+}
 
 /// What a command needs from the store [`open_node`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +134,12 @@ pub fn open_node(path: &Path, target: &StoreTarget, need: Need) -> Result<Opened
         (None, false) => String::new(),
     };
     let label = format!("{} ({} store{mode})", path.display(), format.name());
-    Ok((store, Arc::new(node), label))
+    Ok(Opened {
+        store,
+        node: Arc::new(node),
+        label,
+        read_only,
+    })
 }
 
 /// The node key of the Etch directory, made on first use, with a line on stderr (when it is a
@@ -172,14 +186,20 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
         Some(p) => p.clone(),
         None => etch_shell::paths::default_store()?,
     };
-    let (store, node, label) = match open_node(&path, &args.target, Need::WriteOrRead) {
+    let opened = match open_node(&path, &args.target, Need::WriteOrRead) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("etch: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    if !label.ends_with("read-only)") {
+    let Opened {
+        store,
+        node,
+        label,
+        read_only,
+    } = opened;
+    if !read_only {
         // Announce this node in its own root (lattice.md §8.1); only a change is committed.
         if let Err(e) = node.publish_node_info(&[]) {
             eprintln!("etch: NodeInfo not published: {e}");
