@@ -25,8 +25,10 @@ const MARGIN: u64 = 160 * MIB;
 /// Clients that never read, and the QUERYs each sends.
 const HOGS: usize = 200;
 const QUERIES_EACH: i64 = 20;
-/// The longest a healthy PING may take.
-const PING_BUDGET: Duration = Duration::from_millis(100);
+/// The longest a healthy PING may take: far above a served ping (4–41 ms seen while 200
+/// clients hog the node) and far below a starved one (seconds), so that the test checks the
+/// node keeps serving, not the speed of a shared 2-core CI machine (one CI run saw 107 ms).
+const PING_BUDGET: Duration = Duration::from_millis(500);
 
 fn send(s: &mut TcpStream, msg: &Cell) {
     let (body, _) = encode_complete(msg, &NoResolver, FRAME_BYTES_MAX);
