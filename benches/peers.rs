@@ -5,8 +5,10 @@
 //!
 //! Run: `cargo bench -p etch-benches --bench peers -- [--workloads w1,w1nosync,w2,w3,w4]
 //! [--stores etch-cad047,redb,fjall,lmdb,raw] [--cells N] [--w2-mib M] [--dir D] [--json FILE]
-//! [--repeat R] [--keep]`. With `--repeat`, every (store, workload) runs R times in interleaved
-//! rounds and the tables show medians (the JSON keeps every run, medians, minima and maxima).
+//! [--repeat R] [--busy B] [--keep]`. With `--repeat`, every (store, workload) runs R times in
+//! interleaved rounds and the tables show medians (the JSON keeps every run, medians, minima and
+//! maxima). With `--busy B`, B other processes spin on the CPU for the whole run (each keeps one
+//! core busy), to measure how each store copes with a machine it does not have to itself.
 //!
 //! Every store keeps key = 32-byte Value ID → value = the cell's CAD3 encoding, plus its root
 //! (the last cell's ID) under a key of its own, set at every commit. The same durability per
@@ -1010,7 +1012,11 @@ struct Args {
     json: Option<PathBuf>,
     keep: bool,
     repeat: usize,
+    /// Spinning processes kept running beside the children.
+    busy: usize,
     child: Option<(String, String)>,
+    /// This process is a spinner (`--spin`): keep a core busy until the parent goes away.
+    spin: bool,
 }
 
 fn parse_args() -> Args {
@@ -1025,7 +1031,9 @@ fn parse_args() -> Args {
         json: None,
         keep: false,
         repeat: 1,
+        busy: 0,
         child: None,
+        spin: false,
     };
     let mut it = std::env::args().skip(1);
     let list = |v: Option<String>, known: &[&str], what: &str| -> Vec<String> {
@@ -1067,6 +1075,13 @@ fn parse_args() -> Args {
                     .filter(|&n: &usize| n > 0)
                     .expect("--repeat R (R > 0)")
             }
+            "--busy" => {
+                a.busy = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--busy B (processes kept spinning)")
+            }
+            "--spin" => a.spin = true,
             "--child" => {
                 let s = it.next().expect("--child STORE WORKLOAD");
                 let w = it.next().expect("--child STORE WORKLOAD");
@@ -1176,8 +1191,56 @@ fn grouped(v: f64) -> String {
     format!("{sign}{out}")
 }
 
+/// Keeps one core busy until the parent process goes away (a `--busy` spinner).
+fn spin() {
+    let parent = std::os::unix::process::parent_id();
+    let mut x = 1u64;
+    loop {
+        let until = Instant::now() + std::time::Duration::from_millis(200);
+        while Instant::now() < until {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
+}
+
+/// The `--busy` spinners; killed when dropped (also when the parent panics).
+struct Spinners(Vec<std::process::Child>);
+
+impl Spinners {
+    fn start(exe: &Path, n: usize) -> Spinners {
+        Spinners(
+            (0..n)
+                .map(|_| {
+                    Command::new(exe)
+                        .arg("--spin")
+                        .spawn()
+                        .expect("start a --busy spinner")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn main() {
     let args = parse_args();
+    if args.spin {
+        spin();
+        return;
+    }
     if let Some((store, workload)) = &args.child {
         let dir = args.dir.as_deref().expect("--dir for a child");
         std::fs::create_dir_all(dir.join(store).join(workload)).expect("create store directory");
@@ -1227,6 +1290,10 @@ fn main() {
         args.params.w2_mib,
         dir.display()
     );
+    let spinners = Spinners::start(&exe, args.busy);
+    if args.busy > 0 {
+        eprintln!("  {} spinning process(es) keep cores busy", args.busy);
+    }
     // Rounds are interleaved (every store and workload once per round) so that a slow spell of
     // the machine spreads over all stores instead of hitting one.
     let mut runs: Vec<(usize, String, String, Result<Figures, String>)> = Vec::new();
@@ -1251,6 +1318,7 @@ fn main() {
             }
         }
     }
+    drop(spinners);
     let results = medians(&workloads, &args.stores, &runs);
     if !args.keep {
         for s in &args.stores {
@@ -1259,13 +1327,18 @@ fn main() {
     }
     let m = machine();
     println!(
-        "\nMachine: {}, {} cores, {:.1} GiB RAM, kernel {}; --dir on {fs}. {} W1 cells, W2 {} MiB.",
+        "\nMachine: {}, {} cores, {:.1} GiB RAM, kernel {}; --dir on {fs}. {} W1 cells, W2 {} MiB.{}",
         m["cpu"].as_str().unwrap_or("?"),
         m["cores"],
         m["mem_gib"].as_f64().unwrap_or(0.0),
         m["kernel"].as_str().unwrap_or("?"),
         args.params.cells,
-        args.params.w2_mib
+        args.params.w2_mib,
+        if args.busy > 0 {
+            format!(" {} other process(es) kept cores busy throughout (--busy).", args.busy)
+        } else {
+            String::new()
+        }
     );
     print_tables(&args, &workloads, &results);
     let json_path = args.json.clone().unwrap_or_else(|| dir.join("peers.json"));
@@ -1280,6 +1353,7 @@ fn main() {
         json!(std::env::args().skip(1).collect::<Vec<_>>()),
     );
     out.insert("repeat".into(), json!(args.repeat));
+    out.insert("busy".into(), json!(args.busy));
     let mut all = Vec::new();
     for (round, w, s, r) in &runs {
         all.push(match r {

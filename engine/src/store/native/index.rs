@@ -65,6 +65,11 @@ impl Index {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// True if a run (not the memtable) holds `id`.
+    pub(super) fn in_runs(&self, id: &[u8; 32]) -> bool {
+        self.shard(id).runs.iter().any(|r| r.get(id).is_some())
+    }
+
     pub(super) fn get(&self, id: &[u8; 32]) -> Option<u64> {
         let s = self.shard(id);
         if let Some(a) = s.memtable.get(id) {
@@ -73,23 +78,21 @@ impl Index {
         s.runs.iter().find_map(|r| r.get(id))
     }
 
-    pub(super) fn memtable_has(&self, id: &[u8; 32]) -> bool {
-        self.shard(id).memtable.contains_key(id)
-    }
-
-    /// Adds a memtable entry (appender locked); returns the memtable's size.
-    pub(super) fn insert(&self, id: [u8; 32], addr: u64) -> usize {
-        let new = self.shards[Self::shard_of(&id)]
+    /// Adds a memtable entry unless the memtable already holds `id` (appender locked): one
+    /// lock and one probe of the map. Returns the memtable's new size, or `None` when `id` was
+    /// there (its address unchanged).
+    pub(super) fn insert_new(&self, id: [u8; 32], addr: u64) -> Option<usize> {
+        let mut shard = self.shards[Self::shard_of(&id)]
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .memtable
-            .insert(id, addr)
-            .is_none();
-        if new {
-            self.memtable_len.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            self.memtable_len.load(Ordering::Relaxed)
+            .unwrap_or_else(|p| p.into_inner());
+        let map = &mut shard.memtable;
+        match map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => return None,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(addr);
+            }
         }
+        Some(self.memtable_len.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     pub(super) fn memtable_len(&self) -> usize {

@@ -42,8 +42,9 @@ pub const MEMTABLE_FLUSH_ENTRIES: usize = 1 << 20;
 /// Initial capacity of a DATA frame buffer: small commits (W1: ~140 KB per 1,000 cells) should
 /// not pay for zeroing a full 4 MiB frame each; bigger frames grow by doubling.
 const FRAME_INITIAL_BYTES: usize = 256 << 10;
-/// Batches smaller than this are hashed on the calling thread (rayon's hand-off costs more).
-const PARALLEL_HASH_MIN: usize = 64;
+/// Cells per parallel hashing task: smaller batches are hashed on the calling thread (rayon's
+/// hand-off costs more than hashing them).
+const PARALLEL_HASH_MIN: usize = 256;
 /// Shards of the decoded-cell cache.
 const CACHE_SHARDS: usize = 64;
 /// Most runs a commit's run list may hold (far above what merging leaves).
@@ -532,9 +533,6 @@ impl NativeStore {
     /// Appends one record of a cell known to be absent from the runs, unless the memtable
     /// already has it.
     fn append_new(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
-        if self.index.memtable_has(&cell.id().0) {
-            return Ok(());
-        }
         self.append_record(a, cell)
     }
 
@@ -542,7 +540,8 @@ impl NativeStore {
         self.append_encoding(a, &cell.id().0, cell.encoding())
     }
 
-    /// Appends the record `(id, enc)` to the frame being filled.
+    /// Appends the record `(id, enc)` to the frame being filled, unless the memtable already
+    /// holds `id` (callers have checked the runs).
     fn append_encoding(
         &self,
         a: &mut Appender,
@@ -573,10 +572,14 @@ impl NativeStore {
                 bytes: LOG_READABLE_BYTES,
             });
         }
+        // The entry goes in first (one probe finds a duplicate and adds the new id): readers
+        // that find it wait on the appender lock, held until the record is in the frame.
+        let Some(n) = self.index.insert_new(id, addr) else {
+            return Ok(());
+        };
         push_record(&mut a.frame, &id, enc);
         a.cells += 1;
         a.data_bytes += enc.len() as u64;
-        let n = self.index.insert(id, addr);
         // Bound the memtable even inside one huge put: its records go to a run now, and the
         // next commit names it.
         if n >= self.options.memtable_flush_entries {
@@ -851,20 +854,32 @@ impl CellStore for NativeStore {
         if !self.writable {
             return Err(NativeError::ReadOnly.into());
         }
+        // Hash first, on every core and without the appender lock (the IDs are cached in the
+        // cells): other writers go on meanwhile. Chunks of PARALLEL_HASH_MIN cells keep the
+        // tasks few (each wakes a worker thread).
+        if values.len() >= 2 * PARALLEL_HASH_MIN {
+            values
+                .par_iter()
+                .with_min_len(PARALLEL_HASH_MIN)
+                .for_each(|v| {
+                    v.id();
+                });
+        }
         // Held throughout: runs change only under this lock, so a cell found absent below
         // stays absent from the runs until it is appended.
         let mut a = lock(&self.appender);
-        let absent: Vec<bool> = if values.len() >= PARALLEL_HASH_MIN {
-            values
-                .par_iter()
-                .map(|v| !self.contains_id(&v.id().0))
-                .collect()
-        } else {
-            values
-                .iter()
-                .map(|v| !self.contains_id(&v.id().0))
-                .collect()
-        };
+        // A leaf found in no run is appended unless the memtable has it, which the append
+        // itself finds (one probe of the memtable, not two); a tree is walked unless stored.
+        let absent: Vec<bool> = values
+            .iter()
+            .map(|v| {
+                if v.refs().is_empty() {
+                    !self.index.in_runs(&v.id().0)
+                } else {
+                    !self.contains_id(&v.id().0)
+                }
+            })
+            .collect();
         let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
         for (v, absent) in values.iter().zip(absent) {
             if !absent {

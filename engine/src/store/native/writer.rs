@@ -35,6 +35,9 @@ pub enum WriteRequest {
 /// Frames the channel to the I/O thread holds before senders block: with 4 MiB frames this
 /// bounds the unwritten data to ~32 MiB whatever the ingest rate.
 pub const QUEUE_FRAMES: usize = 8;
+/// Bytes of frames from which a batch is written through io_uring (several writes in flight)
+/// rather than with `pwrite`.
+const URING_BATCH_MIN_BYTES: usize = 1 << 20;
 /// Registered buffers (and writes in flight) of the io_uring writer.
 const URING_BUFFERS: usize = 8;
 /// Size of each registered buffer: a full frame.
@@ -124,9 +127,12 @@ fn run(
         }
         if failed.is_none() && !frames.is_empty() {
             let end = frames.last().map(|(o, b)| o + b.len() as u64).unwrap_or(0);
+            let bytes: usize = frames.iter().map(|(_, b)| b.len()).sum();
             let r = match &mut backend {
-                Backend::Uring(u) => u.write_all(&frames),
-                Backend::Pwrite => frames.iter().try_for_each(|(o, b)| file.write_at(b, *o)),
+                // A small batch (a commit's worth) costs one `pwrite` here; through io_uring
+                // the kernel hands a buffered write to a worker thread, one more wake-up.
+                Backend::Uring(u) if bytes >= URING_BATCH_MIN_BYTES => u.write_all(&frames),
+                _ => frames.iter().try_for_each(|(o, b)| file.write_at(b, *o)),
             };
             match r {
                 Ok(()) => progress.written_end.store(end, Ordering::Release),
