@@ -14,6 +14,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// defaults, freed pages stay with the thread that freed them: 200 clients that never read
 /// left a node with a 64 MiB budget at 293 MiB instead of 133 MiB (tools/tests/memory.rs).
 pub(crate) fn allocator_for_serving() {
+    mimalloc_options(Some(0), 0);
+}
+
+/// The allocator's settings for an offline check of a whole store (`verify`, `recover`,
+/// `stats`): memory freed is kept for the next allocation instead of going back to the system.
+/// A check frees one tree level's decoded cells and decodes the next; handing the pages back
+/// and faulting them in again (the kernel zeroes each one) cost a fifth of `etch verify` on a
+/// store of 100,002 commits. The peak is the same either way.
+pub(crate) fn allocator_for_scans() {
+    mimalloc_options(None, -1);
+}
+
+/// Sets mimalloc's arena eager commit (when given) and purge delay (ms; 0 at once, -1 never).
+fn mimalloc_options(eager_commit: Option<std::ffi::c_long>, purge_delay_ms: std::ffi::c_long) {
     // mimalloc.h, `mi_option_e` (mimalloc v3, the version libmimalloc-sys builds by default).
     const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
@@ -23,8 +37,10 @@ pub(crate) fn allocator_for_serving() {
     // SAFETY: mi_option_set (linked in by libmimalloc-sys, the global allocator's crate) only
     // stores an option value; both options are valid indices and may be changed at run time.
     unsafe {
-        mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        if let Some(v) = eager_commit {
+            mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, v);
+        }
+        mi_option_set(MI_OPTION_PURGE_DELAY, purge_delay_ms);
     }
 }
 
@@ -152,9 +168,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "serve") {
+    let first = std::env::args_os().nth(1);
+    if first.as_ref().is_some_and(|a| a == "serve") {
         // Before anything else allocates: the first arena is made with these settings too.
         allocator_for_serving();
+    } else if first.as_ref().is_some_and(|a| {
+        ["verify", "recover", "stats", "compact"]
+            .iter()
+            .any(|c| a == *c)
+    }) {
+        allocator_for_scans();
     }
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Shell(Default::default())) {

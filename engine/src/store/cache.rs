@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 /// A hasher for maps keyed by Value IDs (or their bytes): the keys are already uniform SHA3
 /// output, so their first 8 bytes are a perfect hash; SipHash would only cost time.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -25,7 +25,7 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// `BuildHasher` of [`IdHasher`].
-pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Default budget of the decoded-cell cache of a store.
 pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;

@@ -7,6 +7,7 @@
 //! read from the file.
 
 use etch_engine::lattice::hold::{self, Zone};
+use etch_engine::store::cache::IdHash;
 use etch_engine::store::cad047::{self, digit, level_slots, DATA_START, LEVEL_MAX};
 use etch_engine::store::native::format::{
     frame_at, frame_crc, parse_frame_header, record_crc, records, resync, Commit, Snapshot,
@@ -23,6 +24,8 @@ use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Exit status: nothing wrong.
 pub const EXIT_OK: u8 = 0;
@@ -501,8 +504,8 @@ const WALK_CACHE_BYTES_MAX: usize = 256 << 20;
 /// Shards of a [`LevelCache`] (threads decoding at once rarely wait on one another).
 const WALK_CACHE_SHARDS: usize = 64;
 
-/// One shard of a [`LevelCache`]: (this level's cells, the previous level's).
-type CacheShard = (HashMap<[u8; 32], Cell>, HashMap<[u8; 32], Cell>);
+/// A map keyed by Value IDs (their bytes are already uniform: no SipHash).
+type IdMap<V> = HashMap<[u8; 32], V, IdHash>;
 
 /// The cells a breadth-first walk decoded at this level and the one before: a parent's
 /// structure check decodes its children, which the walk visits at the next level, and cells
@@ -511,40 +514,47 @@ type CacheShard = (HashMap<[u8; 32], Cell>, HashMap<[u8; 32], Cell>);
 /// [`WALK_CACHE_BYTES_MAX`]: past it, cells are decoded again rather than kept.
 struct LevelCache<'a> {
     res: ScanResolver<'a>,
-    shards: Vec<std::sync::Mutex<CacheShard>>,
-    bytes: std::sync::atomic::AtomicUsize,
+    /// This level's cells, in shards: the level's checks add to them in parallel.
+    current: Vec<Mutex<IdMap<Cell>>>,
+    /// The previous level's cells, read without a lock (nothing changes them during a level).
+    previous: Vec<IdMap<Cell>>,
+    bytes: AtomicUsize,
+}
+
+fn shard_of(id: &[u8; 32]) -> usize {
+    // Not a byte `IdHash` hashes (its first 8): a shard's keys would crowd its map's buckets.
+    id[31] as usize % WALK_CACHE_SHARDS
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<'a> LevelCache<'a> {
     fn new(res: ScanResolver<'a>) -> LevelCache<'a> {
+        let shards = || (0..WALK_CACHE_SHARDS).map(|_| Mutex::new(IdMap::default()));
         LevelCache {
             res,
-            shards: (0..WALK_CACHE_SHARDS)
-                .map(|_| std::sync::Mutex::new((HashMap::new(), HashMap::new())))
-                .collect(),
-            bytes: std::sync::atomic::AtomicUsize::new(0),
+            current: shards().collect(),
+            previous: (0..WALK_CACHE_SHARDS).map(|_| IdMap::default()).collect(),
+            bytes: AtomicUsize::new(0),
         }
-    }
-
-    fn shard(&self, id: &[u8; 32]) -> std::sync::MutexGuard<'_, CacheShard> {
-        let lock = &self.shards[id[0] as usize % WALK_CACHE_SHARDS];
-        lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cell of `id` from a good record, decoded once while it stays in the cache.
     fn cell(&self, id: &[u8; 32]) -> Option<Cell> {
-        {
-            let shard = self.shard(id);
-            if let Some(c) = shard.0.get(id).or_else(|| shard.1.get(id)) {
-                return Some(c.clone());
-            }
+        let shard = shard_of(id);
+        if let Some(c) = self.previous[shard].get(id) {
+            return Some(c.clone());
+        }
+        if let Some(c) = locked(&self.current[shard]).get(id) {
+            return Some(c.clone());
         }
         let (cell, _) = self.res.get(id)?;
         let len = cell.len();
-        if self.bytes.load(std::sync::atomic::Ordering::Relaxed) + len <= WALK_CACHE_BYTES_MAX {
-            self.bytes
-                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-            self.shard(id).0.insert(*id, cell.clone());
+        if self.bytes.load(Ordering::Relaxed) + len <= WALK_CACHE_BYTES_MAX {
+            self.bytes.fetch_add(len, Ordering::Relaxed);
+            locked(&self.current[shard]).insert(*id, cell.clone());
         }
         Some(cell)
     }
@@ -552,10 +562,10 @@ impl<'a> LevelCache<'a> {
     /// The next level begins: the level before last is dropped.
     fn next_level(&mut self) {
         let mut kept = 0;
-        for shard in &mut self.shards {
-            let shard = shard.get_mut().unwrap_or_else(|p| p.into_inner());
-            shard.1 = std::mem::take(&mut shard.0);
-            kept += shard.1.values().map(Cell::len).sum::<usize>();
+        for (cur, prev) in self.current.iter_mut().zip(&mut self.previous) {
+            let cur = cur.get_mut().unwrap_or_else(|p| p.into_inner());
+            *prev = std::mem::take(cur);
+            kept += prev.values().map(Cell::len).sum::<usize>();
         }
         *self.bytes.get_mut() = kept;
     }
