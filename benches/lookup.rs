@@ -4,6 +4,8 @@
 //! call grows with the tree's depth, not with its size. The 1M collections are also read from a
 //! store (CAD047 file, reopened: nodes are fetched and cached as the lookups reach them).
 //!
+//! Also the fixed cost of starting an evaluation (one lookup per evaluation).
+//!
 //! Run: `cargo bench -p etch-benches --bench lookup`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -86,6 +88,20 @@ fn bench(c: &mut Criterion) {
             }
         }
     }
+    g.finish();
+    // The fixed cost of one evaluation: a single lookup per `eval_form` call, as a shell line
+    // or one HTTP/MCP query is evaluated.
+    let mut g = c.benchmark_group("evaluation");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20)
+        .throughput(criterion::Throughput::Elements(1));
+    let mut env = Env::new();
+    env.define("coll", Cell::index(entries(10_000)).expect("index"));
+    let one = vec![read_one("(get coll 0x0000000000000007)").expect("form")];
+    g.bench_function("one get per evaluation, n=10000", |b| {
+        b.iter(|| black_box(run(&one, &mut env, &NoResolver)))
+    });
     g.finish();
 }
 

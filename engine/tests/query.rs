@@ -111,3 +111,30 @@ fn missing_branches_are_missing_errors() {
     assert!(e.message.starts_with("Missing data: 0x"), "{}", e.message);
     assert_eq!(e.message.len(), "Missing data: 0x".len() + 64);
 }
+
+#[test]
+fn the_deepest_evaluation_fits_whatever_stack_the_caller_has() {
+    // An evaluation gets its own stack (EVAL_STACK_BYTES) however little the calling thread
+    // has: a server's worker threads have small stacks. Recursion reaches the depth limit and
+    // fails with :DEPTH, it does not overflow. (Run inline on this 64 KiB stack, the same
+    // recursion aborts the process with a stack overflow.)
+    let h = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            let mut env = Env::new();
+            let store = etch_formats::NoResolver;
+            eval_text(
+                "(defn f [n] (if (= n 0) 0 (inc (f (dec n)))))",
+                &mut env,
+                &store,
+            )
+            .unwrap();
+            let shallow = eval_text("(f 40)", &mut env, &store).unwrap();
+            let deep = eval_text("(f 100000)", &mut env, &store).unwrap_err();
+            (print(&shallow, &store).unwrap(), deep.code)
+        })
+        .unwrap();
+    let (shallow, deep) = h.join().unwrap();
+    assert_eq!(shallow, "40");
+    assert_eq!(deep, "DEPTH");
+}

@@ -31,7 +31,7 @@ pub const EVAL_DEPTH_MAX: usize = 256;
 pub const RESULT_SIZE_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest printed text `print` may produce, in bytes (`:LIMIT` `Print limit exceeded`).
 pub const PRINT_TEXT_MAX_BYTES: usize = 65_536;
-/// Stack size of the thread an evaluation runs on: enough for [`EVAL_DEPTH_MAX`] levels.
+/// Stack an evaluation runs on: enough for [`EVAL_DEPTH_MAX`] levels.
 const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// A Convex-style error value: a code (a Keyword name, e.g. `"CAST"`) and a message (§8.1).
@@ -361,42 +361,37 @@ fn eval_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, 
 /// Evaluates `forms` in order, each with its own step budget; an error comes with the index of
 /// the form that failed.
 fn run_forms(forms: &[Cell], env: &mut Env, ctx: &EvalContext) -> Result<Cell, (usize, EvalError)> {
-    // Run on a thread with a known stack so that EVAL_DEPTH_MAX levels always fit.
-    std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .stack_size(EVAL_STACK_BYTES)
-            .spawn_scoped(s, || {
-                let mut ev = Evaluator {
-                    env,
-                    ctx: *ctx,
-                    steps: 0,
-                    next_check: CHECK_EVERY_STEPS,
-                    depth: 0,
-                    escape: None,
-                    sets: Vec::new(),
-                };
-                let mut last = Value::Data(Cell::nil());
-                for (i, f) in forms.iter().enumerate() {
-                    ev.steps = 0;
-                    ev.next_check = CHECK_EVERY_STEPS;
-                    ev.sets.clear();
-                    last = match ev.eval(f, &Vec::new()) {
-                        Err(e) if e.code == RETURN_SIGNAL => ev.take_return(),
-                        other => other.map_err(|e| (i, unhandled_escape(e)))?,
-                    };
-                }
-                Ok(last.to_cell())
-            });
-        match handle {
-            Ok(h) => h
-                .join()
-                .unwrap_or_else(|_| Err((0, EvalError::new("IO", "evaluation failed")))),
-            Err(e) => Err((
-                0,
-                EvalError::new("IO", format!("cannot start evaluation: {e}")),
-            )),
+    let run = || {
+        let mut ev = Evaluator {
+            env,
+            ctx: *ctx,
+            steps: 0,
+            next_check: CHECK_EVERY_STEPS,
+            depth: 0,
+            escape: None,
+            sets: Vec::new(),
+        };
+        let mut last = Value::Data(Cell::nil());
+        for (i, f) in forms.iter().enumerate() {
+            ev.steps = 0;
+            ev.next_check = CHECK_EVERY_STEPS;
+            ev.sets.clear();
+            last = match ev.eval(f, &Vec::new()) {
+                Err(e) if e.code == RETURN_SIGNAL => ev.take_return(),
+                other => other.map_err(|e| (i, unhandled_escape(e)))?,
+            };
         }
+        Ok(last.to_cell())
+    };
+    // EVAL_DEPTH_MAX levels must always fit: the evaluation runs on a stack of
+    // EVAL_STACK_BYTES mapped for this call (stacker; or on the caller's own stack when that
+    // many bytes are left), not on a thread of its own: starting a thread cost about 0.1 ms
+    // per evaluation (benches/lookup.rs, "evaluation"). A panic stays on that stack and comes
+    // back as an error, as a thread's did.
+    stacker::maybe_grow(EVAL_STACK_BYTES, EVAL_STACK_BYTES, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
     })
+    .unwrap_or_else(|_| Err((0, EvalError::new("IO", "evaluation failed"))))
 }
 
 /// Where `&` (before a rest parameter) stands in a binding vector's elements.
