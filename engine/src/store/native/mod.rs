@@ -96,6 +96,8 @@ struct Appender {
     frame_offset: u64,
     /// Sealed frames not yet known to be written, for reads of recent records.
     inflight: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Their bytes (bounded by `writer::QUEUE_BYTES_MAX`).
+    inflight_bytes: usize,
     /// The last commit appended (durable or not).
     last: Commit,
     /// Log offset of the last COMMIT frame appended.
@@ -351,6 +353,7 @@ impl NativeStore {
                 frame,
                 frame_offset: rec.valid_end,
                 inflight: VecDeque::new(),
+                inflight_bytes: 0,
                 last: commit,
                 last_commit_addr: commit_addr,
                 cells: commit.cells,
@@ -480,18 +483,36 @@ impl NativeStore {
         let offset = a.frame_offset;
         let bytes = Arc::new(frame);
         a.frame_offset += bytes.len() as u64;
+        a.inflight_bytes += bytes.len();
         a.inflight.push_back((offset, bytes.clone()));
-        let written = self.progress.written_end.load(Ordering::Acquire);
-        while a
-            .inflight
-            .front()
-            .is_some_and(|(o, b)| o + b.len() as u64 <= written)
-        {
-            a.inflight.pop_front();
-        }
+        self.forget_written(a);
         self.sender()?
             .send(WriteRequest::Frame { offset, bytes })
-            .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))
+            .map_err(|_| NativeError::WriterFailed("the log writer stopped".into()))?;
+        // Memory stays bounded whatever the ingest rate: past QUEUE_BYTES_MAX of unwritten
+        // frames, wait (appender locked, as a full queue made senders wait) for the oldest.
+        while a.inflight_bytes > writer::QUEUE_BYTES_MAX {
+            let Some(oldest_end) = a.inflight.front().map(|(o, b)| o + b.len() as u64) else {
+                break;
+            };
+            if !self.progress.wait_written(oldest_end) {
+                return Err(NativeError::WriterFailed("the log writer stopped".into()));
+            }
+            self.forget_written(a);
+        }
+        Ok(())
+    }
+
+    /// Drops the in-flight frames the I/O thread has written (reads find them in the file).
+    fn forget_written(&self, a: &mut Appender) {
+        let written = self.progress.written_end.load(Ordering::Acquire);
+        while let Some((o, b)) = a.inflight.front() {
+            if o + b.len() as u64 > written {
+                break;
+            }
+            a.inflight_bytes -= b.len();
+            a.inflight.pop_front();
+        }
     }
 
     /// Appends a record for one cell given by its Value ID and canonical encoding, without
