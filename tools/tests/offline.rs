@@ -859,6 +859,18 @@ fn bench_disk_profiles_and_draws() {
     assert!(
         html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.ends_with("</html>\n")
     );
+    // Charts: throughput by block size, read latency by queue depth, the engine's commits by
+    // committers and the CPU's hashing by threads (what bounds the engine on this machine).
+    for chart in [
+        "Throughput",
+        "Read latency by queue depth",
+        "Engine: durable commits by concurrent committers",
+        "Engine: commit latency by committers",
+        "CPU: SHA3-256 hashing by threads",
+    ] {
+        assert!(html.contains(chart), "no chart {chart:?} in the HTML report");
+    }
+    assert!(html.contains("qd 256 p99") && html.contains("64 committers"));
     // Repeated runs give a median with its range; an earlier run is compared figure by figure.
     let old = dir.path().join("old.json");
     std::fs::copy(out.join("disk-profile.json"), &old).unwrap();

@@ -614,12 +614,84 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// One bar panel of a chart: title, unit, log scale, rows (label, value).
+type Panel = (String, &'static str, bool, Vec<(String, f64)>);
+
+/// The panels drawn from the profile's JSON: random-read IOPS and latency by queue depth (the
+/// io_uring sweep), durable commits and their latency by concurrent committers, and SHA3-256
+/// by threads: side by side they show which resource bounds the engine on this machine.
+fn engine_panels(profile: &serde_json::Value) -> Vec<Panel> {
+    let rows = |key: &str,
+                filter: &dyn Fn(&serde_json::Value) -> bool,
+                label: &dyn Fn(&serde_json::Value) -> String,
+                field: &str|
+     -> Vec<(String, f64)> {
+        profile[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|v| filter(v))
+                    .filter_map(|v| Some((label(v), v[field].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let uring = |v: &serde_json::Value| v["method"] == "io_uring";
+    let any = |_: &serde_json::Value| true;
+    let qd = |v: &serde_json::Value| format!("qd {}", v["qd"]);
+    let committers = |v: &serde_json::Value| format!("{} committers", v["committers"]);
+    let mut lat_qd = Vec::new();
+    for (l, p50) in rows("random_reads_4k", &uring, &qd, "p50_us") {
+        lat_qd.push((format!("{l} p50"), p50));
+    }
+    for (l, p99) in rows("random_reads_4k", &uring, &qd, "p99_us") {
+        lat_qd.push((format!("{l} p99"), p99));
+    }
+    let mut lat_commit = Vec::new();
+    for (l, p50) in rows("group_commit", &any, &committers, "p50_us") {
+        lat_commit.push((format!("{l} p50"), p50));
+    }
+    for (l, p99) in rows("group_commit", &any, &committers, "p99_us") {
+        lat_commit.push((format!("{l} p99"), p99));
+    }
+    let threads = |v: &serde_json::Value| format!("{} threads", v["threads"]);
+    let panels: Vec<Panel> = vec![
+        (
+            "Random 4 KiB reads by queue depth (io_uring, O_DIRECT)".into(),
+            "IOPS",
+            false,
+            rows("random_reads_4k", &uring, &qd, "iops"),
+        ),
+        ("Read latency by queue depth".into(), "µs", true, lat_qd),
+        (
+            "Engine: durable commits by concurrent committers (group commit)".into(),
+            "commits/s",
+            false,
+            rows("group_commit", &any, &committers, "commits_s"),
+        ),
+        (
+            "Engine: commit latency by committers".into(),
+            "µs",
+            true,
+            lat_commit,
+        ),
+        (
+            "CPU: SHA3-256 hashing by threads (every cell's Value ID)".into(),
+            "MB/s",
+            false,
+            rows("hashing_sha3", &any, &threads, "mb_s"),
+        ),
+    ];
+    panels.into_iter().filter(|p| !p.3.is_empty()).collect()
+}
+
 fn svg_chart(
     title: &str,
     seq: &[SeqResult],
     sync: &Lat,
     reads: &[ReadResult],
     ingest: Option<&IngestResult>,
+    profile: &serde_json::Value,
 ) -> String {
     let w = 1000.0;
     let mut body = String::new();
@@ -661,6 +733,9 @@ fn svg_chart(
         lat.push(("commit p99".into(), i.commit_ms.p99 * 1000.0));
     }
     y += panel(&mut body, 20.0, y, w - 40.0, "Latency", "µs", true, &lat);
+    for (title, unit, log, rows) in engine_panels(profile) {
+        y += panel(&mut body, 20.0, y, w - 40.0, &title, unit, log, &rows);
+    }
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{y:.0}\" viewBox=\"0 0 {w} {y:.0}\" font-family=\"sans-serif\">\n\
@@ -808,7 +883,7 @@ fn profile(args: &DiskArgs) -> Result<(), String> {
     );
     std::fs::write(
         &spath,
-        svg_chart(&title, &seq, &sync, &reads, ingest.as_ref()),
+        svg_chart(&title, &seq, &sync, &reads, ingest.as_ref(), &json),
     )
     .map_err(|e| format!("{}: {e}", spath.display()))?;
     let compare = old.as_ref().map(|o| compare_rows(o, &json));
