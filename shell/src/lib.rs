@@ -38,6 +38,14 @@ pub trait Backend {
     fn keywords(&self) -> Vec<String>;
     /// One line saying what the shell is connected to.
     fn describe(&self) -> String;
+    /// From now on, holds root changes back until [`Backend::commit_held`] (a piped script's
+    /// writes are committed together). Does nothing where the backend commits elsewhere.
+    fn hold_commits(&mut self) {}
+    /// Commits the changes [`Backend::hold_commits`] held back; after `Ok`, every write so far
+    /// is durable.
+    fn commit_held(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Most entries of a map whose keys completion looks at.
@@ -94,6 +102,8 @@ pub struct LocalBackend {
     node: Arc<dyn QueryNode + Send + Sync>,
     env: Env,
     label: String,
+    /// The node whose commits [`Backend::hold_commits`] holds back (a writable local node).
+    committer: Option<Arc<LocalNode>>,
 }
 
 impl LocalBackend {
@@ -108,7 +118,14 @@ impl LocalBackend {
             node,
             env: Env::new(),
             label,
+            committer: None,
         }
+    }
+
+    /// The same, able to hold `node`'s commits back while a piped script runs.
+    pub fn committing(mut self, node: Arc<LocalNode>) -> LocalBackend {
+        self.committer = Some(node);
+        self
     }
 }
 
@@ -149,6 +166,19 @@ impl Backend for LocalBackend {
 
     fn describe(&self) -> String {
         self.label.clone()
+    }
+
+    fn hold_commits(&mut self) {
+        if let Some(n) = &self.committer {
+            n.defer_commits();
+        }
+    }
+
+    fn commit_held(&mut self) -> Result<(), String> {
+        match &self.committer {
+            Some(n) => n.flush().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -218,6 +248,22 @@ impl Shell {
     /// Inputs so far that ended in an error.
     pub fn errors(&self) -> usize {
         self.errors
+    }
+
+    /// Commits the writes held back, then prints the results waiting for them. A failed commit
+    /// is said on stderr before those results and counts as a failed input.
+    fn flush_piped(&mut self, pending: &mut String, out: &mut impl Write) -> std::io::Result<()> {
+        if let Err(e) = self.backend.commit_held() {
+            self.errors += 1;
+            eprintln!(
+                "etch: the writes of the results below were NOT committed ({e}); they are lost"
+            );
+        }
+        if !pending.is_empty() {
+            out.write_all(pending.as_bytes())?;
+            pending.clear();
+        }
+        out.flush()
     }
 
     /// The flag that cancels the running query when set.
@@ -418,28 +464,72 @@ pub fn run(shell: Shell) -> std::io::Result<usize> {
     }
 }
 
+/// Results a piped shell holds back at most before committing and printing them.
+const PIPED_PENDING_BYTES_MAX: usize = 1 << 20;
+/// Longest a piped shell holds results back while input keeps coming.
+const PIPED_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Lines read ahead of the evaluation (they wait in memory).
+const PIPED_LINES_AHEAD: usize = 1024;
+
 fn run_piped(mut shell: Shell) -> std::io::Result<usize> {
-    let stdin = std::io::stdin();
+    // A script's writes are committed together, not one commit per input: results wait until
+    // their writes are committed, and printing a result still means its writes are durable.
+    // The commit comes when the input pauses (a program that waits for an answer gets it at
+    // once), at least every PIPED_FLUSH_EVERY, and at the end.
+    shell.backend.hold_commits();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(PIPED_LINES_AHEAD);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                return;
+            }
+        }
+    });
     let mut out = std::io::stdout().lock();
+    let mut pending = String::new();
+    let mut last_flush = Instant::now();
     let mut buffer = String::new();
-    for line in stdin.lock().lines() {
-        let line = line?;
-        buffer.push_str(&line);
+    loop {
+        let next = match rx.try_recv() {
+            Ok(line) => Some(line),
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                shell.flush_piped(&mut pending, &mut out)?;
+                last_flush = Instant::now();
+                rx.recv().ok()
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+        };
+        let Some(line) = next else { break };
+        buffer.push_str(&line?);
         buffer.push('\n');
         if buffer.trim_start().starts_with('.') || !is_incomplete(&buffer) {
             match shell.handle(&buffer) {
-                Outcome::Quit => return Ok(shell.errors()),
+                Outcome::Quit => {
+                    shell.flush_piped(&mut pending, &mut out)?;
+                    return Ok(shell.errors());
+                }
                 Outcome::Show(t) if t.is_empty() => {}
-                Outcome::Show(t) => writeln!(out, "{t}")?,
+                Outcome::Show(t) => {
+                    pending.push_str(&t);
+                    pending.push('\n');
+                }
             }
             buffer.clear();
+            if pending.len() >= PIPED_PENDING_BYTES_MAX || last_flush.elapsed() >= PIPED_FLUSH_EVERY
+            {
+                shell.flush_piped(&mut pending, &mut out)?;
+                last_flush = Instant::now();
+            }
         }
     }
     if !buffer.trim().is_empty() {
         if let Outcome::Show(t) = shell.handle(&buffer) {
-            writeln!(out, "{t}")?;
+            pending.push_str(&t);
+            pending.push('\n');
         }
     }
+    shell.flush_piped(&mut pending, &mut out)?;
     Ok(shell.errors())
 }
 

@@ -868,7 +868,10 @@ fn bench_disk_profiles_and_draws() {
         "Engine: commit latency by committers",
         "CPU: SHA3-256 hashing by threads",
     ] {
-        assert!(html.contains(chart), "no chart {chart:?} in the HTML report");
+        assert!(
+            html.contains(chart),
+            "no chart {chart:?} in the HTML report"
+        );
     }
     assert!(html.contains("qd 256 p99") && html.contains("64 committers"));
     // Repeated runs give a median with its range; an earlier run is compared figure by figure.

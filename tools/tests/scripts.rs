@@ -147,3 +147,59 @@ fn a_piped_shell_exits_1_after_an_error_and_reads_files() {
         run.out
     );
 }
+
+#[test]
+fn a_piped_shell_commits_its_inputs_together_and_prints_only_what_is_committed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let home = dir.path().join("home");
+    let store = dir.path().join("s.etch");
+    let store = store.to_str().expect("utf-8");
+    // A script piped in: one result per input, but a few commits, not one per input.
+    let n = 20_000;
+    let run = etch_with_input(
+        &home,
+        &["shell", "--create", "--store", store],
+        &store_script(n, None),
+    );
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), n, "one result per input");
+    let count = etch(&home, &["eval", "--store", store, "(count (root [:data]))"]);
+    assert_eq!(count.out, format!("{n}\n"));
+    let info = etch(&home, &["info", "--json", store]);
+    let v: serde_json::Value = serde_json::from_str(&info.out).expect("info JSON");
+    let commits = v["commits"].as_u64().expect("commits");
+    assert!(
+        (1..=60).contains(&commits),
+        "{commits} commits for {n} inputs"
+    );
+
+    // A program that waits for each answer gets it while the pipe stays open, and an answer
+    // means the write is committed: another process reading the store sees it.
+    let mut shell = std::process::Command::new(common::ETCH)
+        .args(["shell", "--store", store])
+        .env("ETCH_HOME", &home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("shell");
+    let mut input = shell.stdin.take().expect("stdin");
+    let mut output = std::io::BufReader::new(shell.stdout.take().expect("stdout"));
+    for i in 1..=2 {
+        use std::io::{BufRead, Write};
+        writeln!(input, "(store [:extra {i}])").expect("write");
+        input.flush().expect("flush");
+        let mut answer = String::new();
+        output
+            .read_line(&mut answer)
+            .expect("the answer, with stdin still open");
+        assert!(
+            answer.starts_with("=> 0x"),
+            "answer to input {i}: {answer:?}"
+        );
+        let seen = etch(&home, &["eval", "--store", store, "(count (root [:data]))"]);
+        assert_eq!(seen.out, format!("{}\n", n + i), "{}", seen.err);
+    }
+    drop(input);
+    assert!(shell.wait().expect("wait").success());
+}

@@ -205,7 +205,10 @@ pub fn run(args: ShellArgs) -> io::Result<ExitCode> {
             eprintln!("etch: NodeInfo not published: {e}");
         }
     }
-    let backend = LocalBackend::new(store, node, label);
+    let mut backend = LocalBackend::new(store, node.clone(), label);
+    if !read_only {
+        backend = backend.committing(node);
+    }
     let failed = etch_shell::run(Shell::new(Box::new(backend), etch_shell::color_wanted()))?;
     Ok(piped_exit(failed))
 }

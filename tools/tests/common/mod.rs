@@ -32,12 +32,17 @@ pub fn etch_with_input(home: &Path, args: &[&str], stdin: &str) -> Run {
         .spawn()
         .expect("run etch");
     let mut input = child.stdin.take().expect("stdin");
-    // A command that refuses at once may exit before it reads its input.
-    if let Err(e) = input.write_all(stdin.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
-    }
-    drop(input);
+    // Written from a thread while the output is read here: a command that answers as it reads
+    // (a piped shell) fills its output pipe long before a big input is all written.
+    let stdin = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        // A command that refuses at once may exit before it reads its input.
+        if let Err(e) = input.write_all(stdin.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
+    });
     let o = child.wait_with_output().expect("wait");
+    writer.join().expect("stdin writer");
     Run {
         code: o.status.code().unwrap_or(-1),
         out: String::from_utf8_lossy(&o.stdout).into_owned(),
