@@ -551,12 +551,6 @@ impl NativeStore {
         self.append_record(a, cell)
     }
 
-    /// Appends one record of a cell known to be absent from the runs, unless the memtable
-    /// already has it.
-    fn append_new(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
-        self.append_record(a, cell)
-    }
-
     fn append_record(&self, a: &mut Appender, cell: &Cell) -> Result<(), NativeError> {
         self.append_encoding(a, &cell.id().0, cell.encoding())
     }
@@ -886,30 +880,18 @@ impl CellStore for NativeStore {
                     v.id();
                 });
         }
-        // Held throughout: runs change only under this lock, so a cell found absent below
-        // stays absent from the runs until it is appended.
+        // Held throughout: runs change only under this lock (and by this batch's own flushes).
         let mut a = lock(&self.appender);
-        // A leaf found in no run is appended unless the memtable has it, which the append
-        // itself finds (one probe of the memtable, not two); a tree is walked unless stored.
-        let absent: Vec<bool> = values
-            .iter()
-            .map(|v| {
-                if v.refs().is_empty() {
-                    !self.index.in_runs(&v.id().0)
-                } else {
-                    !self.contains_id(&v.id().0)
-                }
-            })
-            .collect();
         let complete = |id: &ValueId| -> Result<bool, StoreError> { Ok(self.contains_id(&id.0)) };
-        for (v, absent) in values.iter().zip(absent) {
-            if !absent {
-                continue;
-            }
+        for v in values {
             if v.refs().is_empty() {
-                // A leaf: one record; only this batch can have added it meanwhile.
-                self.append_new(&mut a, v)?;
-            } else {
+                // A leaf found in no run is appended unless the memtable has it, which the
+                // append itself finds (one probe of the memtable, not two). Checked as the
+                // batch goes: a memtable flush inside it moves earlier cells into a run.
+                if !self.index.in_runs(&v.id().0) {
+                    self.append_record(&mut a, v)?;
+                }
+            } else if !self.contains_id(&v.id().0) {
                 walk_new_cells(v, false, &complete, &mut |cell| {
                     self.append_cell(&mut a, cell).map_err(StoreError::from)
                 })?;
