@@ -44,23 +44,31 @@ pub fn index_key_hex_len(key: &Cell) -> Option<usize> {
     index_key_byte_len(key).map(|n| n.saturating_mul(2).min(64) as usize)
 }
 
+/// The first (up to) 32 bytes of a blob-like key that its own encoding holds: `None` for a
+/// Blob tree (its first chunk holds them) and for a key that is not blob-like.
+pub fn index_key_own_prefix(key: &Cell) -> Option<Vec<u8>> {
+    let first32 = |b: &[u8]| b[..b.len().min(32)].to_vec();
+    match key.kind() {
+        Kind::Blob | Kind::String => key.flat_bytes().map(first32),
+        Kind::Symbol | Kind::Keyword => key.name_bytes().map(first32),
+        Kind::Extension(_) => key.extension_value().map(|v| v.to_be_bytes().to_vec()),
+        _ => None,
+    }
+}
+
 /// The first (up to) 32 bytes of a blob-like key, following only attached refs of Blob trees.
 /// `None` when the key is not blob-like or a needed child is not attached.
 pub fn index_key_prefix(key: &Cell) -> Option<Vec<u8>> {
-    match key.kind() {
-        Kind::Blob | Kind::String => {
-            let mut cell = key.clone();
-            loop {
-                if let Some(b) = cell.flat_bytes() {
-                    return Some(b[..b.len().min(32)].to_vec());
-                }
-                // A tree's first child holds at least 4096 bytes.
-                cell = cell.refs().first()?.cell()?.clone();
-            }
+    let mut cell = key.clone();
+    loop {
+        if let Some(p) = index_key_own_prefix(&cell) {
+            return Some(p);
         }
-        Kind::Symbol | Kind::Keyword => key.name_bytes().map(|b| b[..b.len().min(32)].to_vec()),
-        Kind::Extension(_) => key.extension_value().map(|v| v.to_be_bytes().to_vec()),
-        _ => None,
+        if !matches!(cell.kind(), Kind::Blob | Kind::String) {
+            return None;
+        }
+        // A tree's first child holds at least 4096 bytes.
+        cell = cell.refs().first()?.cell()?.clone();
     }
 }
 

@@ -233,6 +233,7 @@ pub fn run(args: RecoverArgs) -> io::Result<ExitCode> {
                 flags,
                 mem,
                 good,
+                summary: None,
             });
         }
         scan.sort_by_id();

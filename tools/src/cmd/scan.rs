@@ -16,16 +16,17 @@ use etch_engine::store::native::format::{
 };
 use etch_engine::store::native::run::{parse_run_file_name, run_file_name, Run, RunError};
 use etch_engine::store::native::RUNS_MAX;
-use etch_formats::cell::{ResolveError, ENCODING_BYTES_MAX};
-use etch_formats::{decode_cell, Cell, Kind as CellKind, Ref, Resolver, ValueId};
+use etch_formats::cell::{Branch, ResolveError, ENCODING_BYTES_MAX};
+use etch_formats::structure::{self, Summaries, Summary};
+use etch_formats::{decode_cell, Cell, DecodeError, Kind as CellKind, Ref, Resolver, ValueId};
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Exit status: nothing wrong.
 pub const EXIT_OK: u8 = 0;
@@ -213,6 +214,9 @@ pub struct Rec {
     pub mem: u64,
     /// True once the record checks passed (hash, canonical encoding).
     pub good: bool,
+    /// What the stage-B rules read of the record's cell as a child ([`Scan::check_records`]
+    /// makes it for a good record whose cell may be a branch).
+    pub summary: Option<Box<Summary>>,
 }
 
 /// A root to walk from.
@@ -345,6 +349,11 @@ impl Scan {
 
     /// The records with this id (after [`Scan::sort_by_id`]).
     pub fn find(&self, id: &[u8; 32]) -> &[Rec] {
+        &self.recs[self.find_range(id)]
+    }
+
+    /// Where the records with this id are in `recs` (after [`Scan::sort_by_id`]).
+    fn find_range(&self, id: &[u8; 32]) -> std::ops::Range<usize> {
         debug_assert!(self.sorted);
         let b = Self::bucket(id, self.bucket_bits());
         let (start, end) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
@@ -354,7 +363,12 @@ impl Scan {
         let bucket = &self.recs[start..end];
         let lo = bucket.partition_point(|r| r.id < *id);
         let hi = lo + bucket[lo..].partition_point(|r| r.id == *id);
-        &bucket[lo..hi]
+        start + lo..start + hi
+    }
+
+    /// The index in `recs` of the first good record of `id`.
+    pub fn good_index(&self, id: &[u8; 32]) -> Option<usize> {
+        self.find_range(id).find(|&i| self.recs[i].good)
     }
 
     /// The first good record of `id`.
@@ -378,12 +392,13 @@ impl Scan {
         let map = self.map.bytes();
         let file = self.rec_file.clone();
         let cad = self.format == Format::Cad047;
-        let results: Vec<Vec<Problem>> = self
+        let results: Vec<(Vec<Problem>, Option<Box<Summary>>)> = self
             .recs
             .par_iter()
             .map(|r| {
                 let enc = &map[r.enc_at as usize..r.enc_at as usize + r.len as usize];
                 let mut out = Vec::new();
+                let mut summary = None;
                 if !cad {
                     // The record's own CRC-32C (id, length, encoding).
                     let at = r.offset as usize;
@@ -410,16 +425,22 @@ impl Scan {
                         )
                         .with_id(r.id),
                     );
-                } else if let Err(e) = decode_cell(enc.to_vec()) {
-                    out.push(
-                        Problem::new(
-                            &file,
-                            r.enc_at + e.offset as u64,
-                            Kind::Encoding,
-                            format!("not a canonical cell: {e}"),
-                        )
-                        .with_id(r.id),
-                    );
+                } else {
+                    match decode_cell(enc.to_vec()) {
+                        Ok(cell) if !cell.is_embedded() => {
+                            summary = Some(Box::new(Summary::of(&cell)));
+                        }
+                        Ok(_) => {}
+                        Err(e) => out.push(
+                            Problem::new(
+                                &file,
+                                r.enc_at + e.offset as u64,
+                                Kind::Encoding,
+                                format!("not a canonical cell: {e}"),
+                            )
+                            .with_id(r.id),
+                        ),
+                    }
                 }
                 if cad {
                     let status = r.flags & 0x0f;
@@ -442,11 +463,12 @@ impl Scan {
                     }
                 }
                 pb.inc(1);
-                out
+                (out, summary)
             })
             .collect();
         pb.finish_and_clear();
-        for (r, probs) in self.recs.iter_mut().zip(results) {
+        for (r, (probs, summary)) in self.recs.iter_mut().zip(results) {
+            r.summary = summary;
             r.good = !probs
                 .iter()
                 .any(|p| matches!(p.kind, Kind::Hash | Kind::Encoding));
@@ -485,10 +507,8 @@ pub struct ScanResolver<'a> {
 impl ScanResolver<'_> {
     /// The cell of `id` and its record, if a good record holds it.
     pub fn get(&self, id: &[u8; 32]) -> Option<(Cell, &Rec)> {
-        let r = self.scan.good(id)?;
-        let cell = decode_cell(self.scan.encoding(r).to_vec()).ok()?;
-        cell.set_known_id(ValueId(*id));
-        Some((cell, r))
+        let at = self.scan.good_index(id)?;
+        Some((self.scan.cell_at(at)?, &self.scan.recs[at]))
     }
 }
 
@@ -498,82 +518,90 @@ impl Resolver for ScanResolver<'_> {
     }
 }
 
-/// Encoding bytes of decoded cells a walk keeps at most ([`LevelCache`]).
-const WALK_CACHE_BYTES_MAX: usize = 256 << 20;
-
-/// Shards of a [`LevelCache`] (threads decoding at once rarely wait on one another).
-const WALK_CACHE_SHARDS: usize = 64;
-
-/// A map keyed by Value IDs (their bytes are already uniform: no SipHash).
-type IdMap<V> = HashMap<[u8; 32], V, IdHash>;
-
-/// The cells a breadth-first walk decoded at this level and the one before: a parent's
-/// structure check decodes its children, which the walk visits at the next level, and cells
-/// shared between trees (every commit's root shares most of its tree with the one before) are
-/// checked from many parents; each is decoded once instead. Bounded by
-/// [`WALK_CACHE_BYTES_MAX`]: past it, cells are decoded again rather than kept.
-struct LevelCache<'a> {
-    res: ScanResolver<'a>,
-    /// This level's cells, in shards: the level's checks add to them in parallel.
-    current: Vec<Mutex<IdMap<Cell>>>,
-    /// The previous level's cells, read without a lock (nothing changes them during a level).
-    previous: Vec<IdMap<Cell>>,
-    bytes: AtomicUsize,
+/// The walk checks each cell against its children's stage-B summaries, which
+/// [`Scan::check_records`] made as it decoded each record, instead of keeping decoded cells (a
+/// store's cells decoded take several times its size).
+impl Summaries for Scan {
+    fn branch(&self, b: &Arc<Branch>) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
+        self.summary_at(b, self.good_index(&b.id().0))
+    }
 }
 
-fn shard_of(id: &[u8; 32]) -> usize {
-    // Not a byte `IdHash` hashes (its first 8): a shard's keys would crowd its map's buckets.
-    id[31] as usize % WALK_CACHE_SHARDS
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl<'a> LevelCache<'a> {
-    fn new(res: ScanResolver<'a>) -> LevelCache<'a> {
-        let shards = || (0..WALK_CACHE_SHARDS).map(|_| Mutex::new(IdMap::default()));
-        LevelCache {
-            res,
-            current: shards().collect(),
-            previous: (0..WALK_CACHE_SHARDS).map(|_| IdMap::default()).collect(),
-            bytes: AtomicUsize::new(0),
+impl Scan {
+    /// The summary of `b`'s target, the good record at `at`.
+    fn summary_at(
+        &self,
+        b: &Arc<Branch>,
+        at: Option<usize>,
+    ) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
+        let missing = || structure::resolve_error(ResolveError::Missing(*b.id()));
+        match &self
+            .recs
+            .get(at.ok_or_else(missing)?)
+            .ok_or_else(missing)?
+            .summary
+        {
+            Some(s) => Ok(Some(Cow::Borrowed(s))),
+            // A good record without one holds a cell that must be inline: the ref's own
+            // check says so (S2).
+            None => Ref::Branch(b.clone())
+                .fetch(&self.resolver())
+                .map(|c| Some(Cow::Owned(Summary::of(&c))))
+                .map_err(structure::resolve_error),
         }
     }
 
-    /// The cell of `id` from a good record, decoded once while it stays in the cache.
-    fn cell(&self, id: &[u8; 32]) -> Option<Cell> {
-        let shard = shard_of(id);
-        if let Some(c) = self.previous[shard].get(id) {
-            return Some(c.clone());
-        }
-        if let Some(c) = locked(&self.current[shard]).get(id) {
-            return Some(c.clone());
-        }
-        let (cell, _) = self.res.get(id)?;
-        let len = cell.len();
-        if self.bytes.load(Ordering::Relaxed) + len <= WALK_CACHE_BYTES_MAX {
-            self.bytes.fetch_add(len, Ordering::Relaxed);
-            locked(&self.current[shard]).insert(*id, cell.clone());
-        }
+    /// The cell of the good record at `at`.
+    fn cell_at(&self, at: usize) -> Option<Cell> {
+        let r = self.recs.get(at).filter(|r| r.good)?;
+        let cell = decode_cell(self.encoding(r).to_vec()).ok()?;
+        cell.set_known_id(ValueId(r.id));
         Some(cell)
     }
+}
 
-    /// The next level begins: the level before last is dropped.
-    fn next_level(&mut self) {
-        let mut kept = 0;
-        for (cur, prev) in self.current.iter_mut().zip(&mut self.previous) {
-            let cur = cur.get_mut().unwrap_or_else(|p| p.into_inner());
-            *prev = std::mem::take(cur);
-            kept += prev.values().map(Cell::len).sum::<usize>();
-        }
-        *self.bytes.get_mut() = kept;
+/// The summaries a cell's check reads: its branch children's, whose records the walk has
+/// already looked up, and any other through the scan.
+struct Near<'a> {
+    scan: &'a Scan,
+    kids: &'a [(ValueId, Option<usize>)],
+}
+
+impl Summaries for Near<'_> {
+    fn branch(&self, b: &Arc<Branch>) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
+        let at = match self.kids.iter().find(|(id, _)| id == b.id()) {
+            Some(&(_, at)) => at,
+            None => self.scan.good_index(&b.id().0),
+        };
+        self.scan.summary_at(b, at)
     }
 }
 
-impl Resolver for LevelCache<'_> {
+/// Cells a [`Remembering`] resolver keeps at most.
+const REMEMBERED_CELLS_MAX: usize = 4096;
+
+/// A resolver that keeps the cells it decoded, up to [`REMEMBERED_CELLS_MAX`]: the check for a
+/// partial replica's mark reads the same few cells beneath every commit's root.
+struct Remembering<'a> {
+    res: ScanResolver<'a>,
+    cells: Mutex<HashMap<[u8; 32], Cell, IdHash>>,
+}
+
+impl Resolver for Remembering<'_> {
     fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
-        Ok(self.cell(&id.0))
+        let locked = || self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = locked().get(&id.0) {
+            return Ok(Some(c.clone()));
+        }
+        let cell = self.res.get(&id.0).map(|(c, _)| c);
+        if let Some(c) = &cell {
+            let mut cells = locked();
+            if cells.len() >= REMEMBERED_CELLS_MAX {
+                cells.clear();
+            }
+            cells.insert(id.0, c.clone());
+        }
+        Ok(cell)
     }
 }
 
@@ -601,118 +629,195 @@ pub struct TreeWalk {
     pub bytes: u64,
     /// Problems (missing cells, stage-B failures).
     pub problems: Vec<Problem>,
-    /// Ids reached and present.
-    pub reached: HashSet<[u8; 32]>,
     /// Roots of a partial replica (`--hold pinned`), walked for what it holds only.
     pub partial_roots: usize,
 }
 
 /// Walks every tree reachable from `roots`, level by level with the levels' cells checked in
 /// parallel: each cell must be present in a good record, and each cell whose children are all
-/// present passes the stage-B rules (`check_structure` with the store as resolver).
+/// present passes the stage-B rules (against its children's summaries).
+/// Each cell is visited once, however many roots share it.
 /// `roots`: each root's Value ID and the offset (in the record file) where it is named.
 pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWalk {
-    let mut cache = LevelCache::new(scan.resolver());
     let pb = bar(scan.recs.len() as u64, "trees", false);
     if !show {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut out = TreeWalk::default();
-    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    // Visited: stored cells by record index; cells not stored by id.
+    let mut seen_stored = vec![false; scan.recs.len()];
+    let mut seen_missing: HashSet<[u8; 32], IdHash> = HashSet::default();
+    let mut first_visit = |id: &[u8; 32], at: Option<usize>| match at {
+        Some(i) => !std::mem::replace(&mut seen_stored[i], true),
+        None => seen_missing.insert(*id),
+    };
     let nil = *Cell::nil().id();
-    // (id, where the reference to it is: file offset of the referring record, parent, zone).
-    // A partial replica's root (marked `:hold "pinned"`) is walked for its skeleton and pins
-    // only: the values it does not hold are not missing.
-    type Pending = ([u8; 32], u64, Option<[u8; 32]>, Zone);
     let mut frontier: Vec<Pending> = Vec::new();
-    // Whether each root is a partial replica's: every commit's root, so in parallel.
-    let partial_of: Vec<bool> = roots
-        .par_iter()
-        .map(|(r, _)| {
-            cache
-                .cell(r)
-                .is_some_and(|c| hold::is_partial(&c, &cache).unwrap_or(false))
-        })
-        .collect();
-    for ((r, at), partial) in roots.iter().zip(partial_of) {
-        if ValueId(*r) == nil && scan.good(r).is_none() {
+    for (r, from) in roots {
+        let at = scan.good_index(r);
+        if ValueId(*r) == nil && at.is_none() {
             continue; // a nil root needs no record (CAD047)
         }
-        if partial {
-            out.partial_roots += 1;
-        }
-        if seen.insert(*r) {
-            frontier.push((*r, *at, None, if partial { Zone::Root } else { Zone::Full }));
+        if first_visit(r, at) {
+            let (id, from) = (*r, *from);
+            frontier.push(Pending {
+                id,
+                at,
+                from,
+                parent: None,
+                zone: None,
+            });
         }
     }
-    let file = scan.rec_file.clone();
+    // Whether a root is a partial replica's: the cells beneath every commit's root that say.
+    let marks = Remembering {
+        res: scan.resolver(),
+        cells: Mutex::new(HashMap::default()),
+    };
     while !frontier.is_empty() {
-        // Per cell: (offset and length of its record, if stored), problems, children.
-        type Visit = (Option<(u64, u64)>, Vec<Problem>, Vec<(ValueId, Zone)>);
-        let results: Vec<Visit> = frontier
+        let visits: Vec<Visit> = frontier
             .par_iter()
-            .map(|(id, from, parent, zone)| {
-                let mut probs = Vec::new();
-                let mut kids = Vec::new();
-                let found = scan.good(id).and_then(|rec| Some((cache.cell(id)?, rec)));
-                let Some((cell, rec)) = found else {
-                    let damaged = scan.find(id).first().map(|r| r.offset);
-                    let detail = match (parent, damaged) {
-                        (_, Some(at)) => format!("reachable, but its record at {at} is damaged"),
-                        (Some(p), None) => {
-                            format!(
-                                "reachable (referenced by {}) but not stored",
-                                hex::encode(p)
-                            )
-                        }
-                        (None, None) => "a root, but not stored".to_string(),
-                    };
-                    probs.push(Problem::new(&file, *from, Kind::Missing, detail).with_id(*id));
-                    pb.inc(1);
-                    return (None, probs, kids);
-                };
-                hold::held_branches(&cell, *zone, &mut kids);
-                let mut all = Vec::new();
-                branch_children(&cell, &mut all);
-                let all_there = all.iter().all(|k| scan.good(&k.0).is_some());
-                if all_there {
-                    if let Err(e) = etch_formats::structure::check_structure(
-                        &cell,
-                        Some(&cache as &dyn Resolver),
-                    ) {
-                        probs.push(
-                            Problem::new(
-                                &file,
-                                rec.offset,
-                                Kind::Structure,
-                                format!("rule {}: {}", e.rule.name(), e.detail),
-                            )
-                            .with_id(*id),
-                        );
-                    }
-                }
+            .map(|p| {
+                let v = visit(scan, p, &marks);
                 pb.inc(1);
-                (Some((rec.offset, rec.len as u64)), probs, kids)
+                v
             })
             .collect();
         let mut next = Vec::new();
-        for ((id, _, _, _), (found, probs, kids)) in frontier.iter().zip(results) {
-            out.problems.extend(probs);
-            let Some((offset, len)) = found else { continue };
+        for (p, v) in frontier.iter().zip(visits) {
+            out.problems.extend(v.problems);
+            out.partial_roots += usize::from(v.partial);
+            let Some(i) = p.at.filter(|_| v.stored) else {
+                continue;
+            };
+            let rec = &scan.recs[i];
             out.cells += 1;
-            out.bytes += len;
-            out.reached.insert(*id);
-            for (k, z) in kids {
-                if seen.insert(k.0) {
-                    next.push((k.0, offset, Some(*id), z));
+            out.bytes += u64::from(rec.len);
+            let parent = Some(p.id);
+            for (at, zone) in v.stored_kids {
+                let at = at as usize;
+                let id = scan.recs[at].id;
+                if first_visit(&id, Some(at)) {
+                    let (at, zone) = (Some(at), Some(zone));
+                    next.push(Pending {
+                        id,
+                        at,
+                        from: rec.offset,
+                        parent,
+                        zone,
+                    });
+                }
+            }
+            for (id, zone) in v.missing_kids {
+                if first_visit(&id, None) {
+                    let zone = Some(zone);
+                    next.push(Pending {
+                        id,
+                        at: None,
+                        from: rec.offset,
+                        parent,
+                        zone,
+                    });
                 }
             }
         }
         frontier = next;
-        cache.next_level();
     }
     pb.finish_and_clear();
     out
+}
+
+/// A cell the walk is to visit: its id and record index, where the reference to it is (file
+/// offset of the referring record), its parent, and its zone (`None` for a root: the visit
+/// reads it). A partial replica's root (marked `:hold "pinned"`) is walked for its skeleton and
+/// pins only: the values it does not hold are not missing.
+struct Pending {
+    id: [u8; 32],
+    at: Option<usize>,
+    from: u64,
+    parent: Option<[u8; 32]>,
+    zone: Option<Zone>,
+}
+
+/// What visiting one cell found.
+struct Visit {
+    /// Whether its record is there and good.
+    stored: bool,
+    /// A root marked as a partial replica's.
+    partial: bool,
+    problems: Vec<Problem>,
+    /// Its held branch children that are stored (record index, zone) and that are not.
+    stored_kids: Vec<(u32, Zone)>,
+    missing_kids: Vec<([u8; 32], Zone)>,
+}
+
+/// Visits one cell: present in a good record, and (when its children are all present) checked
+/// against their summaries by the stage-B rules.
+fn visit(scan: &Scan, p: &Pending, marks: &Remembering) -> Visit {
+    let file = &scan.rec_file;
+    let mut v = Visit {
+        stored: false,
+        partial: false,
+        problems: Vec::new(),
+        stored_kids: Vec::new(),
+        missing_kids: Vec::new(),
+    };
+    let Some((cell, i)) = p.at.and_then(|i| Some((scan.cell_at(i)?, i))) else {
+        let damaged = scan.find(&p.id).first().map(|r| r.offset);
+        let detail = match (p.parent, damaged) {
+            (_, Some(at)) => format!("reachable, but its record at {at} is damaged"),
+            (Some(parent), None) => format!(
+                "reachable (referenced by {}) but not stored",
+                hex::encode(parent)
+            ),
+            (None, None) => "a root, but not stored".to_string(),
+        };
+        v.problems
+            .push(Problem::new(file, p.from, Kind::Missing, detail).with_id(p.id));
+        return v;
+    };
+    v.stored = true;
+    let zone = p.zone.unwrap_or_else(|| {
+        v.partial = hold::is_partial(&cell, marks).unwrap_or(false);
+        if v.partial {
+            Zone::Root
+        } else {
+            Zone::Full
+        }
+    });
+    let mut all = Vec::new();
+    branch_children(&cell, &mut all);
+    let all: Vec<(ValueId, Option<usize>)> = all
+        .into_iter()
+        .map(|k| (k, scan.good_index(&k.0)))
+        .collect();
+    let mut held = Vec::new();
+    hold::held_branches(&cell, zone, &mut held);
+    for (k, z) in held {
+        let at = match all.iter().find(|(id, _)| *id == k) {
+            Some(&(_, at)) => at,
+            None => scan.good_index(&k.0),
+        };
+        match at.and_then(|at| u32::try_from(at).ok()) {
+            Some(at) => v.stored_kids.push((at, z)),
+            None => v.missing_kids.push((k.0, z)),
+        }
+    }
+    if all.iter().all(|(_, at)| at.is_some()) {
+        let near = Near { scan, kids: &all };
+        if let Err(e) = structure::check_structure_with(&cell, &near) {
+            v.problems.push(
+                Problem::new(
+                    file,
+                    scan.recs[i].offset,
+                    Kind::Structure,
+                    format!("rule {}: {}", e.rule.name(), e.detail),
+                )
+                .with_id(p.id),
+            );
+        }
+    }
+    v
 }
 
 /// The bytes of every file in a directory (not recursive), or of a file.
@@ -838,6 +943,7 @@ fn scan_native(dir: &Path, show: bool) -> Result<Scan, String> {
             flags: 0,
             mem: 0,
             good: false,
+            summary: None,
         })
     }
     while pos < log.len() {
@@ -1546,6 +1652,7 @@ fn scan_cad(path: &Path, show: bool) -> Result<Scan, String> {
                 flags: b[pu + 32],
                 mem: be_u64(b, pu + 33),
                 good: false,
+                summary: None,
             });
         }
     }
