@@ -24,14 +24,18 @@ fn err(rule: Rule, detail: impl Into<String>) -> DecodeError {
     DecodeError::new(0, rule, detail)
 }
 
-/// A child slot as a [`Summary`] keeps it: an embedded cell's summary, or the branch ref (its
-/// target attached when it was).
+/// A child slot as a [`Summary`] keeps it. A summary made for the check at hand holds the
+/// slot as it is; a kept one ([`Summary::kept`]) holds no cell.
 #[derive(Clone)]
 pub enum Slot {
+    /// An embedded cell.
+    Embedded(Cell),
     /// An embedded cell, summarised.
-    Embedded(Box<Summary>),
-    /// A branch ref.
+    Summarised(Box<Summary>),
+    /// A branch ref (its target attached, when it was).
     Branch(Arc<Branch>),
+    /// A branch known by its Value ID.
+    Id(ValueId),
 }
 
 /// What the stage-B rules read of a child cell, without the child's own children: a few dozen
@@ -128,7 +132,7 @@ impl Summary {
             hash_header,
             index_header: cell.index_header(),
             first: refs.first().map(|r| match r {
-                Ref::Embedded(c) => Slot::Embedded(Box::new(Summary::of(c))),
+                Ref::Embedded(c) => Slot::Embedded(c.clone()),
                 Ref::Branch(b) => Slot::Branch(b.clone()),
             }),
             leaf_keys,
@@ -137,23 +141,50 @@ impl Summary {
             beneath: OnceLock::new(),
         }
     }
+
+    /// As [`Summary::of`], holding no cell (nor any part of one): for a summary kept long
+    /// after the cell, one per stored cell.
+    pub fn kept(cell: &Cell) -> Summary {
+        let mut s = Summary::of(cell);
+        s.first = match s.first {
+            Some(Slot::Embedded(c)) => Some(Slot::Summarised(Box::new(Summary::kept(&c)))),
+            Some(Slot::Branch(b)) => Some(Slot::Id(*b.id())),
+            other => other,
+        };
+        s
+    }
 }
 
 /// Where the rules get the summaries of branch children.
 pub trait Summaries {
-    /// The summary of the target of branch ref `b`: `Ok(None)` when it is not at hand and
-    /// need not be; an S4 error when it must be and is missing; the ref's error (S2, S5) when
-    /// the target is not a branch of that ID.
-    fn branch(&self, b: &Arc<Branch>) -> Res<Option<Cow<'_, Summary>>>;
+    /// The summary of branch `id` (`target`: the cell, when the ref has it attached): `Ok(None)`
+    /// when it is not at hand and need not be; an S4 error when it must be and is missing; the
+    /// ref's error (S2, S5) when the target is not a branch of that ID.
+    fn branch(&self, id: &ValueId, target: Option<&Cell>) -> Res<Option<Cow<'_, Summary>>>;
 }
 
 /// Summaries of the cells at hand: attached targets, else through a resolver if there is one.
 pub struct Resolved<'a>(pub Option<&'a dyn Resolver>);
 
 impl Summaries for Resolved<'_> {
-    fn branch(&self, b: &Arc<Branch>) -> Res<Option<Cow<'_, Summary>>> {
-        let r = Ref::Branch(b.clone());
+    fn branch(&self, id: &ValueId, target: Option<&Cell>) -> Res<Option<Cow<'_, Summary>>> {
+        if let Some(c) = target {
+            return Ok(Some(Cow::Owned(Summary::of(c))));
+        }
+        let r = Ref::unresolved(*id);
         Ok(child_cell(&r, self.0)?.map(|c| Cow::Owned(Summary::of(&c))))
+    }
+}
+
+impl Slot {
+    /// The slot's summary: borrowed where the slot holds one that lives as long as `kids`.
+    fn summary<'k>(&'k self, kids: &'k dyn Summaries) -> Res<Option<Cow<'k, Summary>>> {
+        match self {
+            Slot::Embedded(c) => Ok(Some(Cow::Owned(Summary::of(c)))),
+            Slot::Summarised(s) => Ok(Some(Cow::Borrowed(s))),
+            Slot::Branch(b) => kids.branch(b.id(), b.target()),
+            Slot::Id(id) => kids.branch(id, None),
+        }
     }
 }
 
@@ -184,7 +215,7 @@ pub fn resolve_error(e: ResolveError) -> DecodeError {
 fn child<'k>(r: &Ref, kids: &'k dyn Summaries) -> Res<Option<Cow<'k, Summary>>> {
     match r {
         Ref::Embedded(c) => Ok(Some(Cow::Owned(Summary::of(c)))),
-        Ref::Branch(b) => kids.branch(b),
+        Ref::Branch(b) => kids.branch(b.id(), b.target()),
     }
 }
 
@@ -194,13 +225,14 @@ fn first_of<'k>(node: &Cow<'k, Summary>, kids: &'k dyn Summaries) -> Res<Option<
     match node {
         Cow::Borrowed(n) => match &n.first {
             None => Ok(None),
-            Some(Slot::Embedded(s)) => Ok(Some(Cow::Borrowed(s))),
-            Some(Slot::Branch(b)) => kids.branch(b),
+            Some(slot) => slot.summary(kids),
         },
         Cow::Owned(n) => match &n.first {
             None => Ok(None),
-            Some(Slot::Embedded(s)) => Ok(Some(Cow::Owned((**s).clone()))),
-            Some(Slot::Branch(b)) => kids.branch(b),
+            Some(Slot::Embedded(c)) => Ok(Some(Cow::Owned(Summary::of(c)))),
+            Some(Slot::Summarised(s)) => Ok(Some(Cow::Owned((**s).clone()))),
+            Some(Slot::Branch(b)) => kids.branch(b.id(), b.target()),
+            Some(Slot::Id(id)) => kids.branch(id, None),
         },
     }
 }
@@ -427,8 +459,7 @@ fn index_depth(node: &Summary, kids: &dyn Summaries) -> Res<Option<usize>> {
     }
     let key = match &node.first {
         None => return Ok(None),
-        Some(Slot::Embedded(k)) => Some(Cow::Borrowed(&**k)),
-        Some(Slot::Branch(b)) => kids.branch(b)?,
+        Some(slot) => slot.summary(kids)?,
     };
     Ok(key.and_then(|k| k.key_hex_len.map(usize::from)))
 }

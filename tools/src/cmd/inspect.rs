@@ -1,7 +1,7 @@
 //! `etch stats PATH` and `etch dump PATH`.
 
 use super::copy::post_order;
-use super::scan::{Format, Scan, EXIT_OK};
+use super::scan::{walk_trees, Format, Scan, EXIT_OK};
 use etch_formats::{Kind as CellKind, ValueId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufWriter, Write};
@@ -125,19 +125,17 @@ pub fn stats(args: StatsArgs) -> io::Result<ExitCode> {
             tree.4 = *b;
         }
     }
-    // Everything any commit's root reaches (native); the rest is garbage.
-    for r in scan.roots.iter().filter_map(|r| r.id) {
-        if scan.good(&r).is_some() {
-            let _ = post_order(&res, &ValueId(r), &mut seen, &mut |_| Ok(()));
-        }
-    }
-    let (mut live, mut live_bytes) = (0u64, 0u64);
-    for id in &seen {
-        if let Some(r) = scan.good(&id.0) {
-            live += 1;
-            live_bytes += r.len as u64;
-        }
-    }
+    // Everything any commit's root reaches (native); the rest is garbage. Each cell once, on
+    // every core, however many commits share it.
+    let mut named = HashSet::new();
+    let roots: Vec<([u8; 32], u64)> = scan
+        .roots
+        .iter()
+        .filter_map(|r| r.id.map(|id| (id, r.offset)))
+        .filter(|(id, _)| named.insert(*id))
+        .collect();
+    let reached = walk_trees(&scan, &roots, false, !args.json);
+    let (live, live_bytes) = (reached.cells, reached.bytes);
     let ratio = if tree.1 > 0 {
         tree.4 as f64 / tree.1 as f64
     } else {

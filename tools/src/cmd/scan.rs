@@ -16,7 +16,7 @@ use etch_engine::store::native::format::{
 };
 use etch_engine::store::native::run::{parse_run_file_name, run_file_name, Run, RunError};
 use etch_engine::store::native::RUNS_MAX;
-use etch_formats::cell::{Branch, ResolveError, ENCODING_BYTES_MAX};
+use etch_formats::cell::{ResolveError, ENCODING_BYTES_MAX};
 use etch_formats::structure::{self, Summaries, Summary};
 use etch_formats::{decode_cell, Cell, DecodeError, Kind as CellKind, Ref, Resolver, ValueId};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Exit status: nothing wrong.
 pub const EXIT_OK: u8 = 0;
@@ -428,7 +428,7 @@ impl Scan {
                 } else {
                     match decode_cell(enc.to_vec()) {
                         Ok(cell) if !cell.is_embedded() => {
-                            summary = Some(Box::new(Summary::of(&cell)));
+                            summary = Some(Box::new(Summary::kept(&cell)));
                         }
                         Ok(_) => {}
                         Err(e) => out.push(
@@ -522,19 +522,23 @@ impl Resolver for ScanResolver<'_> {
 /// [`Scan::check_records`] made as it decoded each record, instead of keeping decoded cells (a
 /// store's cells decoded take several times its size).
 impl Summaries for Scan {
-    fn branch(&self, b: &Arc<Branch>) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
-        self.summary_at(b, self.good_index(&b.id().0))
+    fn branch(
+        &self,
+        id: &ValueId,
+        _: Option<&Cell>,
+    ) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
+        self.summary_at(id, self.good_index(&id.0))
     }
 }
 
 impl Scan {
-    /// The summary of `b`'s target, the good record at `at`.
+    /// The summary of branch `id`, the good record at `at`.
     fn summary_at(
         &self,
-        b: &Arc<Branch>,
+        id: &ValueId,
         at: Option<usize>,
     ) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
-        let missing = || structure::resolve_error(ResolveError::Missing(*b.id()));
+        let missing = || structure::resolve_error(ResolveError::Missing(*id));
         match &self
             .recs
             .get(at.ok_or_else(missing)?)
@@ -544,7 +548,7 @@ impl Scan {
             Some(s) => Ok(Some(Cow::Borrowed(s))),
             // A good record without one holds a cell that must be inline: the ref's own
             // check says so (S2).
-            None => Ref::Branch(b.clone())
+            None => Ref::unresolved(*id)
                 .fetch(&self.resolver())
                 .map(|c| Some(Cow::Owned(Summary::of(&c))))
                 .map_err(structure::resolve_error),
@@ -568,12 +572,16 @@ struct Near<'a> {
 }
 
 impl Summaries for Near<'_> {
-    fn branch(&self, b: &Arc<Branch>) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
-        let at = match self.kids.iter().find(|(id, _)| id == b.id()) {
+    fn branch(
+        &self,
+        id: &ValueId,
+        _: Option<&Cell>,
+    ) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
+        let at = match self.kids.iter().find(|(k, _)| k == id) {
             Some(&(_, at)) => at,
-            None => self.scan.good_index(&b.id().0),
+            None => self.scan.good_index(&id.0),
         };
-        self.scan.summary_at(b, at)
+        self.scan.summary_at(id, at)
     }
 }
 
@@ -636,9 +644,15 @@ pub struct TreeWalk {
 /// Walks every tree reachable from `roots`, level by level with the levels' cells checked in
 /// parallel: each cell must be present in a good record, and each cell whose children are all
 /// present passes the stage-B rules (against its children's summaries).
-/// Each cell is visited once, however many roots share it.
+/// Each cell is visited once, however many roots share it. Without `check_structure`, only
+/// what is reachable is found (and what is missing).
 /// `roots`: each root's Value ID and the offset (in the record file) where it is named.
-pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWalk {
+pub fn walk_trees(
+    scan: &Scan,
+    roots: &[([u8; 32], u64)],
+    check_structure: bool,
+    show: bool,
+) -> TreeWalk {
     let pb = bar(scan.recs.len() as u64, "trees", false);
     if !show {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -678,7 +692,7 @@ pub fn walk_trees(scan: &Scan, roots: &[([u8; 32], u64)], show: bool) -> TreeWal
         let visits: Vec<Visit> = frontier
             .par_iter()
             .map(|p| {
-                let v = visit(scan, p, &marks);
+                let v = visit(scan, p, &marks, check_structure);
                 pb.inc(1);
                 v
             })
@@ -753,7 +767,7 @@ struct Visit {
 
 /// Visits one cell: present in a good record, and (when its children are all present) checked
 /// against their summaries by the stage-B rules.
-fn visit(scan: &Scan, p: &Pending, marks: &Remembering) -> Visit {
+fn visit(scan: &Scan, p: &Pending, marks: &Remembering, check_structure: bool) -> Visit {
     let file = &scan.rec_file;
     let mut v = Visit {
         stored: false,
@@ -792,7 +806,12 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering) -> Visit {
         .map(|k| (k, scan.good_index(&k.0)))
         .collect();
     let mut held = Vec::new();
-    hold::held_branches(&cell, zone, &mut held);
+    if zone == Zone::Full {
+        // Every branch beneath the cell, each held whole.
+        held.extend(all.iter().map(|(k, _)| (*k, Zone::Full)));
+    } else {
+        hold::held_branches(&cell, zone, &mut held);
+    }
     for (k, z) in held {
         let at = match all.iter().find(|(id, _)| *id == k) {
             Some(&(_, at)) => at,
@@ -803,7 +822,7 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering) -> Visit {
             None => v.missing_kids.push((k.0, z)),
         }
     }
-    if all.iter().all(|(_, at)| at.is_some()) {
+    if check_structure && all.iter().all(|(_, at)| at.is_some()) {
         let near = Near { scan, kids: &all };
         if let Err(e) = structure::check_structure_with(&cell, &near) {
             v.problems.push(

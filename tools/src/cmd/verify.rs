@@ -120,7 +120,7 @@ pub fn run(args: VerifyArgs) -> io::Result<ExitCode> {
             }
         }
     }
-    let walk = walk_trees(&scan, &roots, show);
+    let walk = walk_trees(&scan, &roots, true, show);
     let mut problems = std::mem::take(&mut scan.problems);
     problems.extend(walk.problems);
     if scan.format == Format::Cad047 {
