@@ -171,8 +171,11 @@ impl Summaries for Resolved<'_> {
         if let Some(c) = target {
             return Ok(Some(Cow::Owned(Summary::of(c))));
         }
+        let Some(resolver) = self.0 else {
+            return Ok(None);
+        };
         let r = Ref::unresolved(*id);
-        Ok(child_cell(&r, self.0)?.map(|c| Cow::Owned(Summary::of(&c))))
+        Ok(child_cell(&r, Some(resolver))?.map(|c| Cow::Owned(Summary::of(&c))))
     }
 }
 

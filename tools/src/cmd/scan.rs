@@ -264,6 +264,13 @@ pub struct Scan {
     buckets: Vec<u32>,
 }
 
+/// Orders Value IDs as their bytes do, comparing their first eight bytes first (which settles
+/// almost every pair of hashes without a byte-by-byte compare).
+fn cmp_ids(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
+    let head = |x: &[u8; 32]| u64::from_be_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+    head(a).cmp(&head(b)).then_with(|| a.cmp(b))
+}
+
 fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[at..at + 4]);
@@ -318,7 +325,7 @@ impl Scan {
     /// Sorts the records by id (for lookups); reports keys that appear twice.
     pub fn sort_by_id(&mut self) {
         self.recs
-            .par_sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.offset.cmp(&b.offset)));
+            .par_sort_unstable_by(|a, b| cmp_ids(&a.id, &b.id).then(a.offset.cmp(&b.offset)));
         self.sorted = true;
         let bits = self.bucket_bits();
         let mut buckets = vec![0u32; (1usize << bits) + 1];
@@ -360,9 +367,13 @@ impl Scan {
             (Some(&s), Some(&e)) => (s as usize, e as usize),
             _ => (0, self.recs.len()),
         };
+        // About one record per bucket: a scan settles it, mostly on the ids' first eight bytes.
         let bucket = &self.recs[start..end];
-        let lo = bucket.partition_point(|r| r.id < *id);
-        let hi = lo + bucket[lo..].partition_point(|r| r.id == *id);
+        let lo = bucket
+            .iter()
+            .position(|r| cmp_ids(&r.id, id).is_ge())
+            .unwrap_or(bucket.len());
+        let hi = lo + bucket[lo..].iter().take_while(|r| r.id == *id).count();
         start + lo..start + hi
     }
 
@@ -569,6 +580,8 @@ impl Scan {
 struct Near<'a> {
     scan: &'a Scan,
     kids: &'a [(ValueId, Option<usize>)],
+    /// Where the last child asked for was in `kids`: the rules ask in encoding order.
+    cursor: std::cell::Cell<usize>,
 }
 
 impl Summaries for Near<'_> {
@@ -577,8 +590,17 @@ impl Summaries for Near<'_> {
         id: &ValueId,
         _: Option<&Cell>,
     ) -> Result<Option<Cow<'_, Summary>>, DecodeError> {
-        let at = match self.kids.iter().find(|(k, _)| k == id) {
-            Some(&(_, at)) => at,
+        let n = self.kids.len();
+        let from = self.cursor.get();
+        let found = (from..n).chain(0..from).find(|&j| {
+            let k = &self.kids[j].0 .0;
+            k[..8] == id.0[..8] && k == &id.0
+        });
+        let at = match found {
+            Some(j) => {
+                self.cursor.set(j + 1);
+                self.kids[j].1
+            }
             None => self.scan.good_index(&id.0),
         };
         self.scan.summary_at(id, at)
@@ -823,7 +845,11 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering, check_structure: bool) -
         }
     }
     if check_structure && all.iter().all(|(_, at)| at.is_some()) {
-        let near = Near { scan, kids: &all };
+        let near = Near {
+            scan,
+            kids: &all,
+            cursor: std::cell::Cell::new(0),
+        };
         if let Err(e) = structure::check_structure_with(&cell, &near) {
             v.problems.push(
                 Problem::new(
