@@ -2,7 +2,7 @@
 //! cells, as used by messages and snapshot files.
 
 use crate::cell::{Cell, Ref, ResolveError, Resolver};
-use crate::decode::{decode_at, decode_cell};
+use crate::decode::{decode_at, decode_cell, Depth};
 use crate::error::{DecodeError, Rule};
 use crate::id::ValueId;
 use crate::structure::check_structure;
@@ -49,7 +49,7 @@ impl Body {
                 format!("body of {} bytes exceeds {BODY_BYTES_MAX}", input.len()),
             ));
         }
-        let (top, top_end) = decode_at(&input, 0, 0)?;
+        let (top, top_end) = decode_at(&input, 0, Depth::TOP)?;
         if top.is_nil() && top_end < input.len() {
             return Err(DecodeError::new(
                 top_end,
@@ -92,7 +92,7 @@ impl Body {
         let decode_one = |&(start, end): &(usize, usize)| -> Result<Cell, DecodeError> {
             let slice = input.slice(start..end);
             let first = slice[0];
-            let cell = match decode_at(&slice, 0, 0) {
+            let cell = match decode_at(&slice, 0, Depth::TOP) {
                 Ok((c, used)) if used == slice.len() => c,
                 Ok((_, used)) => {
                     return Err(DecodeError::new(

@@ -16,7 +16,24 @@ pub const NESTING_DEPTH_MAX: u32 = 100;
 
 /// Decodes exactly one cell occupying the whole input (rules G1, G3 and all stage-A rules).
 pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
-    let input: Bytes = input.into();
+    decode_whole(input.into(), Depth::TOP)
+}
+
+/// As [`decode_cell`], for an encoding that passed it before (a store's record that its
+/// verifier decoded moments ago): the same parsing and stage-A rules, without the stage-B
+/// rules between each cell and its inline children, which can only answer as they did then.
+/// Not for bytes that have not been through [`decode_cell`].
+pub fn decode_checked_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
+    decode_whole(
+        input.into(),
+        Depth {
+            stage_b: false,
+            ..Depth::TOP
+        },
+    )
+}
+
+fn decode_whole(input: Bytes, depth: Depth) -> Result<Cell, DecodeError> {
     if input.is_empty() {
         return Err(DecodeError::new(0, Rule::G1, "input is empty"));
     }
@@ -30,7 +47,7 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
             ),
         ));
     }
-    let (cell, end) = decode_at(&input, 0, 0)?;
+    let (cell, end) = decode_at(&input, 0, depth)?;
     if end != input.len() {
         return Err(DecodeError::new(
             end,
@@ -39,6 +56,28 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
         ));
     }
     Ok(cell)
+}
+
+/// How deep a cell is nested inline, and whether its stage-B rules are checked.
+#[derive(Clone, Copy)]
+pub(crate) struct Depth {
+    level: u32,
+    stage_b: bool,
+}
+
+impl Depth {
+    /// A cell on its own, every rule checked.
+    pub(crate) const TOP: Depth = Depth {
+        level: 0,
+        stage_b: true,
+    };
+
+    fn deeper(self) -> Depth {
+        Depth {
+            level: self.level + 1,
+            ..self
+        }
+    }
 }
 
 fn need(buf: &[u8], pos: usize, n: usize, what: &str) -> Result<(), DecodeError> {
@@ -54,7 +93,11 @@ fn need(buf: &[u8], pos: usize, n: usize, what: &str) -> Result<(), DecodeError>
 }
 
 /// Decodes the cell starting at `pos`; returns it and the position after it.
-pub(crate) fn decode_at(buf: &Bytes, pos: usize, depth: u32) -> Result<(Cell, usize), DecodeError> {
+pub(crate) fn decode_at(
+    buf: &Bytes,
+    pos: usize,
+    depth: Depth,
+) -> Result<(Cell, usize), DecodeError> {
     decode_inner(buf, pos, depth).and_then(|(cell, end)| {
         if end - pos > ENCODING_BYTES_MAX {
             return Err(DecodeError::new(
@@ -66,13 +109,15 @@ pub(crate) fn decode_at(buf: &Bytes, pos: usize, depth: u32) -> Result<(Cell, us
                 ),
             ));
         }
-        structure::check_structure(&cell, None).map_err(|e| e.shifted(pos))?;
+        if depth.stage_b {
+            structure::check_structure(&cell, None).map_err(|e| e.shifted(pos))?;
+        }
         Ok((cell, end))
     })
 }
 
-fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), DecodeError> {
-    if depth > NESTING_DEPTH_MAX {
+fn decode_inner(buf: &Bytes, start: usize, depth: Depth) -> Result<(Cell, usize), DecodeError> {
+    if depth.level > NESTING_DEPTH_MAX {
         return Err(DecodeError::new(
             start,
             Rule::Limit,
@@ -331,7 +376,7 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
                     p += 1;
                 }
                 tag::MAP => {
-                    let (meta, end) = decode_at(buf, p, depth + 1)?;
+                    let (meta, end) = decode_at(buf, p, depth.deeper())?;
                     if meta.count() == 0 {
                         return Err(DecodeError::new(
                             p,
@@ -373,7 +418,7 @@ fn decode_inner(buf: &Bytes, start: usize, depth: u32) -> Result<(Cell, usize), 
 fn vector_body(
     buf: &Bytes,
     mut p: usize,
-    depth: u32,
+    depth: Depth,
     n: u64,
     refs: &mut Vec<Ref>,
 ) -> Result<usize, DecodeError> {
@@ -404,7 +449,7 @@ fn vector_body(
 }
 
 /// Reads one slot at `p`: nil, a ref, or an inline cell of at most 140 bytes.
-fn slot(buf: &Bytes, p: usize, depth: u32, refs: &mut Vec<Ref>) -> Result<usize, DecodeError> {
+fn slot(buf: &Bytes, p: usize, depth: Depth, refs: &mut Vec<Ref>) -> Result<usize, DecodeError> {
     let b: &[u8] = buf;
     match b.get(p) {
         None => Err(DecodeError::new(
@@ -420,7 +465,7 @@ fn slot(buf: &Bytes, p: usize, depth: u32, refs: &mut Vec<Ref>) -> Result<usize,
             Ok(p + 33)
         }
         Some(_) => {
-            let (cell, end) = decode_at(buf, p, depth + 1)?;
+            let (cell, end) = decode_at(buf, p, depth.deeper())?;
             if end - p > EMBED_BYTES_MAX {
                 return Err(DecodeError::new(
                     p,

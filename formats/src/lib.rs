@@ -30,7 +30,7 @@ pub mod vlq;
 pub use body::{branches_preorder, encode_body, encode_full_body, Body};
 pub use build::BuildError;
 pub use cell::{tag, Cell, Kind, NoResolver, Ref, ResolveError, Resolver};
-pub use decode::decode_cell;
+pub use decode::{decode_cell, decode_checked_cell};
 pub use error::{DecodeError, Rule};
 pub use id::ValueId;
 pub use message::{Message, MessageError, MessageType, ResultRecord};

@@ -255,3 +255,28 @@ fn m_rules() {
     let b = Body::decode(h(&format!("{top} 81 4b {s203}"))).expect("E21");
     assert!(b.missing().is_empty());
 }
+
+/// `decode_checked_cell` parses as `decode_cell` does and keeps every stage-A rule, but leaves
+/// out the stage-B rules between a cell and its inline children (for bytes that passed
+/// `decode_cell` before).
+#[test]
+fn decode_checked_cell_leaves_out_stage_b_only() {
+    use etch_formats::decode_checked_cell;
+    let vc3 = "80 11 11 10 80 01 11 01";
+    assert_eq!(rule(vc3), Rule::VC3);
+    let cell = decode_checked_cell(h(vc3)).expect("stage A only");
+    assert_eq!(cell.count(), 17);
+    assert_eq!(
+        decode_checked_cell(h("80 11 11 10 00")).unwrap_err().rule,
+        Rule::VC1
+    );
+    assert_eq!(decode_checked_cell(Vec::new()).unwrap_err().rule, Rule::G1);
+    let e = decode_checked_cell(h("10 ff")).unwrap_err();
+    assert_eq!((e.rule, e.offset), (Rule::G3, 1));
+    let good = h("80 03 11 01 11 02 30 03 61 62 63");
+    let (a, b) = (
+        decode_cell(good.clone()).unwrap(),
+        decode_checked_cell(good).unwrap(),
+    );
+    assert_eq!((a.id(), a.encoding()), (b.id(), b.encoding()));
+}

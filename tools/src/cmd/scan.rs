@@ -18,7 +18,9 @@ use etch_engine::store::native::run::{parse_run_file_name, run_file_name, Run, R
 use etch_engine::store::native::RUNS_MAX;
 use etch_formats::cell::{ResolveError, ENCODING_BYTES_MAX};
 use etch_formats::structure::{self, Summaries, Summary};
-use etch_formats::{decode_cell, Cell, DecodeError, Kind as CellKind, Ref, Resolver, ValueId};
+use etch_formats::{
+    decode_cell, decode_checked_cell, Cell, DecodeError, Kind as CellKind, Ref, Resolver, ValueId,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -566,10 +568,10 @@ impl Scan {
         }
     }
 
-    /// The cell of the good record at `at`.
+    /// The cell of the good record at `at` ([`Scan::check_records`] decoded it with every rule).
     fn cell_at(&self, at: usize) -> Option<Cell> {
         let r = self.recs.get(at).filter(|r| r.good)?;
-        let cell = decode_cell(self.encoding(r).to_vec()).ok()?;
+        let cell = decode_checked_cell(self.encoding(r).to_vec()).ok()?;
         cell.set_known_id(ValueId(r.id));
         Some(cell)
     }
