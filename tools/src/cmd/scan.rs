@@ -398,6 +398,16 @@ impl Scan {
     /// Checks every record (hash, canonical encoding; CAD047 labels), in parallel; marks the
     /// good ones and adds a problem for each bad one. Sorts by id.
     pub fn check_records(&mut self, show: bool) {
+        self.check(show, false);
+    }
+
+    /// As [`Scan::check_records`], and each good record keeps its cell's stage-B summary
+    /// (`Rec::summary`), which [`walk_trees`] checks each cell's children by.
+    pub fn check_records_keeping_summaries(&mut self, show: bool) {
+        self.check(show, true);
+    }
+
+    fn check(&mut self, show: bool, summaries: bool) {
         let pb = bar(self.recs.len() as u64, "records", false);
         if !show {
             pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -440,7 +450,7 @@ impl Scan {
                     );
                 } else {
                     match decode_cell(enc.to_vec()) {
-                        Ok(cell) if !cell.is_embedded() => {
+                        Ok(cell) if summaries && !cell.is_embedded() => {
                             summary = Some(Box::new(Summary::kept(&cell)));
                         }
                         Ok(_) => {}
@@ -559,8 +569,8 @@ impl Scan {
             .summary
         {
             Some(s) => Ok(Some(Cow::Borrowed(s))),
-            // A good record without one holds a cell that must be inline: the ref's own
-            // check says so (S2).
+            // None kept (a cell that must be inline, or summaries not kept): from the cell,
+            // through the ref's own checks (S2 for a cell that must be inline).
             None => Ref::unresolved(*id)
                 .fetch(&self.resolver())
                 .map(|c| Some(Cow::Owned(Summary::of(&c))))
@@ -669,7 +679,8 @@ pub struct TreeWalk {
 /// parallel: each cell must be present in a good record, and each cell whose children are all
 /// present passes the stage-B rules (against its children's summaries).
 /// Each cell is visited once, however many roots share it. Without `check_structure`, only
-/// what is reachable is found (and what is missing).
+/// what is reachable is found (and what is missing); with it, the children's summaries come
+/// from [`Scan::check_records_keeping_summaries`] (else each is made from its cell).
 /// `roots`: each root's Value ID and the offset (in the record file) where it is named.
 pub fn walk_trees(
     scan: &Scan,
