@@ -718,6 +718,26 @@ fn stats_and_dump_describe() {
     assert!(v["tree"]["depth"].as_u64().unwrap() >= 2);
     assert!(v["tree"]["dedup_ratio"].as_f64().unwrap() >= 1.0);
     assert_eq!(v["garbage_cells"], 0);
+    assert_eq!(v["live_cells"], v["records"]);
+
+    // A cell no commit's root reaches is garbage; every cell of every commit's tree is live.
+    let g = dir.path().join("g");
+    let s = NativeStore::create(&g, small_native_options()).unwrap();
+    let (old, new) = (value(1, 1), value(2, 1));
+    s.set_root(&old).unwrap();
+    s.set_root(&new).unwrap();
+    let stray = Cell::string(&"not reachable ".repeat(20));
+    s.put(&stray).unwrap();
+    s.commit().unwrap();
+    let records = dump(&g).len() as u64;
+    drop(s);
+    let (code, out, err) = etch(&["stats", p(&g), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["records"].as_u64(), Some(records), "{v}");
+    assert_eq!(v["garbage_cells"].as_u64(), Some(1), "{v}");
+    assert_eq!(v["garbage_bytes"].as_u64(), Some(stray.len() as u64), "{v}");
+    assert_eq!(v["live_cells"].as_u64(), Some(records - 1), "{v}");
     let (code, out, _) = etch(&["stats", p(&vectors().join("mixed.etch"))]);
     assert_eq!(code, 0);
     assert!(out.contains("dedup ratio"), "{out}");
