@@ -38,8 +38,8 @@ pub enum Slot {
     Id(ValueId),
 }
 
-/// What the stage-B rules read of a child cell, without the child's own children: a few dozen
-/// bytes in place of a decoded cell.
+/// What the stage-B rules read of a child cell, without the child's own children: about 160
+/// bytes in place of a decoded cell and its refs.
 #[derive(Clone)]
 pub struct Summary {
     kind: Kind,
