@@ -7,7 +7,7 @@ use super::scan::branch_children;
 use etch_engine::store::cad047::{self, EtchFile, FLAG_NON_EMBEDDED};
 use etch_engine::store::{detect, NativeOptions, NativeStore, StoreFormat};
 use etch_formats::cell::ResolveError;
-use etch_formats::{decode_cell, Cell, Kind, Ref, Resolver, ValueId};
+use etch_formats::{decode_cell, decode_checked_cell, Cell, Kind, Ref, Resolver, ValueId};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -276,6 +276,29 @@ impl Sink {
         }
     }
 
+    /// Writes the record of the cell whose Value ID is `id` and whose canonical encoding (checked
+    /// by the caller) is `encoding`, as [`Sink::put`] does: a native store takes the bytes as they
+    /// are, so only a CAD047 file, which labels its records, decodes the cell.
+    pub fn put_encoding(
+        &mut self,
+        id: &ValueId,
+        encoding: &[u8],
+        complete: bool,
+    ) -> Result<bool, String> {
+        match self {
+            Sink::Native(s, dirty) => {
+                let new = s.put_record(id, encoding).map_err(|e| e.to_string())?;
+                *dirty |= new;
+                Ok(new)
+            }
+            Sink::Cad(..) => {
+                let cell = decode_checked_cell(encoding.to_vec()).map_err(|e| e.to_string())?;
+                cell.set_known_id(*id);
+                self.put(&cell, complete, None)
+            }
+        }
+    }
+
     /// Writes `cell`'s record. `complete`: every branch beneath it is already stored complete
     /// (a CAD047 target then labels it PERSISTED with its memory size, or keeps ANNOUNCED when
     /// `source_flags` says so); otherwise STORED. Returns false when it was there already.
@@ -286,13 +309,7 @@ impl Sink {
         source_flags: Option<u8>,
     ) -> Result<bool, String> {
         match self {
-            Sink::Native(s, dirty) => {
-                let new = s
-                    .put_record(cell.id(), cell.encoding())
-                    .map_err(|e| e.to_string())?;
-                *dirty |= new;
-                Ok(new)
-            }
+            Sink::Native(..) => self.put_encoding(cell.id(), cell.encoding(), complete),
             // Convex never writes a record for nil, and its validation rejects one.
             Sink::Cad(..) if cell.is_nil() => Ok(false),
             Sink::Cad(f, staged) => {
