@@ -34,7 +34,7 @@ const CACHE_ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// A bounded cache of decoded cells: FIFO eviction by bytes. Cheap, lock-held briefly, and
 /// enough to keep the upper levels of trees being walked (which are read again and again) hot.
-pub(crate) struct CellCache {
+pub struct CellCache {
     budget_bytes: usize,
     used_bytes: usize,
     cells: HashMap<ValueId, Cell, IdHash>,
@@ -42,7 +42,8 @@ pub(crate) struct CellCache {
 }
 
 impl CellCache {
-    pub(crate) fn new(budget_bytes: usize) -> CellCache {
+    /// An empty cache that keeps at most `budget_bytes` (encodings and their overhead).
+    pub fn new(budget_bytes: usize) -> CellCache {
         CellCache {
             budget_bytes,
             used_bytes: 0,
@@ -71,11 +72,13 @@ impl CellCache {
         self.used_bytes
     }
 
-    pub(crate) fn get(&self, id: &ValueId) -> Option<Cell> {
+    /// The cell of `id`, if kept.
+    pub fn get(&self, id: &ValueId) -> Option<Cell> {
         self.cells.get(id).cloned()
     }
 
-    pub(crate) fn insert(&mut self, cell: &Cell) {
+    /// Keeps `cell`, evicting the oldest cells past the budget.
+    pub fn insert(&mut self, cell: &Cell) {
         let cost = cell.len() + CACHE_ENTRY_OVERHEAD_BYTES;
         if cost > self.budget_bytes || self.cells.contains_key(cell.id()) {
             return;

@@ -7,7 +7,7 @@
 //! read from the file.
 
 use etch_engine::lattice::hold::{self, Zone};
-use etch_engine::store::cache::IdHash;
+use etch_engine::store::cache::{CellCache, IdHash};
 use etch_engine::store::cad047::{self, digit, level_slots, DATA_START, LEVEL_MAX};
 use etch_engine::store::native::format::{
     frame_at, frame_crc, parse_frame_header, record_crc, records, resync, Commit, Snapshot,
@@ -619,29 +619,35 @@ impl Summaries for Near<'_> {
     }
 }
 
-/// Cells a [`Remembering`] resolver keeps at most.
-const REMEMBERED_CELLS_MAX: usize = 4096;
+/// Bytes of decoded cells a [`Remembering`] resolver keeps at most.
+const REMEMBERED_BYTES_MAX: usize = 8 << 20;
 
-/// A resolver that keeps the cells it decoded, up to [`REMEMBERED_CELLS_MAX`]: the check for a
-/// partial replica's mark reads the same few cells beneath every commit's root.
+/// A resolver that keeps the cells it decoded (the stores' [`CellCache`], up to
+/// [`REMEMBERED_BYTES_MAX`]): the check for a partial replica's mark reads the same few cells
+/// beneath every commit's root.
 struct Remembering<'a> {
     res: ScanResolver<'a>,
-    cells: Mutex<HashMap<[u8; 32], Cell, IdHash>>,
+    cells: Mutex<CellCache>,
+}
+
+impl<'a> Remembering<'a> {
+    fn new(res: ScanResolver<'a>) -> Remembering<'a> {
+        Remembering {
+            res,
+            cells: Mutex::new(CellCache::new(REMEMBERED_BYTES_MAX)),
+        }
+    }
 }
 
 impl Resolver for Remembering<'_> {
     fn resolve(&self, id: &ValueId) -> Result<Option<Cell>, ResolveError> {
         let locked = || self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = locked().get(&id.0) {
-            return Ok(Some(c.clone()));
+        if let Some(c) = locked().get(id) {
+            return Ok(Some(c));
         }
         let cell = self.res.get(&id.0).map(|(c, _)| c);
         if let Some(c) = &cell {
-            let mut cells = locked();
-            if cells.len() >= REMEMBERED_CELLS_MAX {
-                cells.clear();
-            }
-            cells.insert(id.0, c.clone());
+            locked().insert(c);
         }
         Ok(cell)
     }
@@ -719,10 +725,7 @@ pub fn walk_trees(
         }
     }
     // Whether a root is a partial replica's: the cells beneath every commit's root that say.
-    let marks = Remembering {
-        res: scan.resolver(),
-        cells: Mutex::new(HashMap::default()),
-    };
+    let marks = Remembering::new(scan.resolver());
     while !frontier.is_empty() {
         let visits: Vec<Visit> = frontier
             .par_iter()
@@ -840,21 +843,25 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering, check_structure: bool) -
         .into_iter()
         .map(|k| (k, scan.good_index(&k.0)))
         .collect();
-    let mut held = Vec::new();
-    if zone == Zone::Full {
-        // Every branch beneath the cell, each held whole.
-        held.extend(all.iter().map(|(k, _)| (*k, Zone::Full)));
-    } else {
-        hold::held_branches(&cell, zone, &mut held);
-    }
-    for (k, z) in held {
-        let at = match all.iter().find(|(id, _)| *id == k) {
-            Some(&(_, at)) => at,
-            None => scan.good_index(&k.0),
-        };
-        match at.and_then(|at| u32::try_from(at).ok()) {
+    let mut kid =
+        |k: &ValueId, at: Option<usize>, z: Zone| match at.and_then(|at| u32::try_from(at).ok()) {
             Some(at) => v.stored_kids.push((at, z)),
             None => v.missing_kids.push((k.0, z)),
+        };
+    if zone == Zone::Full {
+        // Every branch beneath the cell, each held whole.
+        for (k, at) in &all {
+            kid(k, *at, Zone::Full);
+        }
+    } else {
+        let mut held = Vec::new();
+        hold::held_branches(&cell, zone, &mut held);
+        for (k, z) in held {
+            let at = match all.iter().find(|(id, _)| *id == k) {
+                Some(&(_, at)) => at,
+                None => scan.good_index(&k.0),
+            };
+            kid(&k, at, z);
         }
     }
     if check_structure && all.iter().all(|(_, at)| at.is_some()) {
