@@ -332,16 +332,72 @@ fn readers_see_every_put_cell_through_flushes_and_merges() {
             })
         })
         .collect();
-    for i in 0..n {
+    // One cell at a time, then batches (whose leaves are indexed together).
+    for i in 0..n / 2 {
         s.put(&blob(i, 40)).unwrap();
         done_upto.store(i + 1, Ordering::Release);
         if i % 500 == 499 {
             s.commit().unwrap();
         }
     }
+    for from in (n / 2..n).step_by(300) {
+        let batch: Vec<Cell> = (from..from + 300).map(|i| blob(i, 40)).collect();
+        s.put_many(&batch).unwrap();
+        done_upto.store(from + 300, Ordering::Release);
+        s.commit().unwrap();
+    }
     stop.store(true, Ordering::Release);
     for r in readers {
         assert!(r.join().unwrap() > 0);
     }
     assert!(s.runs().len() > 1, "flushes happened: {:?}", s.runs());
+}
+
+#[test]
+fn put_many_stores_each_leaf_once_through_runs_and_flushes() {
+    // Batches that overlap: part of each batch is in a run already, part in the memtable,
+    // part repeated inside the batch; a tree of the batch's own earlier leaves sits in the
+    // middle of one; one batch is longer than a chunk of leaves and flushes inside it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m");
+    let flush = 100;
+    let leaf = |i: u64| blob(i, 60);
+    let mut expected: Vec<Cell> = Vec::new();
+    let distinct_cells;
+    {
+        let s = NativeStore::create(&path, opts(IoMode::Pwrite, flush)).unwrap();
+        for (from, to) in [(0u64, 700u64), (350, 1050), (0, 6000)] {
+            let mut batch: Vec<Cell> = (from..to).map(leaf).collect();
+            // Repeats in the same run of leaves as the cells they repeat (after the tree).
+            batch.extend((to - 20..to).map(leaf));
+            let tree = Cell::vector((from + 5..from + 25).map(leaf).collect());
+            batch.insert(batch.len() / 2, tree.clone());
+            batch.push(leaf(to + 100_000));
+            s.put_many(&batch).unwrap();
+            expected.extend(batch);
+            assert!(
+                !s.runs().is_empty(),
+                "the memtable was flushed inside put_many"
+            );
+            s.commit().unwrap();
+        }
+        // Each cell once, as when put one by one (the trees add their inner nodes).
+        let one_by_one =
+            NativeStore::create(dir.path().join("o"), opts(IoMode::Pwrite, flush)).unwrap();
+        for c in &expected {
+            one_by_one.put(c).unwrap();
+        }
+        one_by_one.commit().unwrap();
+        distinct_cells = one_by_one.stats().unwrap().cells;
+        assert_eq!(distinct_cells, 6000 + 3 + 2 * 2);
+        assert_eq!(s.stats().unwrap().cells, distinct_cells);
+        for c in &expected {
+            assert_eq!(s.get(c.id()).unwrap().as_ref(), Some(c));
+        }
+    }
+    let s = NativeStore::open(&path, true, opts(IoMode::Pwrite, flush)).unwrap();
+    assert_eq!(s.stats().unwrap().cells, distinct_cells);
+    for c in &expected {
+        assert_eq!(s.get(c.id()).unwrap().as_ref(), Some(c));
+    }
 }

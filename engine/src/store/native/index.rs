@@ -65,11 +65,6 @@ impl Index {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True if a run (not the memtable) holds `id`.
-    pub(super) fn in_runs(&self, id: &[u8; 32]) -> bool {
-        self.shard(id).runs.iter().any(|r| r.get(id).is_some())
-    }
-
     pub(super) fn get(&self, id: &[u8; 32]) -> Option<u64> {
         let s = self.shard(id);
         if let Some(a) = s.memtable.get(id) {
@@ -93,6 +88,71 @@ impl Index {
             }
         }
         Some(self.memtable_len.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// The positions in `ids` of the ids held neither by the memtable nor by a run, one for
+    /// each distinct id (its first), grouped by shard for [`Index::insert_absent`]. One read
+    /// lock per shard for the whole batch: each probe of a large memtable is a cache miss, and
+    /// a lock taken and released per id keeps those misses from overlapping.
+    pub(super) fn absent(&self, ids: &[[u8; 32]]) -> Vec<usize> {
+        let mut starts = [0usize; INDEX_SHARDS + 1];
+        for id in ids {
+            starts[Self::shard_of(id) + 1] += 1;
+        }
+        for s in 0..INDEX_SHARDS {
+            starts[s + 1] += starts[s];
+        }
+        let mut next = starts;
+        let mut grouped = vec![0usize; ids.len()];
+        for (p, id) in ids.iter().enumerate() {
+            let s = Self::shard_of(id);
+            grouped[next[s]] = p;
+            next[s] += 1;
+        }
+        let mut absent = Vec::with_capacity(ids.len());
+        for s in 0..INDEX_SHARDS {
+            let group = &mut grouped[starts[s]..starts[s + 1]];
+            if group.is_empty() {
+                continue;
+            }
+            // Equal ids side by side, the first in `ids` first.
+            group.sort_unstable_by(|&x, &y| ids[x].cmp(&ids[y]).then(x.cmp(&y)));
+            let shard = self.shards[s].read().unwrap_or_else(|p| p.into_inner());
+            let mut previous: Option<&[u8; 32]> = None;
+            for &p in group.iter() {
+                let id = &ids[p];
+                if previous == Some(id) {
+                    continue;
+                }
+                previous = Some(id);
+                if !shard.memtable.contains_key(id)
+                    && !shard.runs.iter().any(|r| r.get(id).is_some())
+                {
+                    absent.push(p);
+                }
+            }
+        }
+        absent
+    }
+
+    /// Adds the entries `(ids[p], addrs[p])` for the positions [`Index::absent`] gave, the
+    /// appender locked since (so they are absent still): one write lock per shard. Returns the
+    /// memtable's new size.
+    pub(super) fn insert_absent(&self, ids: &[[u8; 32]], absent: &[usize], addrs: &[u64]) -> usize {
+        let mut i = 0;
+        while let Some(&first) = absent.get(i) {
+            let s = Self::shard_of(&ids[first]);
+            let mut shard = self.shards[s].write().unwrap_or_else(|p| p.into_inner());
+            while let Some(&p) = absent.get(i) {
+                if Self::shard_of(&ids[p]) != s {
+                    break;
+                }
+                let old = shard.memtable.insert(ids[p], addrs[p]);
+                debug_assert!(old.is_none(), "insert_absent of an id the memtable holds");
+                i += 1;
+            }
+        }
+        self.memtable_len.fetch_add(absent.len(), Ordering::Relaxed) + absent.len()
     }
 
     pub(super) fn memtable_len(&self) -> usize {
