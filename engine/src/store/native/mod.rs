@@ -600,7 +600,20 @@ impl NativeStore {
                 if !appended[p] {
                     continue;
                 }
-                addrs[p] = self.next_record_address(a, cell.encoding())?;
+                match self.next_record_address(a, cell.encoding()) {
+                    Ok(addr) => addrs[p] = addr,
+                    Err(e) => {
+                        // The records already in the frame are indexed, as one by one they
+                        // would have been: none is left in the log that the index does not name.
+                        let pushed: Vec<usize> = absent
+                            .iter()
+                            .copied()
+                            .filter(|&q| addrs[q] != NO_ADDRESS)
+                            .collect();
+                        self.index.insert_absent(&ids, &pushed, &addrs);
+                        return Err(e);
+                    }
+                }
                 Self::push_to_frame(a, &ids[p], cell.encoding());
             }
             let n = self.index.insert_absent(&ids, &absent, &addrs);
