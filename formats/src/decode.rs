@@ -19,10 +19,11 @@ pub fn decode_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
     decode_whole(input.into(), Depth::TOP)
 }
 
-/// As [`decode_cell`], for an encoding that passed it before (a store's record that its
-/// verifier decoded moments ago): the same parsing and stage-A rules, without the stage-B
-/// rules between each cell and its inline children, which can only answer as they did then.
-/// Not for bytes that have not been through [`decode_cell`].
+/// As [`decode_cell`] without the stage-B rules between each cell and its inline children:
+/// the same parsing and stage-A rules. For an encoding that passed [`decode_cell`] before (the
+/// stage-B rules can only answer as they did then), or whose caller applies the stage-B rules
+/// itself to every cell in it, inline ones included (`etch verify`'s walk, against each cell's
+/// children's summaries). Not for bytes that neither has been or will be.
 pub fn decode_checked_cell(input: impl Into<Bytes>) -> Result<Cell, DecodeError> {
     decode_whole(
         input.into(),

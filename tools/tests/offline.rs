@@ -1171,3 +1171,141 @@ fn verify_checks_each_cell_against_its_children() {
         assert_eq!(p["offset"].as_u64(), Some(at.0), "{p}");
     }
 }
+
+/// `map` with its first two inline children swapped in its own encoding: stage A holds, the
+/// stage-B rules between the cell and its inline children do not.
+fn inline_children_swapped(map: &Cell) -> Vec<u8> {
+    let inline: Vec<Vec<u8>> = map
+        .refs()
+        .iter()
+        .filter_map(|r| match r {
+            etch_formats::Ref::Embedded(c) => Some(c.encoding().to_vec()),
+            etch_formats::Ref::Branch(_) => None,
+        })
+        .filter(|e| e.len() > 2)
+        .take(2)
+        .collect();
+    let enc = map.encoding();
+    let at = |e: &[u8]| enc.windows(e.len()).position(|w| w == e).unwrap();
+    let (a, b) = (at(&inline[0]), at(&inline[1]));
+    assert!(a + inline[0].len() <= b);
+    let mut out = enc[..a].to_vec();
+    out.extend_from_slice(&inline[1]);
+    out.extend_from_slice(&enc[a + inline[0].len()..b]);
+    out.extend_from_slice(&inline[0]);
+    out.extend_from_slice(&enc[b + inline[1].len()..]);
+    out
+}
+
+/// `verify` leaves the stage-B rules out of its first decoding of each record and applies them
+/// in the walk, so each must still catch a cell whose inline children break them: a root whose
+/// branches are all stored (checked against their summaries), a root with a branch missing
+/// (checked against its inline children alone, as decoding does), and a record no root
+/// reaches (decoded again with every rule). The first two are structure problems at their
+/// records, the last an encoding problem, as before.
+#[test]
+fn verify_applies_stage_b_rules_to_inline_children() {
+    use etch_formats::decode_checked_cell;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let s = NativeStore::create(&path, small_native_options()).unwrap();
+    let small = |n: i64, big: i64| {
+        Cell::map(
+            (0..n)
+                .map(|i| {
+                    let v = if i < big {
+                        Cell::string(&format!("{n} {}", "x".repeat(200 + i as usize)))
+                    } else {
+                        Cell::long(-i)
+                    };
+                    (Cell::long(i), v)
+                })
+                .collect(),
+        )
+    };
+    // A Map inline in a Vector, its own inline children swapped: the rule broken is the
+    // inline cell's, which the walk reaches only by looking inside the record's cell.
+    let inner = small(16, 0);
+    assert!(inner.is_embedded());
+    let outer = Cell::vector(vec![inner.clone(), Cell::string(&"y".repeat(300))]);
+    let mut nested = outer.encoding().to_vec();
+    let at = nested
+        .windows(inner.len())
+        .position(|w| w == inner.encoding())
+        .unwrap();
+    nested[at..at + inner.len()].copy_from_slice(&inline_children_swapped(&inner));
+    let mut cases = Vec::new();
+    for (map, store_branches, root) in [
+        (small(24, 2), true, true),
+        (small(26, 2), false, true),
+        (small(22, 0), true, false),
+    ] {
+        assert!(map.refs().iter().filter(|r| !r.is_branch()).count() >= 2);
+        cases.push((inline_children_swapped(&map), map, store_branches, root));
+    }
+    cases.push((nested, outer, true, true));
+    let mut bad = Vec::new();
+    for (enc, sound, store_branches, root) in cases {
+        let e = etch_formats::decode_cell(enc.clone()).unwrap_err();
+        let broken = decode_checked_cell(enc.clone()).unwrap();
+        if store_branches {
+            s.put(&sound).unwrap();
+        }
+        assert!(s.put_record(broken.id(), &enc).unwrap());
+        if root {
+            s.set_root_id(Some(*broken.id())).unwrap();
+        }
+        bad.push((broken, e, store_branches, root));
+    }
+    s.set_root_id(None).unwrap();
+    drop(s);
+
+    let (code, v) = verify(&path);
+    assert_eq!(code, 1, "{v}");
+    let dumped = dump(&path);
+    let problems = v["problems"].as_array().unwrap();
+    let mut counted = bad.len();
+    for (broken, e, store_branches, root) in &bad {
+        let id = broken.id().to_hex();
+        let record = dumped.iter().find(|r| r.1 == id).unwrap().0;
+        let mine: Vec<&Value> = problems
+            .iter()
+            .filter(|p| p["id"].as_str() == Some(&id))
+            .collect();
+        assert_eq!(mine.len(), 1, "{id}: {v}");
+        let p = mine[0];
+        if *root {
+            assert_eq!(p["kind"], "structure", "{p}");
+            assert_eq!(p["offset"].as_u64(), Some(record), "{p}");
+            let detail = format!("rule {}: {}", e.rule.name(), e.detail);
+            assert_eq!(p["detail"].as_str(), Some(detail.as_str()), "{p}");
+        } else {
+            assert_eq!(p["kind"], "encoding", "{p}");
+            assert_eq!(
+                p["detail"].as_str(),
+                Some(format!("not a canonical cell: {e}").as_str()),
+                "{p}"
+            );
+        }
+        if !store_branches {
+            fn branches(c: &Cell) -> usize {
+                c.refs()
+                    .iter()
+                    .map(|r| match r {
+                        etch_formats::Ref::Embedded(c) => branches(c),
+                        etch_formats::Ref::Branch(_) => 1,
+                    })
+                    .sum()
+            }
+            let branches = branches(broken);
+            assert!(branches > 0);
+            let missing = problems
+                .iter()
+                .filter(|p| p["kind"] == "missing" && p["offset"].as_u64() == Some(record))
+                .count();
+            assert_eq!(missing, branches, "{v}");
+            counted += branches;
+        }
+    }
+    assert_eq!(problems.len(), counted, "{v}");
+}

@@ -449,7 +449,15 @@ impl Scan {
                         .with_id(r.id),
                     );
                 } else {
-                    match decode_cell(enc.to_vec()) {
+                    // Keeping summaries (verify), the stage-B rules are left to `walk_trees`:
+                    // it applies them to each cell it reaches against its children's
+                    // summaries, and decodes the records it does not reach with every rule.
+                    let decoded = if summaries {
+                        decode_checked_cell(enc.to_vec())
+                    } else {
+                        decode_cell(enc.to_vec())
+                    };
+                    match decoded {
                         Ok(cell) if summaries && !cell.is_embedded() => {
                             summary = Some(Box::new(Summary::kept(&cell)));
                         }
@@ -776,6 +784,9 @@ pub fn walk_trees(
         frontier = next;
     }
     pb.finish_and_clear();
+    if check_structure {
+        out.problems.extend(check_unreached(scan, &seen_stored));
+    }
     out
 }
 
@@ -864,13 +875,14 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering, check_structure: bool) -
             kid(&k, at, z);
         }
     }
-    if check_structure && all.iter().all(|(_, at)| at.is_some()) {
+    if check_structure {
         let near = Near {
             scan,
             kids: &all,
             cursor: std::cell::Cell::new(0),
         };
-        if let Err(e) = structure::check_structure_with(&cell, &near) {
+        let all_stored = all.iter().all(|(_, at)| at.is_some());
+        if let Err(e) = check_cell_structure(&cell, &near, all_stored) {
             v.problems.push(
                 Problem::new(
                     file,
@@ -883,6 +895,49 @@ fn visit(scan: &Scan, p: &Pending, marks: &Remembering, check_structure: bool) -
         }
     }
     v
+}
+
+/// The stage-B rules for `cell` and every cell inline in it, inline ones first (as decoding
+/// applies them; [`Scan::check_records_keeping_summaries`] left them to the walk): against the
+/// children's summaries when every branch beneath `cell` is stored, else against the inline
+/// children only, as decoding does (the missing ones are reported as missing).
+fn check_cell_structure(cell: &Cell, near: &Near, all_stored: bool) -> Result<(), DecodeError> {
+    for r in cell.refs() {
+        if let Ref::Embedded(c) = r {
+            if !c.refs().is_empty() {
+                check_cell_structure(c, near, all_stored)?;
+            }
+        }
+    }
+    if all_stored {
+        structure::check_structure_with(cell, near)
+    } else {
+        structure::check_structure(cell, None)
+    }
+}
+
+/// Decodes, with every rule, the good records `walk_trees` did not reach: their stage-B rules
+/// were left to the walk ([`Scan::check_records_keeping_summaries`]).
+fn check_unreached(scan: &Scan, reached: &[bool]) -> Vec<Problem> {
+    let unreached: Vec<usize> = (0..scan.recs.len())
+        .filter(|&i| scan.recs[i].good && !reached[i])
+        .collect();
+    unreached
+        .par_iter()
+        .filter_map(|&i| {
+            let r = &scan.recs[i];
+            let e = decode_cell(scan.encoding(r).to_vec()).err()?;
+            Some(
+                Problem::new(
+                    &scan.rec_file,
+                    r.enc_at + e.offset as u64,
+                    Kind::Encoding,
+                    format!("not a canonical cell: {e}"),
+                )
+                .with_id(r.id),
+            )
+        })
+        .collect()
 }
 
 /// The bytes of every file in a directory (not recursive), or of a file.
