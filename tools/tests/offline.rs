@@ -1202,7 +1202,9 @@ fn inline_children_swapped(map: &Cell) -> Vec<u8> {
 /// branches are all stored (checked against their summaries), a root with a branch missing
 /// (checked against its inline children alone, as decoding does), and a record no root
 /// reaches (decoded again with every rule). The first two are structure problems at their
-/// records, the last an encoding problem, as before.
+/// records, the last an encoding problem, as before. And a cell inline in a record is checked
+/// against its own branch children's summaries, which no decoding can see: before, verify
+/// missed a Vector tree inline in a Vector whose branch child had the wrong count.
 #[test]
 fn verify_applies_stage_b_rules_to_inline_children() {
     use etch_formats::decode_checked_cell;
@@ -1257,6 +1259,27 @@ fn verify_applies_stage_b_rules_to_inline_children() {
         }
         bad.push((broken, e, store_branches, root));
     }
+    // A Vector tree inline in a Vector, one of its branch children replaced by a Vector of
+    // the wrong count: decoding cannot see it (the child is not at hand); the walk checks the
+    // inline cell against its branch children's summaries.
+    let strings = |n: usize| -> Vec<Cell> {
+        (0..n)
+            .map(|i| Cell::string(&format!("element {i:>20}")))
+            .collect()
+    };
+    let tree = Cell::vector(strings(32));
+    assert!(tree.is_embedded() && tree.refs().iter().all(|r| r.is_branch()));
+    let short = Cell::vector(strings(15));
+    let outer = Cell::vector(vec![tree.clone(), Cell::string(&"z".repeat(300))]);
+    let mut enc = outer.encoding().to_vec();
+    let second = tree.refs()[1].id().0;
+    let at = enc.windows(32).position(|w| w == second).unwrap();
+    enc[at..at + 32].copy_from_slice(&short.id().0);
+    let wrong_count = etch_formats::decode_cell(enc.clone()).unwrap();
+    s.put(&outer).unwrap();
+    s.put(&short).unwrap();
+    assert!(s.put_record(wrong_count.id(), &enc).unwrap());
+    s.set_root_id(Some(*wrong_count.id())).unwrap();
     s.set_root_id(None).unwrap();
     drop(s);
 
@@ -1264,7 +1287,19 @@ fn verify_applies_stage_b_rules_to_inline_children() {
     assert_eq!(code, 1, "{v}");
     let dumped = dump(&path);
     let problems = v["problems"].as_array().unwrap();
-    let mut counted = bad.len();
+    let id = wrong_count.id().to_hex();
+    let record = dumped.iter().find(|r| r.1 == id).unwrap().0;
+    let p = problems
+        .iter()
+        .find(|p| p["id"].as_str() == Some(&id))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(p["kind"], "structure", "{p}");
+    assert_eq!(p["offset"].as_u64(), Some(record), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().starts_with("rule VC3: "),
+        "{p}"
+    );
+    let mut counted = bad.len() + 1;
     for (broken, e, store_branches, root) in &bad {
         let id = broken.id().to_hex();
         let record = dumped.iter().find(|r| r.1 == id).unwrap().0;
