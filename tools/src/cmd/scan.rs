@@ -586,7 +586,9 @@ impl Scan {
         }
     }
 
-    /// The cell of the good record at `at` ([`Scan::check_records`] decoded it with every rule).
+    /// The cell of the good record at `at`, decoded with the stage-A rules only:
+    /// [`Scan::check_records`] decoded it with every rule, or (keeping summaries) the walk
+    /// applies the stage-B rules to it.
     fn cell_at(&self, at: usize) -> Option<Cell> {
         let r = self.recs.get(at).filter(|r| r.good)?;
         let cell = decode_checked_cell(self.encoding(r).to_vec()).ok()?;
@@ -690,11 +692,13 @@ pub struct TreeWalk {
 }
 
 /// Walks every tree reachable from `roots`, level by level with the levels' cells checked in
-/// parallel: each cell must be present in a good record, and each cell whose children are all
-/// present passes the stage-B rules (against its children's summaries).
-/// Each cell is visited once, however many roots share it. Without `check_structure`, only
-/// what is reachable is found (and what is missing); with it, the children's summaries come
-/// from [`Scan::check_records_keeping_summaries`] (else each is made from its cell).
+/// parallel: each cell must be present in a good record. Each cell is visited once, however
+/// many roots share it. Without `check_structure`, only what is reachable is found (and what is
+/// missing). With it, each cell and every cell inline in it pass the stage-B rules: against
+/// the children's summaries where every branch beneath the cell is present, else against the
+/// inline children alone; and the good records the walk does not reach are decoded with every
+/// rule. That is the stage-B check [`Scan::check_records_keeping_summaries`] leaves out, so the
+/// two go together; the summaries come from it (else each is made from its cell).
 /// `roots`: each root's Value ID and the offset (in the record file) where it is named.
 pub fn walk_trees(
     scan: &Scan,
