@@ -42,6 +42,8 @@ pub const MEMTABLE_FLUSH_ENTRIES: usize = 1 << 20;
 /// Initial capacity of a DATA frame buffer: small commits (W1: ~140 KB per 1,000 cells) should
 /// not pay for zeroing a full 4 MiB frame each; bigger frames grow by doubling.
 const FRAME_INITIAL_BYTES: usize = 256 << 10;
+/// Smallest capacity a new frame buffer starts with.
+const FRAME_MIN_BYTES: usize = 4 << 10;
 /// Cells per helper thread hashing a batch: smaller batches are hashed on the calling thread
 /// alone (waking a helper costs more than hashing them).
 const PARALLEL_HASH_MIN: usize = 256;
@@ -477,8 +479,14 @@ impl NativeStore {
         if a.frame.len() == FRAME_HEADER_BYTES {
             return Ok(());
         }
+        // The next frame starts at what this one needed (a commit's worth), not more.
+        let capacity = a
+            .frame
+            .len()
+            .next_power_of_two()
+            .clamp(FRAME_MIN_BYTES, FRAME_INITIAL_BYTES);
         let mut frame = std::mem::replace(&mut a.frame, {
-            let mut f = Vec::with_capacity(FRAME_INITIAL_BYTES);
+            let mut f = Vec::with_capacity(capacity);
             f.resize(FRAME_HEADER_BYTES, 0);
             f
         });
