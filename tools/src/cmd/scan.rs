@@ -462,15 +462,7 @@ impl Scan {
                             summary = Some(Box::new(Summary::kept(&cell)));
                         }
                         Ok(_) => {}
-                        Err(e) => out.push(
-                            Problem::new(
-                                &file,
-                                r.enc_at + e.offset as u64,
-                                Kind::Encoding,
-                                format!("not a canonical cell: {e}"),
-                            )
-                            .with_id(r.id),
-                        ),
+                        Err(e) => out.push(not_canonical(&file, r, &e)),
                     }
                 }
                 if cad {
@@ -931,17 +923,20 @@ fn check_unreached(scan: &Scan, reached: &[bool]) -> Vec<Problem> {
         .filter_map(|&i| {
             let r = &scan.recs[i];
             let e = decode_cell(scan.encoding(r).to_vec()).err()?;
-            Some(
-                Problem::new(
-                    &scan.rec_file,
-                    r.enc_at + e.offset as u64,
-                    Kind::Encoding,
-                    format!("not a canonical cell: {e}"),
-                )
-                .with_id(r.id),
-            )
+            Some(not_canonical(&scan.rec_file, r, &e))
         })
         .collect()
+}
+
+/// The problem of record `r`, whose encoding does not decode: at the byte where it fails.
+fn not_canonical(file: &str, r: &Rec, e: &DecodeError) -> Problem {
+    Problem::new(
+        file,
+        r.enc_at + e.offset as u64,
+        Kind::Encoding,
+        format!("not a canonical cell: {e}"),
+    )
+    .with_id(r.id)
 }
 
 /// The bytes of every file in a directory (not recursive), or of a file.
