@@ -935,25 +935,20 @@ fn hash_ids(values: &[Cell]) {
     let helpers = rayon::current_num_threads()
         .saturating_sub(1)
         .min(values.len() / PARALLEL_HASH_MIN);
-    if helpers == 0 {
-        for v in values {
-            v.id();
-        }
-        return;
-    }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let take = || loop {
-        let start = next.fetch_add(HASH_CHUNK, Ordering::Relaxed);
-        let Some(chunk) = values.get(start..(start + HASH_CHUNK).min(values.len())) else {
-            break;
-        };
-        if chunk.is_empty() {
-            break;
-        }
-        for v in chunk {
-            v.id();
+    let take = || {
+        while let Some(chunk) = values
+            .chunks(HASH_CHUNK)
+            .nth(next.fetch_add(1, Ordering::Relaxed))
+        {
+            for v in chunk {
+                v.id();
+            }
         }
     };
+    if helpers == 0 {
+        return take();
+    }
     rayon::in_place_scope(|s| {
         for _ in 0..helpers {
             s.spawn(|_| take());
